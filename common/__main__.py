@@ -1,0 +1,5 @@
+"""``python -m common`` runs the ``nitrokit`` command line."""
+
+from common.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""Input and output helpers shared by every ``nitrokit`` command.
+
+Inputs are read with a size cap before anything parses them; binary inputs may be raw or base64 (detected);
+hex arguments are validated here so each command reports bad hex the same way.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from common.errors import InputTooLargeError, UsageError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class CommandFailed(Exception):
+    """Raised by a command handler to stop with a message and a given exit code."""
+
+    def __init__(self, message: str, *, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def read_input(source: str, *, limit: int, what: str) -> bytes:
+    """Read ``source`` (a path, or ``-`` for standard input), refusing more than ``limit`` bytes."""
+    if source == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        with Path(source).open("rb") as handle:
+            data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InputTooLargeError(what, len(data), limit)
+    return data
+
+
+def decode_binary_or_base64(data: bytes) -> bytes:
+    """Return ``data`` itself if it is binary, or its base64 decoding if it is base64 text.
+
+    Text counts as base64 only if every byte is printable ASCII or whitespace and it decodes strictly.
+    """
+    stripped = b"".join(data.split())
+    if not stripped or any(b < 0x20 or b > 0x7E for b in stripped):
+        return data
+    try:
+        return base64.b64decode(stripped, validate=True)
+    except binascii.Error:
+        try:
+            return base64.urlsafe_b64decode(stripped + b"=" * (-len(stripped) % 4))
+        except (binascii.Error, ValueError):
+            return data
+
+
+def parse_hex(text: str, *, what: str) -> bytes:
+    """Decode a hex argument (optional ``0x`` prefix, any case), naming ``what`` if it is not hex."""
+    cleaned = text.strip()
+    if cleaned[:2].lower() == "0x":
+        cleaned = cleaned[2:]
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise UsageError(f"{what} is not valid hex") from None
+
+
+def write_output(dest: str, data: bytes) -> None:
+    """Write ``data`` to ``dest`` (a path, or ``-`` for standard output)."""
+    if dest == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(dest).write_bytes(data)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))

@@ -1,0 +1,26 @@
+"""The root of nitrokit's exception tree.
+
+Every error nitrokit raises on purpose derives from :class:`NitrokitError`, so a caller can catch one class.
+Each area (attestation, CMS, wire protocol, ...) adds its own subclasses in its own ``errors`` module.
+Messages name what was wrong; they never carry key material, plaintext or secrets.
+"""
+
+from __future__ import annotations
+
+
+class NitrokitError(Exception):
+    """Base class of every error nitrokit raises on purpose."""
+
+
+class UsageError(NitrokitError, ValueError):
+    """The caller passed an invalid argument or combination of options (a programming or CLI error)."""
+
+
+class InputTooLargeError(NitrokitError, ValueError):
+    """An input exceeded a hard size limit before it was parsed."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
+        self.what = what
+        self.size = size
+        self.limit = limit
