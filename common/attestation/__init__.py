@@ -1,0 +1,48 @@
+"""Parse and verify AWS Nitro Enclaves attestation documents.
+
+The public API::
+
+    from common.attestation import Verifier, Policy
+
+    result = Verifier().verify(document_bytes, at=None, max_age=None, policy=Policy(pcrs={0: "..."}))
+    result.document.pcrs[0], result.chain, result.checks
+
+``parse_document`` parses without verifying (for inspection only: nothing in an unverified document is
+trustworthy). Errors are in :mod:`common.attestation.errors`, all subclasses of ``AttestationError``.
+"""
+
+from common.attestation._parse import MAX_DOCUMENT_BYTES, parse_document
+from common.attestation.errors import (
+    AttestationError,
+    CertificateValidityError,
+    ChainError,
+    DocumentTimeError,
+    MalformedDocumentError,
+    PolicyError,
+    SignatureError,
+    TrustRootError,
+)
+from common.attestation.models import AttestationDocument, VerificationResult
+from common.attestation.policy import Policy
+from common.attestation.roots import AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root, load_root
+from common.attestation.verifier import Verifier
+
+__all__ = [
+    "AWS_NITRO_ROOT_G1_SHA256",
+    "MAX_DOCUMENT_BYTES",
+    "AttestationDocument",
+    "AttestationError",
+    "CertificateValidityError",
+    "ChainError",
+    "DocumentTimeError",
+    "MalformedDocumentError",
+    "Policy",
+    "PolicyError",
+    "SignatureError",
+    "TrustRootError",
+    "VerificationResult",
+    "Verifier",
+    "aws_nitro_root",
+    "load_root",
+    "parse_document",
+]

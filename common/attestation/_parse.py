@@ -1,0 +1,227 @@
+"""Strict parsing of the bytes an NSM returns into an :class:`AttestationDocument`.
+
+cbor2 does the decoding with duplicate keys refused and a depth cap; this module checks the COSE_Sign1
+framing, that nothing follows the structure, and every payload field's type and size (REFERENCE.md s.3).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import cbor2
+
+from common.attestation._cose import COSE_SIGN1_TAG, ES384, ES384_SIGNATURE_BYTES
+from common.attestation.errors import MalformedDocumentError
+from common.attestation.models import AttestationDocument
+from common.errors import InputTooLargeError
+
+# A real document is about 4.4 KB and the NSM's response buffer is 12 KiB; 32 KiB leaves room for
+# 1024-byte optional fields without letting anyone feed us megabytes.
+MAX_DOCUMENT_BYTES = 32 * 1024
+MAX_CBOR_DEPTH = 8
+MAX_OPTIONAL_FIELD_BYTES = 1024
+MAX_MODULE_ID_CHARS = 256
+MAX_CERTIFICATE_BYTES = 4096
+MAX_CABUNDLE_ENTRIES = 8
+PCR_COUNT = 32
+PCR_LENGTHS = frozenset({32, 48, 64})
+REQUIRED_FIELDS = ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle")
+OPTIONAL_FIELDS = ("public_key", "user_data", "nonce")
+EXPECTED_DIGEST = "SHA384"
+_ALG_LABEL = 1
+
+
+def parse_document(data: bytes) -> AttestationDocument:
+    """Parse ``data`` (a tagged or untagged COSE_Sign1) strictly; raise :class:`MalformedDocumentError`."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise MalformedDocumentError(f"expected bytes, got {type(data).__name__}", field="document")
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InputTooLargeError("attestation document", len(data), MAX_DOCUMENT_BYTES)
+    data = bytes(data)
+    if not data:
+        raise MalformedDocumentError("empty input", field="document")
+
+    top = _decode_exactly(data, what="COSE_Sign1")
+    tagged = False
+    if isinstance(top, cbor2.CBORTag):
+        if top.tag != COSE_SIGN1_TAG:
+            raise MalformedDocumentError(f"CBOR tag {top.tag}, expected {COSE_SIGN1_TAG} (COSE_Sign1)",
+                                         field="COSE_Sign1")
+        top, tagged = top.value, True
+    if not isinstance(top, list | tuple):
+        raise MalformedDocumentError(f"expected a 4-element array, got {_kind(top)}", field="COSE_Sign1")
+    if len(top) != 4:
+        raise MalformedDocumentError(f"expected 4 elements, got {len(top)}", field="COSE_Sign1")
+    protected, unprotected, payload, signature = top
+
+    _check_protected_header(protected)
+    if not isinstance(unprotected, dict):
+        raise MalformedDocumentError(f"expected a map, got {_kind(unprotected)}", field="unprotected header")
+    if not isinstance(payload, bytes):
+        raise MalformedDocumentError(f"expected a byte string, got {_kind(payload)}", field="payload")
+    if not isinstance(signature, bytes):
+        raise MalformedDocumentError(f"expected a byte string, got {_kind(signature)}", field="signature")
+    if len(signature) != ES384_SIGNATURE_BYTES:
+        raise MalformedDocumentError(
+            f"{len(signature)} bytes, expected {ES384_SIGNATURE_BYTES} (raw r||s for P-384)", field="signature")
+
+    fields = _decode_exactly(payload, what="payload")
+    if not isinstance(fields, dict):
+        raise MalformedDocumentError(f"expected a map, got {_kind(fields)}", field="payload")
+    return _build_document(fields, tagged=tagged, protected=protected, payload=payload, signature=signature)
+
+
+def _decode_exactly(data: bytes, *, what: str) -> Any:
+    """Decode one CBOR item that must span all of ``data``."""
+    stream = io.BytesIO(data)
+    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
+    try:
+        item = decoder.decode()
+    except RecursionError:
+        raise MalformedDocumentError(f"nested deeper than {MAX_CBOR_DEPTH} levels", field=what) from None
+    except (cbor2.CBORError, ValueError, TypeError, OverflowError, MemoryError, EOFError) as exc:
+        # cbor2's messages describe the encoding problem (truncation, duplicate key...), never our secrets.
+        raise MalformedDocumentError(f"invalid CBOR: {_short(str(exc))}", field=what) from None
+    if stream.tell() != len(data):
+        raise MalformedDocumentError(f"{len(data) - stream.tell()} trailing bytes after the structure",
+                                     field=what)
+    return item
+
+
+def _check_protected_header(protected: object) -> None:
+    if not isinstance(protected, bytes):
+        raise MalformedDocumentError(f"expected a byte string, got {_kind(protected)}", field="protected header")
+    header = _decode_exactly(protected, what="protected header")
+    if not isinstance(header, dict):
+        raise MalformedDocumentError(f"expected a map, got {_kind(header)}", field="protected header")
+    if _ALG_LABEL not in header:
+        raise MalformedDocumentError("no algorithm (label 1)", field="protected header")
+    alg = header[_ALG_LABEL]
+    if type(alg) is not int or alg != ES384:
+        raise MalformedDocumentError(f"algorithm {alg!r}, expected ES384 ({ES384})", field="protected header")
+    extra = [label for label in header if label != _ALG_LABEL]
+    if extra:
+        raise MalformedDocumentError(f"unexpected labels {sorted(map(repr, extra))}", field="protected header")
+
+
+def _build_document(fields: dict[Any, Any], *, tagged: bool, protected: bytes, payload: bytes,
+                    signature: bytes) -> AttestationDocument:
+    non_text = [key for key in fields if not isinstance(key, str)]
+    if non_text:
+        raise MalformedDocumentError(f"non-text key {non_text[0]!r}", field="payload")
+    for name in REQUIRED_FIELDS:
+        if name not in fields:
+            raise MalformedDocumentError("required field is missing", field=name)
+        if fields[name] is None:
+            raise MalformedDocumentError("required field is null", field=name)
+
+    unknown = {key: value for key, value in fields.items() if key not in REQUIRED_FIELDS + OPTIONAL_FIELDS}
+    return AttestationDocument(
+        module_id=_module_id(fields["module_id"]),
+        digest=_digest(fields["digest"]),
+        timestamp=_timestamp(fields["timestamp"]),
+        pcrs=_pcrs(fields["pcrs"]),
+        certificate=_der_bytes(fields["certificate"], field="certificate"),
+        cabundle=_cabundle(fields["cabundle"]),
+        public_key=_optional_bytes(fields.get("public_key"), field="public_key"),
+        user_data=_optional_bytes(fields.get("user_data"), field="user_data"),
+        nonce=_optional_bytes(fields.get("nonce"), field="nonce"),
+        unknown_fields=MappingProxyType(unknown),
+        tagged=tagged,
+        protected=protected,
+        payload=payload,
+        signature=signature,
+    )
+
+
+def _module_id(value: object) -> str:
+    if not isinstance(value, str):
+        raise MalformedDocumentError(f"expected text, got {_kind(value)}", field="module_id")
+    if not value:
+        raise MalformedDocumentError("empty", field="module_id")
+    if len(value) > MAX_MODULE_ID_CHARS:
+        raise MalformedDocumentError(f"{len(value)} characters, over {MAX_MODULE_ID_CHARS}", field="module_id")
+    return value
+
+
+def _digest(value: object) -> str:
+    if not isinstance(value, str):
+        raise MalformedDocumentError(f"expected text, got {_kind(value)}", field="digest")
+    if value != EXPECTED_DIGEST:
+        raise MalformedDocumentError(f"{_short(value)!r}, expected {EXPECTED_DIGEST!r}", field="digest")
+    return value
+
+
+def _timestamp(value: object) -> int:
+    # bool is an int subclass in Python, but CBOR true/false is not an unsigned integer.
+    if type(value) is not int:
+        raise MalformedDocumentError(f"expected an unsigned integer, got {_kind(value)}", field="timestamp")
+    if value <= 0 or value >= 2**63:
+        raise MalformedDocumentError(f"{value} is out of range (milliseconds since the epoch)",
+                                     field="timestamp")
+    return value
+
+
+def _pcrs(value: object) -> Mapping[int, bytes]:
+    if not isinstance(value, dict):
+        raise MalformedDocumentError(f"expected a map, got {_kind(value)}", field="pcrs")
+    if not value:
+        raise MalformedDocumentError("empty map", field="pcrs")
+    pcrs: dict[int, bytes] = {}
+    for index, digest in value.items():
+        if type(index) is not int:
+            raise MalformedDocumentError(f"index {_short(repr(index))} is not an unsigned integer", field="pcrs")
+        if not 0 <= index < PCR_COUNT:
+            raise MalformedDocumentError(f"index {index} is outside 0..{PCR_COUNT - 1}", field="pcrs")
+        if not isinstance(digest, bytes):
+            raise MalformedDocumentError(f"expected a byte string, got {_kind(digest)}", field=f"pcrs[{index}]")
+        if len(digest) not in PCR_LENGTHS:
+            raise MalformedDocumentError(f"{len(digest)} bytes, expected 32, 48 or 64", field=f"pcrs[{index}]")
+        pcrs[index] = digest
+    return MappingProxyType(dict(sorted(pcrs.items())))
+
+
+def _der_bytes(value: object, *, field: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise MalformedDocumentError(f"expected a byte string, got {_kind(value)}", field=field)
+    if not value:
+        raise MalformedDocumentError("empty", field=field)
+    if len(value) > MAX_CERTIFICATE_BYTES:
+        raise MalformedDocumentError(f"{len(value)} bytes, over {MAX_CERTIFICATE_BYTES}", field=field)
+    return value
+
+
+def _cabundle(value: object) -> tuple[bytes, ...]:
+    if not isinstance(value, list | tuple):
+        raise MalformedDocumentError(f"expected an array, got {_kind(value)}", field="cabundle")
+    if not value:
+        raise MalformedDocumentError("empty array (it must hold at least the root)", field="cabundle")
+    if len(value) > MAX_CABUNDLE_ENTRIES:
+        raise MalformedDocumentError(f"{len(value)} entries, over {MAX_CABUNDLE_ENTRIES}", field="cabundle")
+    return tuple(_der_bytes(entry, field=f"cabundle[{i}]") for i, entry in enumerate(value))
+
+
+def _optional_bytes(value: object, *, field: str) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, bytes):
+        raise MalformedDocumentError(f"expected a byte string or null, got {_kind(value)}", field=field)
+    if len(value) > MAX_OPTIONAL_FIELD_BYTES:
+        raise MalformedDocumentError(f"{len(value)} bytes, over {MAX_OPTIONAL_FIELD_BYTES}", field=field)
+    return value
+
+
+def _kind(value: object) -> str:
+    """A CBOR-flavoured name for a decoded value's type, for error messages."""
+    names = {bytes: "byte string", str: "text", int: "integer", bool: "boolean", float: "float",
+             list: "array", tuple: "array", dict: "map", type(None): "null"}
+    if isinstance(value, cbor2.CBORTag):
+        return f"tag {value.tag}"
+    return names.get(type(value), type(value).__name__)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,230 @@
+"""``nitrokit verify`` and ``nitrokit inspect``: attestation documents on the command line."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from common.attestation import (
+    MAX_DOCUMENT_BYTES,
+    AttestationDocument,
+    AttestationError,
+    Policy,
+    Verifier,
+    parse_document,
+)
+from common.cli._io import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    decode_binary_or_base64,
+    parse_hex,
+    print_json,
+    read_input,
+)
+from common.errors import UsageError
+
+# base64 text of a maximal document, with line breaks.
+_MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
+_MAX_PUBLIC_KEY_FILE_BYTES = 16 * 1024
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    verify = subparsers.add_parser(
+        "verify", help="verify an attestation document (exit 0 valid, 1 not valid, 2 usage or I/O error)",
+        description="Verify a Nitro attestation document: chain to the root, COSE signature, time and policy.",
+    )
+    verify.add_argument("document", metavar="DOC", help="path or '-' for stdin; raw CBOR or base64")
+    verify.add_argument("--root", metavar="PEM",
+                        help="trust root: a PEM/DER file, 'aws' (default) or 'fixture' (nitrokit's test PKI)")
+    verify.add_argument("--at", default="now", metavar="now|document|ISO-8601",
+                        help="verification time: now (default), the document's own timestamp, or a time")
+    verify.add_argument("--max-age", type=float, metavar="SECONDS", help="refuse documents older than this")
+    verify.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
+                        help="expected PCR value (repeatable)")
+    verify.add_argument("--nonce", metavar="HEX", help="expected nonce")
+    verify.add_argument("--user-data", metavar="HEX", help="expected user_data")
+    verify.add_argument("--public-key", metavar="FILE", help="expected public_key (raw bytes, or PEM -> DER)")
+    verify.add_argument("--allow-debug", action="store_true", help="accept debug-mode documents (PCR0 zero)")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(handler=run_verify)
+
+    inspect = subparsers.add_parser(
+        "inspect", help="show an attestation document's structure WITHOUT verifying it",
+        description="Show a document's fields, PCRs and certificates. Nothing shown is verified.",
+    )
+    inspect.add_argument("document", metavar="DOC", help="path or '-' for stdin; raw CBOR or base64")
+    inspect.add_argument("--json", action="store_true", help="print as JSON")
+    inspect.set_defaults(handler=run_inspect)
+
+
+def read_document(source: str) -> bytes:
+    return decode_binary_or_base64(read_input(source, limit=_MAX_INPUT_BYTES, what="attestation document"))
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    policy = _policy_from_args(args)
+    verifier = Verifier(root=_root_from_arg(args.root))
+    max_age = None
+    if args.max_age is not None:
+        if args.max_age < 0:
+            raise UsageError("--max-age must not be negative")
+        max_age = timedelta(seconds=args.max_age)
+    data = read_document(args.document)
+    try:
+        document = parse_document(data)
+        at = _time_from_arg(args.at, document)
+        result = verifier.verify(document, at=at, max_age=max_age, policy=policy)
+    except AttestationError as exc:
+        if args.json:
+            print_json({"valid": False, "step": exc.step, "field": exc.field, "error": str(exc)})
+        else:
+            print(f"NOT VALID: {exc}")
+        return EXIT_FAILURE
+
+    if args.json:
+        summary = describe(result.document)
+        print_json({"valid": True, "verified_at": result.verified_at.isoformat(), "checks": list(result.checks),
+                    "chain": [cert.subject.rfc4514_string() for cert in result.chain], **summary})
+    else:
+        doc = result.document
+        print(f"VALID: {doc.module_id} at {doc.issued_at.isoformat()} (verified at {result.verified_at.isoformat()})")
+        print(f"  checks: {', '.join(result.checks)}")
+        print(f"  root: {result.chain[0].subject.rfc4514_string()}")
+        for index, value in doc.pcrs.items():
+            print(f"  PCR{index}: {value.hex()}")
+    return EXIT_OK
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    document = parse_document(read_document(args.document))
+    summary = describe(document)
+    if args.json:
+        print_json({"verified": False, **summary})
+        return EXIT_OK
+    print("NOT VERIFIED: structure only (use 'nitrokit verify' to check it)")
+    print(f"module_id:  {summary['module_id']}")
+    print(f"timestamp:  {summary['timestamp']} ({summary['issued_at']})")
+    print(f"digest:     {summary['digest']}   debug mode: {summary['debug']}   tagged: {summary['tagged']}")
+    for index, value in summary["pcrs"].items():
+        print(f"PCR{index:<3}     {value}")
+    for name in ("public_key", "user_data", "nonce"):
+        size = summary["sizes"][name]
+        print(f"{name + ':':<11} {'null' if size is None else f'{size} bytes'}")
+    for cert in summary["certificates"]:
+        print(f"{cert['position']:<11} {cert['subject']}")
+        print(f"{'':<11} valid {cert['not_before']} .. {cert['not_after']}")
+    for key, value in summary["unknown_fields"].items():
+        print(f"unknown field (not trusted) {key!r}: {value}")
+    return EXIT_OK
+
+
+def describe(document: AttestationDocument) -> dict[str, Any]:
+    """A JSON-ready description of a document's structure (nothing in it is verified)."""
+    certificates = [("certificate", document.certificate)] + [
+        (f"cabundle[{i}]", der) for i, der in enumerate(document.cabundle)
+    ]
+    return {
+        "module_id": document.module_id,
+        "timestamp": document.timestamp,
+        "issued_at": document.issued_at.isoformat(),
+        "digest": document.digest,
+        "debug": document.is_debug,
+        "tagged": document.tagged,
+        "pcrs": {str(index): value.hex() for index, value in document.pcrs.items()},
+        "public_key": document.public_key.hex() if document.public_key is not None else None,
+        "user_data": document.user_data.hex() if document.user_data is not None else None,
+        "nonce": document.nonce.hex() if document.nonce is not None else None,
+        "sizes": {
+            "payload": len(document.payload),
+            "certificate": len(document.certificate),
+            "cabundle": [len(der) for der in document.cabundle],
+            "public_key": _size(document.public_key),
+            "user_data": _size(document.user_data),
+            "nonce": _size(document.nonce),
+        },
+        "certificates": [_describe_certificate(position, der) for position, der in certificates],
+        "unknown_fields": {key: _printable(value) for key, value in document.unknown_fields.items()},
+    }
+
+
+def _describe_certificate(position: str, der: bytes) -> dict[str, Any]:
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        return {"position": position, "subject": cert.subject.rfc4514_string(),
+                "issuer": cert.issuer.rfc4514_string(), "not_before": cert.not_valid_before_utc.isoformat(),
+                "not_after": cert.not_valid_after_utc.isoformat(), "size": len(der)}
+    except ValueError:
+        return {"position": position, "subject": "(not a parseable certificate)", "issuer": None,
+                "not_before": None, "not_after": None, "size": len(der)}
+
+
+def _printable(value: object) -> object:
+    if isinstance(value, bytes):
+        return {"bytes": len(value), "hex": value[:64].hex() + ("..." if len(value) > 64 else "")}
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    text = repr(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _size(value: bytes | None) -> int | None:
+    return None if value is None else len(value)
+
+
+def _root_from_arg(value: str | None) -> x509.Certificate | str | None:
+    if value is None or value == "aws":
+        return None
+    if value == "fixture":
+        from common.testing import fixture_pki
+
+        return fixture_pki().root
+    return value
+
+
+def _time_from_arg(value: str, document: AttestationDocument) -> datetime:
+    if value == "now":
+        return datetime.now(UTC)
+    if value == "document":
+        return document.issued_at
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--at {value!r} is not 'now', 'document' or an ISO-8601 time") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _policy_from_args(args: argparse.Namespace) -> Policy:
+    pcrs: dict[int, bytes] = {}
+    for item in args.pcr:
+        index_text, sep, value = item.partition("=")
+        if not sep or not index_text.strip().isdigit():
+            raise UsageError(f"--pcr {item!r} is not N=HEX")
+        index = int(index_text)
+        if index in pcrs:
+            raise UsageError(f"--pcr {index} given twice")
+        pcrs[index] = parse_hex(value, what=f"--pcr {index}")
+    public_key = None
+    if args.public_key is not None:
+        public_key = _read_public_key(args.public_key)
+    return Policy(
+        pcrs=pcrs or None,
+        allow_debug=args.allow_debug,
+        nonce=parse_hex(args.nonce, what="--nonce") if args.nonce is not None else None,
+        user_data=parse_hex(args.user_data, what="--user-data") if args.user_data is not None else None,
+        public_key=public_key,
+    )
+
+
+def _read_public_key(path: str) -> bytes:
+    data = read_input(path, limit=_MAX_PUBLIC_KEY_FILE_BYTES, what="--public-key file")
+    if data.lstrip().startswith(b"-----BEGIN"):
+        try:
+            key = serialization.load_pem_public_key(data)
+        except (ValueError, TypeError):
+            raise UsageError("--public-key file is PEM but not a public key") from None
+        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return data

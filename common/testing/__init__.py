@@ -1,0 +1,10 @@
+"""Offline test support: the fixture PKI (shaped like AWS's Nitro chain) and fixture attestation documents.
+
+Everything here is for tests and simulations. The private keys under ``pki/`` are TEST KEYS, published in
+this repository: nothing signed by them proves anything about a real enclave.
+"""
+
+from common.testing.documents import build_document
+from common.testing.pki import FixturePki, fixture_pki, fixture_root_pem
+
+__all__ = ["FixturePki", "build_document", "fixture_pki", "fixture_root_pem"]
