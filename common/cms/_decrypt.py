@@ -1,0 +1,48 @@
+"""Opening an envelope with the recipient's RSA private key."""
+
+from __future__ import annotations
+
+import hmac
+
+from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from common.cms._build import CONTENT_KEY_LENGTH, OAEP_SHA256
+from common.cms._keys import check_rsa_size, private_key_id
+from common.cms._model import EnvelopedData
+from common.cms._parse import parse_enveloped_data
+from common.cms.errors import CmsDecryptionError, RecipientMismatchError, UnsupportedKeyError
+
+
+def decrypt(envelope: bytes | EnvelopedData, private_key: rsa.RSAPrivateKey) -> bytes:
+    """Return the plaintext of a CiphertextForRecipient, all of it or nothing.
+
+    ``envelope`` is the raw BER bytes or an already parsed :class:`EnvelopedData`. Raises
+    :class:`CmsFormatError` for a bad shape, :class:`RecipientMismatchError` if the envelope names another
+    key (before any RSA operation), and :class:`CmsDecryptionError`, always with the same message, for
+    every failure after that.
+    """
+    if not isinstance(private_key, rsa.RSAPrivateKey):
+        raise UnsupportedKeyError(
+            f"private key is a {type(private_key).__name__}, expected an RSAPrivateKey"
+        )
+    check_rsa_size(private_key, what="private key")
+    parsed = envelope if isinstance(envelope, EnvelopedData) else parse_enveloped_data(envelope)
+    key_id = private_key_id(private_key)
+    if not hmac.compare_digest(parsed.rid, key_id):
+        raise RecipientMismatchError(parsed.rid, key_id)
+
+    try:
+        content_key = private_key.decrypt(parsed.encrypted_key, OAEP_SHA256)
+        if len(content_key) != CONTENT_KEY_LENGTH:
+            raise ValueError("content key length")
+        decryptor = Cipher(algorithms.AES(content_key), modes.CBC(parsed.iv)).decryptor()
+        padded = decryptor.update(parsed.encrypted_content) + decryptor.finalize()
+        unpadder = sym_padding.PKCS7(128).unpadder()
+        plaintext = unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        pass  # raised below, outside this block, so not even __context__ tells the failures apart
+    else:
+        return plaintext
+    raise CmsDecryptionError()
