@@ -170,9 +170,11 @@ def _parse_general(data: bytes) -> EnvelopedData:
 
 def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
     _expect_oid(info["content_type"].dotted, OID_ENVELOPED_DATA, "ContentInfo contentType")
+    _no_extra_fields(info, "ContentInfo")
     enveloped = info["content"]
     if not isinstance(enveloped, cms.EnvelopedData):
         raise CmsFormatError("ContentInfo has no content, expected an EnvelopedData")
+    _no_extra_fields(enveloped, "EnvelopedData")
     _expect_version(enveloped["version"], "EnvelopedData")
     if _present(enveloped["originator_info"]):
         raise CmsFormatError("EnvelopedData has originatorInfo, expected none")
@@ -187,6 +189,7 @@ def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
         kind = _RECIPIENT_INFO_NAMES.get(recipient.name, recipient.name)
         raise CmsFormatError(f"recipientInfo is a {kind}, expected a KeyTransRecipientInfo")
     ktri = recipient.chosen
+    _no_extra_fields(ktri, "KeyTransRecipientInfo")
     _expect_version(ktri["version"], "KeyTransRecipientInfo")
     rid_choice = ktri["rid"]
     if rid_choice.name != "subject_key_identifier":
@@ -199,20 +202,26 @@ def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
 
     algorithm = ktri["key_encryption_algorithm"]
     _expect_oid(algorithm["algorithm"].dotted, OID_RSAES_OAEP, "keyEncryptionAlgorithm")
+    _no_extra_fields(algorithm, "keyEncryptionAlgorithm")
     params = algorithm["parameters"]
     if not _present(params):
         raise CmsFormatError("RSAES-OAEP-params are absent (SHA-1 defaults), expected SHA-256 and MGF1-SHA-256")
+    _no_extra_fields(params, "RSAES-OAEP-params")
     oaep_hash = params["hash_algorithm"]
+    _no_extra_fields(oaep_hash, "RSAES-OAEP hashAlgorithm")
     _expect_oid(oaep_hash["algorithm"].dotted, OID_SHA256, "RSAES-OAEP hashAlgorithm")
     oaep_null = _null_or_absent(oaep_hash["parameters"], "RSAES-OAEP hashAlgorithm")
     mgf = params["mask_gen_algorithm"]
     _expect_oid(mgf["algorithm"].dotted, OID_MGF1, "RSAES-OAEP maskGenAlgorithm")
+    _no_extra_fields(mgf, "RSAES-OAEP maskGenAlgorithm")
     mgf_hash = mgf["parameters"]
     if not _present(mgf_hash):
         raise CmsFormatError("MGF1 parameters are absent, expected the sha256 AlgorithmIdentifier")
+    _no_extra_fields(mgf_hash, "MGF1 hash algorithm")
     _expect_oid(mgf_hash["algorithm"].dotted, OID_SHA256, "MGF1 hash algorithm")
     mgf_null = _null_or_absent(mgf_hash["parameters"], "MGF1 hash algorithm")
     label_source = params["p_source_algorithm"]
+    _no_extra_fields(label_source, "RSAES-OAEP pSourceAlgorithm")
     if label_source["algorithm"].native != "p_specified" or label_source["parameters"].native != b"":
         raise CmsFormatError("RSAES-OAEP pSourceAlgorithm is not the empty label")
     encrypted_key = ktri["encrypted_key"].native
@@ -223,8 +232,10 @@ def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
 
     content_info = enveloped["encrypted_content_info"]
     _expect_oid(content_info["content_type"].dotted, OID_DATA, "EncryptedContentInfo contentType")
+    _no_extra_fields(content_info, "EncryptedContentInfo")
     content_algorithm = content_info["content_encryption_algorithm"]
     _expect_oid(content_algorithm["algorithm"].dotted, OID_AES256_CBC, "contentEncryptionAlgorithm")
+    _no_extra_fields(content_algorithm, "contentEncryptionAlgorithm")
     iv_value = content_algorithm["parameters"]
     if not isinstance(iv_value, core.OctetString):
         raise CmsFormatError("aes256-CBC parameters are not an OCTET STRING IV")
@@ -288,6 +299,13 @@ def _expect_version(value: core.Integer, what: str) -> None:
     number = int.from_bytes(value.contents, "big", signed=True)
     if number != 2:
         raise CmsFormatError(f"{what} version is {number}, expected 2")
+
+
+def _no_extra_fields(value: core.Sequence, what: str) -> None:
+    # asn1crypto keeps elements past the last defined field instead of refusing them.
+    extra = len(value) - len(value._fields)
+    if extra > 0:
+        raise CmsFormatError(f"{what} has {extra} unexpected trailing element(s)")
 
 
 def _present(value: Any) -> bool:
