@@ -58,7 +58,7 @@ def parse_document(data: bytes) -> AttestationDocument:
     protected, unprotected, payload, signature = top
 
     _check_protected_header(protected)
-    if not isinstance(unprotected, dict):
+    if not isinstance(unprotected, Mapping):
         raise MalformedDocumentError(f"expected a map, got {_kind(unprotected)}", field="unprotected header")
     if not isinstance(payload, bytes):
         raise MalformedDocumentError(f"expected a byte string, got {_kind(payload)}", field="payload")
@@ -69,7 +69,7 @@ def parse_document(data: bytes) -> AttestationDocument:
             f"{len(signature)} bytes, expected {ES384_SIGNATURE_BYTES} (raw r||s for P-384)", field="signature")
 
     fields = _decode_exactly(payload, what="payload")
-    if not isinstance(fields, dict):
+    if not isinstance(fields, Mapping):
         raise MalformedDocumentError(f"expected a map, got {_kind(fields)}", field="payload")
     return _build_document(fields, tagged=tagged, protected=protected, payload=payload, signature=signature)
 
@@ -95,7 +95,7 @@ def _check_protected_header(protected: object) -> None:
     if not isinstance(protected, bytes):
         raise MalformedDocumentError(f"expected a byte string, got {_kind(protected)}", field="protected header")
     header = _decode_exactly(protected, what="protected header")
-    if not isinstance(header, dict):
+    if not isinstance(header, Mapping):
         raise MalformedDocumentError(f"expected a map, got {_kind(header)}", field="protected header")
     if _ALG_LABEL not in header:
         raise MalformedDocumentError("no algorithm (label 1)", field="protected header")
@@ -107,7 +107,7 @@ def _check_protected_header(protected: object) -> None:
         raise MalformedDocumentError(f"unexpected labels {sorted(map(repr, extra))}", field="protected header")
 
 
-def _build_document(fields: dict[Any, Any], *, tagged: bool, protected: bytes, payload: bytes,
+def _build_document(fields: Mapping[Any, Any], *, tagged: bool, protected: bytes, payload: bytes,
                     signature: bytes) -> AttestationDocument:
     non_text = [key for key in fields if not isinstance(key, str)]
     if non_text:
@@ -166,7 +166,7 @@ def _timestamp(value: object) -> int:
 
 
 def _pcrs(value: object) -> Mapping[int, bytes]:
-    if not isinstance(value, dict):
+    if not isinstance(value, Mapping):
         raise MalformedDocumentError(f"expected a map, got {_kind(value)}", field="pcrs")
     if not value:
         raise MalformedDocumentError("empty map", field="pcrs")
@@ -220,6 +220,8 @@ def _kind(value: object) -> str:
              list: "array", tuple: "array", dict: "map", type(None): "null"}
     if isinstance(value, cbor2.CBORTag):
         return f"tag {value.tag}"
+    if isinstance(value, Mapping):
+        return "map"
     return names.get(type(value), type(value).__name__)
 
 

@@ -14,12 +14,15 @@ from common.attestation import (
     AttestationDocument,
     AttestationError,
     Policy,
+    TrustRootError,
     Verifier,
     parse_document,
 )
 from common.cli._io import (
     EXIT_FAILURE,
     EXIT_OK,
+    EXIT_USAGE,
+    CommandFailed,
     decode_binary_or_base64,
     parse_hex,
     print_json,
@@ -67,7 +70,10 @@ def read_document(source: str) -> bytes:
 
 def run_verify(args: argparse.Namespace) -> int:
     policy = _policy_from_args(args)
-    verifier = Verifier(root=_root_from_arg(args.root))
+    try:
+        verifier = Verifier(root=_root_from_arg(args.root))
+    except TrustRootError as exc:
+        raise CommandFailed(str(exc), exit_code=EXIT_USAGE) from None
     max_age = None
     if args.max_age is not None:
         if args.max_age < 0:
