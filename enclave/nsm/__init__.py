@@ -1,0 +1,59 @@
+"""The Nitro Secure Module (NSM): the real device inside an enclave, or a simulated one anywhere.
+
+    from enclave.nsm import open_nsm
+
+    with open_nsm("simulated") as nsm:                     # or open_nsm() inside a real enclave
+        document = nsm.attestation(public_key=spki_der, nonce=nonce)
+        locked, value = nsm.describe_pcr(0)
+
+Both implementations speak the NSM's CBOR protocol (REFERENCE.md section 4) through the same codec; they
+differ only in the transport: one ioctl on /dev/nsm (:class:`DeviceNsm`) or an in-process handler
+(:class:`SimulatedNsm`). Errors are in :mod:`enclave.nsm.errors`, all subclasses of :class:`NsmError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from common.errors import UsageError
+from enclave.nsm._client import Nsm, NsmDescription, PcrState
+from enclave.nsm._codec import REQUEST_MAX_BYTES, RESPONSE_MAX_BYTES
+from enclave.nsm.device import DEFAULT_DEVICE_PATH, DeviceNsm
+from enclave.nsm.errors import (
+    ErrorCode,
+    NsmError,
+    NsmInputTooLargeError,
+    NsmResponseError,
+    NsmUnavailableError,
+)
+from enclave.nsm.simulated import SimulatedNsm
+
+NSM_KINDS = ("device", "simulated")
+
+
+def open_nsm(kind: Literal["device", "simulated"] = "device", **options: Any) -> Nsm:
+    """Open the NSM of ``kind``; ``options`` go to :class:`DeviceNsm` or :class:`SimulatedNsm`."""
+    if kind == "device":
+        return DeviceNsm(**options)
+    if kind == "simulated":
+        return SimulatedNsm(**options)
+    raise UsageError(f"unknown NSM kind {kind!r}: expected one of {', '.join(NSM_KINDS)}")
+
+
+__all__ = [
+    "DEFAULT_DEVICE_PATH",
+    "NSM_KINDS",
+    "REQUEST_MAX_BYTES",
+    "RESPONSE_MAX_BYTES",
+    "DeviceNsm",
+    "ErrorCode",
+    "Nsm",
+    "NsmDescription",
+    "NsmError",
+    "NsmInputTooLargeError",
+    "NsmResponseError",
+    "NsmUnavailableError",
+    "PcrState",
+    "SimulatedNsm",
+    "open_nsm",
+]
