@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -29,8 +30,8 @@ def load_der(der: bytes, *, position: str) -> x509.Certificate:
         raise ChainError("not a DER X.509 certificate", field=position) from None
 
 
-def check_algorithms(cert: x509.Certificate, *, position: str) -> None:
-    """P-384 key and ecdsa-with-SHA384 signature, as on every certificate of the AWS chain."""
+def check_algorithms(cert: x509.Certificate, *, position: str) -> ec.EllipticCurvePublicKey:
+    """P-384 key and ecdsa-with-SHA384 signature, as on every certificate of the AWS chain; returns the key."""
     try:
         key = cert.public_key()
     except ValueError:
@@ -40,6 +41,7 @@ def check_algorithms(cert: x509.Certificate, *, position: str) -> None:
     if cert.signature_algorithm_oid != SignatureAlgorithmOID.ECDSA_WITH_SHA384:
         raise ChainError(f"signed with {cert.signature_algorithm_oid.dotted_string}, expected "
                          "ecdsa-with-SHA384", field=position)
+    return key
 
 
 def check_ca_profile(cert: x509.Certificate, *, position: str, cas_below: int) -> None:
@@ -85,26 +87,42 @@ def check_issued_by(cert: x509.Certificate, issuer: x509.Certificate, *, positio
         raise ChainError("signature by the next certificate up the chain does not verify", field=position) from None
 
 
+@dataclass(frozen=True)
+class CheckedCertificate:
+    """A certificate whose profile and issuer signature verified, with its parsed public key."""
+
+    certificate: x509.Certificate
+    public_key: ec.EllipticCurvePublicKey
+
+
+# (certificate DER, issuer DER, number of CA certificates below it; -1 for the signing certificate)
+LinkKey = tuple[bytes, bytes, int]
+
+
 class LinkCache:
-    """A bounded, thread-safe LRU set of (certificate DER, issuer DER) links whose signature verified."""
+    """A bounded, thread-safe LRU map of chain links already verified, to the checked certificate.
+
+    A link's signature and profile do not depend on time, so they are cached; validity at the verification
+    time is checked by the caller on every use.
+    """
 
     def __init__(self, max_entries: int) -> None:
         self._max_entries = max_entries
-        self._links: OrderedDict[tuple[bytes, bytes], None] = OrderedDict()
+        self._links: OrderedDict[LinkKey, CheckedCertificate] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __contains__(self, link: tuple[bytes, bytes]) -> bool:
+    def get(self, link: LinkKey) -> CheckedCertificate | None:
         with self._lock:
-            if link in self._links:
+            checked = self._links.get(link)
+            if checked is not None:
                 self._links.move_to_end(link)
-                return True
-            return False
+            return checked
 
-    def add(self, link: tuple[bytes, bytes]) -> None:
+    def add(self, link: LinkKey, checked: CheckedCertificate) -> None:
         if self._max_entries <= 0:
             return
         with self._lock:
-            self._links[link] = None
+            self._links[link] = checked
             self._links.move_to_end(link)
             while len(self._links) > self._max_entries:
                 self._links.popitem(last=False)

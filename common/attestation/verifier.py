@@ -19,12 +19,11 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from common.attestation import _chain
 from common.attestation._cose import verify_es384
 from common.attestation._parse import parse_document
-from common.attestation.errors import ChainError, DocumentTimeError, SignatureError
+from common.attestation.errors import ChainError, DocumentTimeError, SignatureError, TrustRootError
 from common.attestation.models import AttestationDocument, VerificationResult
 from common.attestation.policy import Policy
 from common.attestation.roots import RootSource, aws_nitro_root, load_root
@@ -54,6 +53,12 @@ class Verifier:
         self._root = aws_nitro_root() if root is None else load_root(root)
         self._root_der = self._root.public_bytes(serialization.Encoding.DER)
         self._future_skew = future_skew
+        try:
+            root_key = _chain.check_algorithms(self._root, position="root")
+        except ChainError as exc:
+            raise TrustRootError(str(exc), field="root") from None
+        self._checked_root = _chain.CheckedCertificate(self._root, root_key)
+        self._root_checked_for: set[int] = set()
         self._links = _chain.LinkCache(cache_size)
 
     @property
@@ -91,7 +96,8 @@ class Verifier:
         for check in policy.checks():
             check.verify(parsed)
             checks.append(f"policy: {check.name}")
-        return VerificationResult(document=parsed, chain=chain, verified_at=at, checks=tuple(checks))
+        return VerificationResult(document=parsed, chain=tuple(link.certificate for link in chain), verified_at=at,
+                                  checks=tuple(checks))
 
     def _check_time(self, document: AttestationDocument, *, at: datetime, max_age: timedelta | None) -> None:
         issued = document.issued_at
@@ -102,7 +108,8 @@ class Verifier:
             raise DocumentTimeError(f"{issued.isoformat()} is older than the maximum age {max_age} "
                                     f"at {at.isoformat()}", field="timestamp")
 
-    def _verify_chain(self, document: AttestationDocument, *, at: datetime) -> tuple[x509.Certificate, ...]:
+    def _verify_chain(self, document: AttestationDocument, *,
+                      at: datetime) -> tuple[_chain.CheckedCertificate, ...]:
         """Return the verified chain, root first and signing certificate last."""
         intermediates_der = list(document.cabundle)
         # AWS puts the root first in cabundle. It is never trusted from there: it must be our root, or we
@@ -119,30 +126,48 @@ class Verifier:
                                  "trusted root", field="cabundle[0]")
 
         offset = len(document.cabundle) - len(intermediates_der)
-        positions = ["root"] + [f"cabundle[{offset + i}]" for i in range(len(intermediates_der))] + ["certificate"]
-        ders = [self._root_der, *intermediates_der, document.certificate]
-        certs = [self._root] + [_chain.load_der(der, position=pos) for der, pos in zip(ders[1:], positions[1:],
-                                                                                       strict=True)]
-        last = len(certs) - 1
-        for index, (cert, position) in enumerate(zip(certs, positions, strict=True)):
-            _chain.check_algorithms(cert, position=position)
-            _chain.check_validity(cert, at, position=position)
-            if index == last:
-                _chain.check_leaf_profile(cert, position=position)
+        positions = [f"cabundle[{offset + i}]" for i in range(len(intermediates_der))] + ["certificate"]
+        ders = [*intermediates_der, document.certificate]
+        last = len(ders) - 1
+
+        _chain.check_validity(self._root, at, position="root")
+        self._check_root_profile(cas_below=last)
+        chain: list[_chain.CheckedCertificate] = [self._checked_root]
+        issuer_der = self._root_der
+        for index, (der, position) in enumerate(zip(ders, positions, strict=True)):
+            cas_below = last - index - 1  # -1 marks the signing certificate
+            link = (der, issuer_der, cas_below)
+            checked = self._links.get(link)
+            if checked is None:
+                checked = self._check_link(der, chain[-1].certificate, position=position, cas_below=cas_below, at=at)
+                self._links.add(link, checked)
             else:
-                _chain.check_ca_profile(cert, position=position, cas_below=last - index - 1)
-            if index > 0:
-                link = (ders[index], ders[index - 1])
-                if link not in self._links:
-                    _chain.check_issued_by(cert, certs[index - 1], position=position)
-                    self._links.add(link)
-        return tuple(certs)
+                _chain.check_validity(checked.certificate, at, position=position)
+            chain.append(checked)
+            issuer_der = der
+        return tuple(chain)
 
     @staticmethod
-    def _verify_signature(document: AttestationDocument, *, signer: x509.Certificate) -> None:
-        key = signer.public_key()
-        assert isinstance(key, ec.EllipticCurvePublicKey)  # checked by check_algorithms
-        if not verify_es384(key, protected=document.protected, payload=document.payload,
+    def _check_link(der: bytes, issuer: x509.Certificate, *, position: str, cas_below: int,
+                    at: datetime) -> _chain.CheckedCertificate:
+        cert = _chain.load_der(der, position=position)
+        key = _chain.check_algorithms(cert, position=position)
+        _chain.check_validity(cert, at, position=position)
+        if cas_below < 0:
+            _chain.check_leaf_profile(cert, position=position)
+        else:
+            _chain.check_ca_profile(cert, position=position, cas_below=cas_below)
+        _chain.check_issued_by(cert, issuer, position=position)
+        return _chain.CheckedCertificate(cert, key)
+
+    def _check_root_profile(self, *, cas_below: int) -> None:
+        if cas_below not in self._root_checked_for:
+            _chain.check_ca_profile(self._root, position="root", cas_below=cas_below)
+            self._root_checked_for.add(cas_below)
+
+    @staticmethod
+    def _verify_signature(document: AttestationDocument, *, signer: _chain.CheckedCertificate) -> None:
+        if not verify_es384(signer.public_key, protected=document.protected, payload=document.payload,
                             signature=document.signature):
             raise SignatureError("does not verify with the signing certificate's key", field="COSE signature")
 
