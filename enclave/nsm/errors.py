@@ -39,7 +39,7 @@ _MEANINGS = {
     ErrorCode.READ_ONLY_INDEX: "the PCR is locked (read-only)",
     ErrorCode.INVALID_OPERATION: "operation not supported",
     ErrorCode.BUFFER_TOO_SMALL: "the response buffer is too small",
-    ErrorCode.INPUT_TOO_LARGE: "input too large",
+    ErrorCode.INPUT_TOO_LARGE: "input too large (at most 1024 bytes per attestation field, 4096 per request)",
     ErrorCode.INTERNAL_ERROR: "internal error",
 }
 

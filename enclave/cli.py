@@ -1,0 +1,189 @@
+"""``nitrokit enclave ...``: the enclave's primitives on the command line (attestation and PCRs via the NSM).
+
+Every subcommand takes ``--nsm device|simulated`` (default device: /dev/nsm, only inside a Nitro enclave).
+Adding one: write ``_add_<name>(commands)`` (its parser, calling :func:`add_nsm_option` if it talks to an
+NSM) and a ``run_<name>(args) -> exit code`` handler, then list ``_add_<name>`` in ``_SUBCOMMANDS``.
+An NSM refusal (over its limits, locked PCR, bad index...) is an :class:`NsmError`: exit 1 with the NSM's code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any, TypeAlias
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
+from common.cli._io import EXIT_OK, parse_hex, print_json, read_input, write_output
+from common.errors import UsageError
+from enclave.nsm import NSM_KINDS, Nsm, open_nsm
+from enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
+
+_MAX_PUBLIC_KEY_FILE_BYTES = 16 * 1024
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def register(subparsers: Subparsers) -> None:
+    enclave = subparsers.add_parser(
+        "enclave", help="NSM operations inside an enclave: attest, describe/extend PCRs (or with a simulated NSM)",
+        description="Talk to the Nitro Secure Module: /dev/nsm inside an enclave, or a simulated NSM anywhere.",
+    )
+    commands = enclave.add_subparsers(dest="enclave_command", metavar="SUBCOMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(commands)
+
+
+def add_nsm_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--nsm", choices=NSM_KINDS, default="device",
+        help="device: /dev/nsm (default; only inside a Nitro enclave); simulated: an in-process NSM whose "
+             "documents are signed by nitrokit's TEST PKI (verify them with --root fixture)",
+    )
+
+
+def nsm_from_args(args: argparse.Namespace, **simulated_options: Any) -> Nsm:
+    """The NSM chosen by ``--nsm``; ``simulated_options`` shape a simulated one and are refused for the device."""
+    if args.nsm == "device":
+        if simulated_options:
+            raise UsageError(f"{', '.join(sorted(simulated_options))}: for --nsm simulated only")
+        return open_nsm("device")
+    return open_nsm("simulated", **simulated_options)
+
+
+# --- attest ---------------------------------------------------------------------------------------------
+
+
+def _add_attest(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "attest", help="write an attestation document (raw CBOR) from the NSM",
+        description="Ask the NSM for an attestation document carrying the given public key, user data and nonce. "
+                    "--pcr and --debug shape a simulated document, for your own offline tests.",
+    )
+    add_nsm_option(parser)
+    parser.add_argument("--public-key", metavar="FILE",
+                        help="public key to embed: a PEM public key (stored as DER SPKI) or raw bytes")
+    parser.add_argument("--user-data", metavar="HEX", help="user data to embed (the NSM takes up to 1024 bytes)")
+    parser.add_argument("--nonce", metavar="HEX", help="nonce to embed (the NSM takes up to 1024 bytes)")
+    parser.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
+                        help=f"simulated only: start value of PCR N (0..{BOOT_LOCKED_PCRS - 1}, {PCR_BYTES} bytes); "
+                             "repeatable")
+    parser.add_argument("--debug", action="store_true",
+                        help="simulated only: a debug-mode enclave (PCR0..15 all zero)")
+    parser.add_argument("--out", default="-", metavar="FILE|-", help="where to write the document (default stdout)")
+    parser.set_defaults(handler=run_attest)
+
+
+def run_attest(args: argparse.Namespace) -> int:
+    simulated: dict[str, Any] = {}
+    if args.pcr:
+        simulated["pcrs"] = _pcr_start_values(args.pcr)
+    if args.debug:
+        simulated["debug"] = True
+    if simulated and args.nsm != "simulated":
+        raise UsageError("--pcr and --debug shape simulated documents only: add --nsm simulated")
+    if args.out == "-" and sys.stdout.isatty():
+        raise UsageError("refusing to write a binary document to a terminal: use --out FILE or a pipe")
+    public_key = _read_public_key(args.public_key) if args.public_key is not None else None
+    user_data = parse_hex(args.user_data, what="--user-data") if args.user_data is not None else None
+    nonce = parse_hex(args.nonce, what="--nonce") if args.nonce is not None else None
+
+    with nsm_from_args(args, **simulated) as nsm:
+        document = nsm.attestation(user_data=user_data, nonce=nonce, public_key=public_key)
+    write_output(args.out, document)
+    return EXIT_OK
+
+
+def _pcr_start_values(items: list[str]) -> dict[int, bytes]:
+    pcrs: dict[int, bytes] = {}
+    for item in items:
+        index_text, sep, value = item.partition("=")
+        if not sep or not index_text.strip().isdigit():
+            raise UsageError(f"--pcr {item!r} is not N=HEX")
+        index = int(index_text)
+        if index in pcrs:
+            raise UsageError(f"--pcr {index} given twice")
+        pcrs[index] = parse_hex(value, what=f"--pcr {index}")
+    return pcrs
+
+
+def _read_public_key(path: str) -> bytes:
+    data = read_input(path, limit=_MAX_PUBLIC_KEY_FILE_BYTES, what="--public-key file")
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return data
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError("--public-key file is PEM but not a public key") from None
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --- describe-pcr, extend-pcr ---------------------------------------------------------------------------
+
+
+def _add_describe_pcr(commands: Subparsers) -> None:
+    parser = commands.add_parser("describe-pcr", help="show whether a PCR is locked, and its value (JSON)",
+                                 description="Show one PCR: locked or not, and its value in hex.")
+    parser.add_argument("index", type=int, metavar="N", help="PCR index (the NSM has 0..31)")
+    add_nsm_option(parser)
+    parser.set_defaults(handler=run_describe_pcr)
+
+
+def run_describe_pcr(args: argparse.Namespace) -> int:
+    with nsm_from_args(args) as nsm:
+        state = nsm.describe_pcr(args.index)
+    print_json({"index": args.index, "locked": state.locked, "data": state.data.hex(), "nsm": args.nsm})
+    return EXIT_OK
+
+
+def _add_extend_pcr(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "extend-pcr", help="extend a PCR with data and show its new value (JSON)",
+        description="Extend PCR N with the bytes HEX (new = SHA-384(old || data)) and show the new value. "
+                    "PCR0..15 are locked from boot; 16..31 can be extended until locked. The simulated NSM "
+                    "keeps no state between commands: with --nsm simulated this shows one extend of the PCR "
+                    "from its start value (48 zero bytes for 16..31).",
+    )
+    parser.add_argument("index", type=int, metavar="N", help="PCR index (16..31 are extendable)")
+    parser.add_argument("data", metavar="HEX", help="the bytes to extend with, in hex")
+    add_nsm_option(parser)
+    parser.set_defaults(handler=run_extend_pcr)
+
+
+def run_extend_pcr(args: argparse.Namespace) -> int:
+    data = parse_hex(args.data, what="HEX")
+    with nsm_from_args(args) as nsm:
+        value = nsm.extend_pcr(args.index, data)
+    print_json({"index": args.index, "data": value.hex(), "nsm": args.nsm})
+    return EXIT_OK
+
+
+# --- describe-nsm ---------------------------------------------------------------------------------------
+
+
+def _add_describe_nsm(commands: Subparsers) -> None:
+    parser = commands.add_parser("describe-nsm", help="show the NSM's version, module id and locked PCRs (JSON)",
+                                 description="Show what DescribeNSM reports.")
+    add_nsm_option(parser)
+    parser.set_defaults(handler=run_describe_nsm)
+
+
+def run_describe_nsm(args: argparse.Namespace) -> int:
+    with nsm_from_args(args) as nsm:
+        description = nsm.describe_nsm()
+    report = asdict(description)
+    report["locked_pcrs"] = list(description.locked_pcrs)
+    print_json({**report, "version": description.version, "nsm": args.nsm})
+    return EXIT_OK
+
+
+# In --help order. Add new subcommands here.
+_SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
+    _add_attest,
+    _add_describe_pcr,
+    _add_extend_pcr,
+    _add_describe_nsm,
+)
