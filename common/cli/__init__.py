@@ -18,6 +18,8 @@ from common.errors import NitrokitError, UsageError
 # Modules that contribute sub-commands, in the order they appear in --help.
 _COMMAND_MODULES = (
     "common.cli.attestation",
+    "common.cli.cms",
+    "enclave.cli",
 )
 
 
