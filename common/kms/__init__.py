@@ -1,0 +1,35 @@
+"""A simulated AWS KMS for offline tests: the real KMS protocol for GenerateRandom, checking attestations.
+
+Seen from boto3 it behaves like the real service: AWS JSON 1.1 over HTTP/1.1, SigV4 signatures checked with
+botocore's own code, GenerateRandom validated exactly per the API reference, and with a ``Recipient`` the
+attestation document verified (against nitrokit's fixture root by default) and the answer returned as
+``CiphertextForRecipient``. Attestation conditions (the ``kms:RecipientAttestation:*`` policy keys), custom
+key stores and injected faults make the error paths testable. See docs/kms-sim.md.
+
+    from common.kms import SimulatedKms, KmsSimConfig, AttestationConditions
+
+    config = KmsSimConfig(conditions=AttestationConditions.require(pcrs={0: pcr0_hex}))
+    with SimulatedKms(config) as kms:
+        kms.client().generate_random(NumberOfBytes=32, Recipient={...})
+
+Command line: ``nitrokit kms-sim``. pytest fixtures: ``-p common.kms.pytest_fixtures``.
+"""
+
+from common.kms.conditions import AttestationConditions
+from common.kms.config import DEFAULT_ACCESS_KEY, AccessKey, CustomKeyStore, Faults, KmsSimConfig, load_config
+from common.kms.errors import KmsConfigError, KmsServiceError, KmsSimError
+from common.kms.server import SimulatedKms
+
+__all__ = [
+    "DEFAULT_ACCESS_KEY",
+    "AccessKey",
+    "AttestationConditions",
+    "CustomKeyStore",
+    "Faults",
+    "KmsConfigError",
+    "KmsServiceError",
+    "KmsSimConfig",
+    "KmsSimError",
+    "SimulatedKms",
+    "load_config",
+]

@@ -1,0 +1,264 @@
+"""Attestation conditions: the part of a KMS key policy that looks at the Recipient's attestation document.
+
+Real KMS lets a policy statement say, for example::
+
+    {"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*",
+     "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": "<96 hex digits>"}}}
+
+The simulator accepts exactly such statements (one, a list of them, or a whole policy document with
+``Statement``) and also a shorthand mapping ``{"kms:RecipientAttestation:PCR0": "<hex>"}``. It evaluates them
+the way IAM does, restricted to what the simulator can know:
+
+- every statement is an alternative: the request is allowed if ANY statement's conditions all hold;
+- inside a statement every (operator, key) clause must hold; a clause with a list of values holds if the
+  document matches ANY of them;
+- keys are ``kms:RecipientAttestation:ImageSha384`` (= PCR0) and ``kms:RecipientAttestation:PCR<0..31>``,
+  matched case-insensitively like IAM condition keys; the request's values are lower-case hex;
+- operators: ``StringEqualsIgnoreCase``, ``StringEquals`` (exact, so upper-case hex never matches, as in real
+  KMS), ``Null`` (``"true"``: the key must be absent, ``"false"``: present, i.e. a Recipient is required), each
+  optionally with the ``IfExists`` suffix;
+- a request without a Recipient has none of these keys, so a ``StringEquals*`` clause fails for it (IAM
+  semantics), unless ``IfExists`` is used.
+
+``Principal``, ``Action``, ``Resource`` and ``Sid`` are read and ignored: the simulator has one caller and no
+keys. ``Effect`` must be ``Allow``. Anything else (another condition key or operator, ``Deny`` statements,
+malformed hex) raises :class:`~common.kms.errors.KmsConfigError` when the conditions are built, so a policy
+the simulator cannot evaluate is refused rather than half-applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from common.kms.errors import KmsConfigError
+
+__all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
+
+IMAGE_SHA384_KEY = "kms:RecipientAttestation:ImageSha384"
+PCR_KEY_PREFIX = "kms:RecipientAttestation:PCR"
+PCR_COUNT = 32
+_HEX_LENGTHS = (64, 96, 128)  # SHA-256, SHA-384, SHA-512 PCRs
+_MAX_STATEMENTS = 100
+_MAX_VALUES = 100
+
+_OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "Null")
+_STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
+                   "Condition"}
+_POLICY_KEYS = {"Version", "Id", "Statement"}
+_PCR_KEY_RE = re.compile(r"kms:recipientattestation:pcr([0-9]{1,2})")
+_HEX_RE = re.compile(r"[0-9a-fA-F]+")
+
+
+@dataclass(frozen=True)
+class Clause:
+    """One ``operator: {key: values}`` test. ``key`` is in canonical spelling."""
+
+    operator: str
+    key: str
+    values: tuple[str, ...]
+    if_exists: bool = False
+
+    def holds(self, context: Mapping[str, str]) -> bool:
+        actual = context.get(self.key.lower())
+        if self.operator == "Null":
+            # "true" means the key must be absent; several values are alternatives.
+            return any((value == "true") == (actual is None) for value in self.values)
+        if actual is None:
+            return self.if_exists
+        if self.operator == "StringEqualsIgnoreCase":
+            return any(actual == value.lower() for value in self.values)
+        return any(actual == value for value in self.values)
+
+    def describe(self) -> str:
+        suffix = "IfExists" if self.if_exists else ""
+        shown = ", ".join(self.values) if len(self.values) <= 2 else f"{self.values[0]}, ... ({len(self.values)})"
+        return f"{self.operator}{suffix} {self.key} [{shown}]"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A set of clauses that must all hold. ``sid`` is kept for messages."""
+
+    clauses: tuple[Clause, ...]
+    sid: str | None = None
+
+    def first_unmet(self, context: Mapping[str, str]) -> Clause | None:
+        for clause in self.clauses:
+            if not clause.holds(context):
+                return clause
+        return None
+
+
+@dataclass(frozen=True)
+class AttestationConditions:
+    """Alternative statements; a request is allowed if any one of them holds in full."""
+
+    statements: tuple[Statement, ...]
+
+    def __post_init__(self) -> None:
+        if not self.statements:
+            raise KmsConfigError("attestation conditions: no statements (pass None for no conditions)")
+
+    @classmethod
+    def require(
+        cls, *, image_sha384: bytes | str | None = None, pcrs: Mapping[int, bytes | str] | None = None
+    ) -> AttestationConditions:
+        """One statement requiring these exact values (``StringEqualsIgnoreCase``), as a policy would."""
+        clauses: list[Clause] = []
+        if image_sha384 is not None:
+            clauses.append(_string_clause("StringEqualsIgnoreCase", IMAGE_SHA384_KEY, [_as_hex(image_sha384)]))
+        for index, value in sorted((pcrs or {}).items()):
+            if type(index) is not int or not 0 <= index < PCR_COUNT:
+                raise KmsConfigError(f"attestation conditions: PCR index {index!r} is not in 0..{PCR_COUNT - 1}")
+            clauses.append(_string_clause("StringEqualsIgnoreCase", f"{PCR_KEY_PREFIX}{index}", [_as_hex(value)]))
+        if not clauses:
+            raise KmsConfigError("attestation conditions: give image_sha384 or at least one PCR")
+        return cls((Statement(tuple(clauses)),))
+
+    @classmethod
+    def from_json(cls, data: Any) -> AttestationConditions:
+        """Conditions from a policy document, a statement, a list of statements or a shorthand mapping."""
+        if isinstance(data, list):
+            return cls(tuple(_statement(item, position=f"Statement[{i}]") for i, item in
+                             enumerate(_bounded(data, "statements"))))
+        if not isinstance(data, Mapping):
+            raise KmsConfigError(f"attestation conditions: expected an object or a list, got {type(data).__name__}")
+        if "Statement" in data:
+            _check_keys(data, _POLICY_KEYS, "policy document")
+            body = data["Statement"]
+            items = body if isinstance(body, list) else [body]
+            return cls(tuple(_statement(item, position=f"Statement[{i}]") for i, item in
+                             enumerate(_bounded(items, "statements"))))
+        if "Condition" in data or "Effect" in data:
+            return cls((_statement(data, position="Statement"),))
+        # Shorthand: {condition key: value or [values]}, each StringEqualsIgnoreCase.
+        clauses = tuple(_string_clause("StringEqualsIgnoreCase", _canonical_key(key), _values(value, key))
+                        for key, value in data.items())
+        if not clauses:
+            raise KmsConfigError("attestation conditions: the mapping is empty")
+        return cls((Statement(clauses),))
+
+    def evaluate(self, context: Mapping[str, str]) -> str | None:
+        """None if some statement holds for ``context``, else a short reason for the log."""
+        reasons = []
+        for index, statement in enumerate(self.statements):
+            unmet = statement.first_unmet(context)
+            if unmet is None:
+                return None
+            name = statement.sid or f"statement {index}"
+            reasons.append(f"{name}: {unmet.describe()} not met")
+        return "; ".join(reasons)
+
+
+def context_from_pcrs(pcrs: Mapping[int, bytes] | None) -> dict[str, str]:
+    """The condition-key context of a request: lower-case keys to lower-case hex; empty without Recipient."""
+    if pcrs is None:
+        return {}
+    context = {f"{PCR_KEY_PREFIX}{index}".lower(): value.hex() for index, value in pcrs.items()}
+    if 0 in pcrs:
+        context[IMAGE_SHA384_KEY.lower()] = pcrs[0].hex()
+    return context
+
+
+def _statement(data: Any, *, position: str) -> Statement:
+    if not isinstance(data, Mapping):
+        raise KmsConfigError(f"attestation conditions: {position} is not an object")
+    _check_keys(data, _STATEMENT_KEYS, position)
+    effect = data.get("Effect", "Allow")
+    if effect != "Allow":
+        raise KmsConfigError(f"attestation conditions: {position}: only Effect 'Allow' is supported, got {effect!r}")
+    sid = data.get("Sid")
+    if sid is not None and not isinstance(sid, str):
+        raise KmsConfigError(f"attestation conditions: {position}: Sid must be a string")
+    condition = data.get("Condition", {})
+    if not isinstance(condition, Mapping):
+        raise KmsConfigError(f"attestation conditions: {position}: Condition must be an object")
+    clauses: list[Clause] = []
+    for operator_name, block in condition.items():
+        operator, if_exists = _operator(operator_name, position)
+        if not isinstance(block, Mapping) or not block:
+            raise KmsConfigError(f"attestation conditions: {position}: {operator_name} must map keys to values")
+        for key, value in block.items():
+            canonical = _canonical_key(key)
+            if operator == "Null":
+                clauses.append(Clause("Null", canonical, _null_values(value, key), if_exists))
+            else:
+                clauses.append(_string_clause(operator, canonical, _values(value, key), if_exists=if_exists))
+    return Statement(tuple(clauses), sid=sid)
+
+
+def _operator(name: Any, position: str) -> tuple[str, bool]:
+    if not isinstance(name, str):
+        raise KmsConfigError(f"attestation conditions: {position}: condition operator must be a string")
+    base = name.removesuffix("IfExists")
+    if base not in _OPERATORS or (base == "Null" and base != name):
+        raise KmsConfigError(f"attestation conditions: {position}: operator {name!r} is not supported "
+                             f"(use {', '.join(_OPERATORS)}, optionally with IfExists)")
+    return base, base != name
+
+
+def _canonical_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise KmsConfigError("attestation conditions: condition keys must be strings")
+    lowered = key.lower()
+    if lowered == IMAGE_SHA384_KEY.lower():
+        return IMAGE_SHA384_KEY
+    match = _PCR_KEY_RE.fullmatch(lowered)
+    if match and int(match.group(1)) < PCR_COUNT and match.group(1) == str(int(match.group(1))):
+        return f"{PCR_KEY_PREFIX}{int(match.group(1))}"
+    raise KmsConfigError(f"attestation conditions: condition key {key!r} is not supported (use "
+                         f"{IMAGE_SHA384_KEY} or {PCR_KEY_PREFIX}0..{PCR_COUNT - 1})")
+
+
+def _values(value: Any, key: Any) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) for item in items):
+        raise KmsConfigError(f"attestation conditions: {key}: values must be a string or a non-empty list of strings")
+    return list(_bounded(items, f"values of {key}"))
+
+
+def _null_values(value: Any, key: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else [value]
+    result = []
+    for item in items:
+        text = str(item).lower() if isinstance(item, bool | str) else None
+        if text not in ("true", "false"):
+            raise KmsConfigError(f"attestation conditions: Null {key}: value must be 'true' or 'false'")
+        result.append(text)
+    if not result:
+        raise KmsConfigError(f"attestation conditions: Null {key}: no value")
+    return tuple(result)
+
+
+def _string_clause(operator: str, key: str, values: list[str], *, if_exists: bool = False) -> Clause:
+    lengths = (96,) if key == IMAGE_SHA384_KEY else _HEX_LENGTHS
+    for value in values:
+        if not _HEX_RE.fullmatch(value) or len(value) not in lengths:
+            raise KmsConfigError(f"attestation conditions: {key}: {value[:16]!r}... is not "
+                                 f"{' or '.join(str(n) for n in lengths)} hex digits")
+    return Clause(operator, key, tuple(values), if_exists)
+
+
+def _as_hex(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str):
+        return value.removeprefix("0x")
+    raise KmsConfigError(f"attestation conditions: expected bytes or hex, got {type(value).__name__}")
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], what: str) -> None:
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise KmsConfigError(f"attestation conditions: {what}: unknown field(s) {', '.join(unknown)}")
+
+
+def _bounded(items: Iterable[Any], what: str) -> list[Any]:
+    result = list(items)
+    limit = _MAX_STATEMENTS if what == "statements" else _MAX_VALUES
+    if len(result) > limit:
+        raise KmsConfigError(f"attestation conditions: more than {limit} {what}")
+    return result

@@ -1,0 +1,325 @@
+"""The simulated KMS over HTTP/1.1, and :class:`SimulatedKms`, its Python API for tests.
+
+    from common.kms import SimulatedKms
+
+    with SimulatedKms() as kms:            # a free loopback port, fixture root, AWS's example credentials
+        client = kms.client()              # a plain boto3 KMS client pointed at kms.url
+        client.generate_random(NumberOfBytes=32)
+
+The server is the standard library's threaded HTTP server with keep-alive, bounded everywhere: at most
+``max_connections`` connections at once (more get an immediate 503 and are closed), a per-read socket timeout
+and an overall deadline for reading a body, and a body cap checked against Content-Length before anything
+is read. Bodies must come with Content-Length: chunked requests are refused (411), oversized ones get 413,
+both with ``Connection: close``. Every answer is JSON with ``x-amzn-RequestId``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from common.errors import UsageError
+from common.kms._service import CONTENT_TYPE, Answer, KmsService
+from common.kms.conditions import AttestationConditions
+from common.kms.config import Faults, KmsSimConfig
+from common.kms.errors import KmsServiceError
+
+if TYPE_CHECKING:
+    from botocore.config import Config
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "SimulatedKms"]
+
+# The largest legal GenerateRandom request is a 262144-byte document in base64 (349528 characters) plus a few
+# hundred bytes of JSON; the cap leaves room for that and refuses anything much larger before reading it.
+DEFAULT_MAX_BODY_BYTES = 512 * 1024
+DEFAULT_MAX_CONNECTIONS = 64
+DEFAULT_SOCKET_TIMEOUT = 20.0
+BODY_DEADLINE = 30.0
+_READ_CHUNK = 64 * 1024
+_STOP_JOIN_SECONDS = 5.0
+_CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # stop() closes connections and joins the threads itself
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], service: KmsService, *, max_connections: int,
+                 socket_timeout: float, max_body_bytes: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.service = service
+        self.socket_timeout = socket_timeout
+        self.max_body_bytes = max_body_bytes
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._active_lock = threading.Lock()
+        self._active: dict[socket.socket, threading.Thread] = {}
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            _refuse_overloaded(request, self.service)
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                  name="kms-sim-connection", daemon=True)
+        with self._active_lock:
+            self._active[request] = thread
+        thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._active_lock:
+                self._active.pop(request, None)
+            self._slots.release()
+
+    def close_connections(self) -> None:
+        """Shut down every open connection (idle keep-alive ones included) and wait for their threads."""
+        with self._active_lock:
+            active = list(self._active.items())
+        for sock, _thread in active:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + _STOP_JOIN_SECONDS
+        for _sock, thread in active:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _refuse_overloaded(request: socket.socket, service: KmsService) -> None:
+    answer = service.refuse(KmsServiceError("ServiceUnavailableException", "Too many open connections; retry later",
+                                            status=503, reason="connection limit"))
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {CONTENT_TYPE}\r\n"
+            f"x-amzn-RequestId: {answer.request_id}\r\nContent-Length: {len(answer.body)}\r\nConnection: close\r\n\r\n")
+    try:
+        request.settimeout(1.0)
+        request.sendall(head.encode("ascii") + answer.body)
+    except OSError:
+        pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Server"
+    sys_version = ""
+    server: _Server
+
+    def setup(self) -> None:
+        # StreamRequestHandler applies self.timeout to the connection's socket.
+        self.timeout = self.server.socket_timeout  # type: ignore[misc]
+        super().setup()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
+
+    def _serve(self) -> None:
+        service = self.server.service
+        if self.headers.get("Transfer-Encoding") is not None:
+            self._send(service.refuse(KmsServiceError("LengthRequiredException", "Chunked request bodies are not "
+                                                      "accepted: send Content-Length", status=411)), close=True)
+            return
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            length = 0
+            if self.command == "POST":
+                self._send(service.refuse(KmsServiceError("LengthRequiredException", "Content-Length is required",
+                                                          status=411)), close=True)
+                return
+        elif not _CONTENT_LENGTH.fullmatch(raw_length.strip()) or len(self.headers.get_all("Content-Length", [])) != 1:
+            self._send(service.refuse(KmsServiceError("SerializationException", "Content-Length is not valid")),
+                       close=True)
+            return
+        else:
+            length = int(raw_length)
+        if length > self.server.max_body_bytes:
+            self._send(service.refuse(KmsServiceError(
+                "RequestEntityTooLargeException",
+                f"Request body of {length} bytes is larger than the limit of {self.server.max_body_bytes} bytes",
+                status=413)), close=True)
+            return
+        body = self._read_body(length)
+        if body is None:
+            self.close_connection = True
+            return
+        answer = service.handle(method=self.command, path=self.path, headers=self.headers, body=body)
+        self._send(answer, close=False)
+
+    def _read_body(self, length: int) -> bytes | None:
+        """Read exactly ``length`` bytes within the deadline; None if the client is too slow or goes away."""
+        chunks: list[bytes] = []
+        remaining = length
+        deadline = time.monotonic() + BODY_DEADLINE
+        try:
+            while remaining:
+                if time.monotonic() > deadline:
+                    return None
+                chunk = self.rfile.read1(min(remaining, _READ_CHUNK))
+                if not chunk:
+                    return None
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except OSError:  # includes the socket timeout
+            return None
+        return b"".join(chunks)
+
+    def _send(self, answer: Answer, *, close: bool) -> None:
+        try:
+            self.send_response(answer.status)
+            self.send_header("x-amzn-RequestId", answer.request_id)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(answer.body)))
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(answer.body)
+        except OSError:
+            self.close_connection = True
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors found by the standard library's request parsing, as JSON like every other answer."""
+        try:
+            phrase = HTTPStatus(code).phrase.replace(" ", "")
+        except ValueError:
+            phrase = "BadRequest"
+        answer = self.server.service.refuse(KmsServiceError(phrase, message or phrase, status=code))
+        self._send(answer, close=True)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: the service logs one line per request itself."""
+
+
+class SimulatedKms:
+    """A running simulated KMS on a local port; use it as a context manager.
+
+    ``port=0`` picks a free port; :attr:`url` is the endpoint to give boto3 (``endpoint_url``).
+    """
+
+    def __init__(
+        self,
+        config: KmsSimConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
+        if config is None:
+            config = KmsSimConfig()
+        if not isinstance(config, KmsSimConfig):
+            raise UsageError(f"config must be a KmsSimConfig, got {type(config).__name__}")
+        if not 0 <= port <= 65535:
+            raise UsageError("port must be in 0..65535")
+        if not 1 <= max_connections <= 4096:
+            raise UsageError("max_connections must be in 1..4096")
+        if not 0 < socket_timeout <= 3600:
+            raise UsageError("socket_timeout must be in (0, 3600] seconds")
+        if not 1024 <= max_body_bytes <= 16 * 1024 * 1024:
+            raise UsageError("max_body_bytes must be in 1 KiB..16 MiB")
+        self.config = config
+        self._service = KmsService(config)
+        self._host, self._port = host, port
+        self._max_connections, self._socket_timeout = max_connections, float(socket_timeout)
+        self._max_body_bytes = max_body_bytes
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> SimulatedKms:
+        if self._server is not None:
+            raise UsageError("this SimulatedKms is already running")
+        self._server = _Server((self._host, self._port), self._service, max_connections=self._max_connections,
+                               socket_timeout=self._socket_timeout, max_body_bytes=self._max_body_bytes)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="kms-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop accepting, close open connections, wait for their threads. Safe to call twice."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        server.close_connections()
+        server.server_close()
+        if thread is not None:
+            thread.join(_STOP_JOIN_SECONDS)
+        self._server = self._thread = None
+
+    def __enter__(self) -> SimulatedKms:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The (host, port) actually listened on."""
+        if self._server is None:
+            raise UsageError("the simulated KMS is not running")
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def client(self, *, config: Config | None = None) -> Any:
+        """A boto3 KMS client for this endpoint: configured region and first access key, standard retries.
+
+        ``config`` (a botocore ``Config``) is merged over the defaults, e.g.
+        ``Config(retries={"max_attempts": 1})`` to see 500s without retries.
+        """
+        import boto3
+        from botocore.config import Config
+
+        # proxies={} keeps proxy environment variables from diverting loopback traffic.
+        base = Config(retries={"mode": "standard", "max_attempts": 3}, proxies={})
+        key = self.config.credentials[0]
+        return boto3.session.Session().client(
+            "kms", endpoint_url=self.url, region_name=self.config.region, aws_access_key_id=key.access_key_id,
+            aws_secret_access_key=key.secret_access_key, aws_session_token=key.session_token,
+            config=base.merge(config) if config is not None else base,
+        )
+
+    # Runtime hooks for tests.
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the fault settings (rates, latency, fail_next) from now on."""
+        self._service.set_faults(faults)
+
+    def fail_next(self, count: int, *, error: str = "KMSInternalException") -> None:
+        """Answer the next ``count`` authenticated calls with ``error`` (KMSInternalException or
+        DependencyTimeoutException, HTTP 500)."""
+        self._service.fail_next(count, error=error)
+
+    def set_conditions(self, conditions: AttestationConditions | None, *,
+                       recipient_required: bool | None = None) -> None:
+        """Replace the attestation conditions (None: none), and optionally the recipient-required switch."""
+        self._service.set_conditions(conditions, recipient_required=recipient_required)
+
+    def outcomes(self) -> dict[str, int]:
+        """How many requests ended in each outcome so far ("ok" or an error code)."""
+        return self._service.outcomes()
+
+    def __repr__(self) -> str:
+        state = self.url if self._server is not None else "stopped"
+        return f"SimulatedKms({state}, region={self.config.region!r})"
+
