@@ -1,0 +1,141 @@
+"""The enclave-parent wire protocol: addresses, length-prefixed frames, versioned JSON messages and clients.
+
+An enclave sends a KMS request to the parent instance, which relays it to AWS KMS and sends the answer back.
+Each message is one frame: a 4-byte big-endian length, then a UTF-8 JSON body (docs/protocol.md)::
+
+    from common.wire import WireClient, generate_random_request, parse_generate_random_response
+
+    with WireClient("vsock://3:8000") as client:
+        answer = client.call("GenerateRandom", generate_random_request(32, attestation_document=doc))
+    ciphertext = parse_generate_random_response(answer).ciphertext_for_recipient
+
+Modules: :mod:`~common.wire.address` (``parse_address``, ``connect``, ``listen``, ``open_connection``),
+:mod:`~common.wire.framing` (frames over sockets and asyncio streams), :mod:`~common.wire.messages`
+(request/response bodies, error codes), :mod:`~common.wire.kms` (the operation allow-list and the KMS
+request/response shapes), :mod:`~common.wire.client` (blocking and asyncio clients) and
+:mod:`~common.wire.errors`.
+"""
+
+from common.wire.address import (
+    VMADDR_CID_ANY,
+    VMADDR_CID_HOST,
+    VMADDR_CID_PARENT,
+    Address,
+    TcpAddress,
+    UnixAddress,
+    VsockAddress,
+    bound_address,
+    connect,
+    listen,
+    open_connection,
+    parse_address,
+)
+from common.wire.client import AsyncWireClient, WireClient, call
+from common.wire.errors import (
+    AddressError,
+    ConnectionClosedError,
+    FrameTooLargeError,
+    IdleTimeoutError,
+    InvalidRequestError,
+    InvalidResponseError,
+    MalformedFrameError,
+    ProtocolError,
+    RemoteError,
+    TransportError,
+    TransportUnavailableError,
+    UnknownOperationError,
+    UnsupportedVersionError,
+    WireError,
+    WireTimeoutError,
+)
+from common.wire.framing import (
+    HEADER_SIZE,
+    MAX_FRAME_SIZE,
+    decode_frame,
+    encode_frame,
+    frame_length,
+    read_frame,
+    recv_frame,
+    send_frame,
+    write_frame,
+)
+from common.wire.kms import (
+    GENERATE_RANDOM,
+    OPERATIONS,
+    RSAES_OAEP_SHA_256,
+    GenerateRandomResult,
+    Operation,
+    generate_random_request,
+    parse_generate_random_response,
+)
+from common.wire.messages import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ErrorInfo,
+    Request,
+    Response,
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+    new_request_id,
+)
+
+__all__ = [
+    "GENERATE_RANDOM",
+    "HEADER_SIZE",
+    "MAX_FRAME_SIZE",
+    "OPERATIONS",
+    "PROTOCOL_VERSION",
+    "RSAES_OAEP_SHA_256",
+    "VMADDR_CID_ANY",
+    "VMADDR_CID_HOST",
+    "VMADDR_CID_PARENT",
+    "Address",
+    "AddressError",
+    "AsyncWireClient",
+    "ConnectionClosedError",
+    "ErrorCode",
+    "ErrorInfo",
+    "FrameTooLargeError",
+    "GenerateRandomResult",
+    "IdleTimeoutError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "MalformedFrameError",
+    "Operation",
+    "ProtocolError",
+    "RemoteError",
+    "Request",
+    "Response",
+    "TcpAddress",
+    "TransportError",
+    "TransportUnavailableError",
+    "UnixAddress",
+    "UnknownOperationError",
+    "UnsupportedVersionError",
+    "VsockAddress",
+    "WireClient",
+    "WireError",
+    "WireTimeoutError",
+    "bound_address",
+    "call",
+    "connect",
+    "decode_frame",
+    "decode_request",
+    "decode_response",
+    "encode_frame",
+    "encode_request",
+    "encode_response",
+    "frame_length",
+    "generate_random_request",
+    "listen",
+    "new_request_id",
+    "open_connection",
+    "parse_address",
+    "parse_generate_random_response",
+    "read_frame",
+    "recv_frame",
+    "send_frame",
+    "write_frame",
+]

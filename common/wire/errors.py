@@ -1,0 +1,151 @@
+"""Errors raised by :mod:`common.wire`: addresses, framing, the enclave-parent protocol and its clients.
+
+Every class carries ``retryable``: whether the same call may succeed if made again later (on a new
+connection). A client's retry loop can rely on it alone::
+
+    try:
+        response = client.call("GenerateRandom", request)
+    except WireError as exc:
+        if not exc.retryable:
+            raise
+        ...  # back off, then try again
+
+The tree:
+
+- :class:`AddressError` (also a :class:`~common.errors.UsageError`): an address string is invalid, or names
+  a transport this system lacks (:class:`TransportUnavailableError`).
+- :class:`ProtocolError`: bytes that break the protocol. Each subclass has the ``code`` the parent sends back
+  in its error response before it closes the connection.
+- :class:`TransportError`: the connection failed (refused, reset, closed early, timed out). Retryable.
+- :class:`RemoteError`: the other side answered with an error ``{code, message, retryable}``.
+
+Messages name what was wrong and never contain message bodies, random bytes, keys or credentials.
+"""
+
+from __future__ import annotations
+
+from common.errors import NitrokitError, UsageError
+
+__all__ = [
+    "AddressError",
+    "ConnectionClosedError",
+    "FrameTooLargeError",
+    "IdleTimeoutError",
+    "InvalidRequestError",
+    "InvalidResponseError",
+    "MalformedFrameError",
+    "ProtocolError",
+    "RemoteError",
+    "TransportError",
+    "TransportUnavailableError",
+    "UnknownOperationError",
+    "UnsupportedVersionError",
+    "WireError",
+    "WireTimeoutError",
+]
+
+
+class WireError(NitrokitError):
+    """Base class of every error :mod:`common.wire` raises on purpose."""
+
+    retryable = False
+
+
+class AddressError(WireError, UsageError):
+    """An address is not ``vsock://CID:PORT``, ``unix:///path`` or ``tcp://HOST:PORT`` (the message says why)."""
+
+
+class TransportUnavailableError(AddressError):
+    """The address is valid but this system cannot use its transport (e.g. no AF_VSOCK)."""
+
+
+class ProtocolError(WireError):
+    """The peer sent bytes that break the protocol. ``code`` is the error code sent back for it."""
+
+    code = "MalformedFrame"
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        #: the request id, when it could be read before the error was found (echoed in the error response)
+        self.request_id = request_id
+
+
+class MalformedFrameError(ProtocolError):
+    """A frame or its body is not well formed (bad length, not UTF-8 JSON, missing or wrong fields)."""
+
+    code = "MalformedFrame"
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame's length prefix is over the limit. Found from the 4-byte prefix, before the body is read."""
+
+    code = "FrameTooLarge"
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes is over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class UnsupportedVersionError(ProtocolError):
+    """The message carries a protocol version this side does not speak."""
+
+    code = "UnsupportedVersion"
+
+
+class UnknownOperationError(ProtocolError):
+    """The request names an operation that is not on the allow-list."""
+
+    code = "UnknownOperation"
+
+
+class InvalidRequestError(ProtocolError):
+    """The KMS request inside a well-formed message is invalid (a field missing, of the wrong type or range).
+
+    The connection stays usable: the parent answers with this code and reads the next request.
+    """
+
+    code = "InvalidRequest"
+
+
+class InvalidResponseError(ProtocolError):
+    """A KMS response is invalid (a member of the wrong type or size): from KMS, or from the parent."""
+
+    code = "InvalidKmsResponse"
+
+
+class TransportError(WireError):
+    """The connection failed: refused, reset, closed before a whole frame, or too slow. Retryable."""
+
+    retryable = True
+
+
+class ConnectionClosedError(TransportError):
+    """The peer closed the connection. ``clean`` is True when it closed between frames, not inside one."""
+
+    def __init__(self, message: str, *, clean: bool = False) -> None:
+        super().__init__(message)
+        self.clean = clean
+
+
+class WireTimeoutError(TransportError, TimeoutError):
+    """A connect, read or write did not finish within its timeout."""
+
+
+class IdleTimeoutError(WireTimeoutError):
+    """No frame started within the idle timeout (nothing of the next frame was read)."""
+
+
+class RemoteError(WireError):
+    """The peer answered with an error response ``{code, message, retryable}``.
+
+    Codes ending in ``Exception`` (``AccessDeniedException``, ``ThrottlingException``...) are KMS's own,
+    passed through; the others are the parent's (see :class:`common.wire.ErrorCode` and docs/protocol.md).
+    """
+
+    def __init__(self, code: str, message: str, *, retryable: bool, request_id: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.remote_message = message
+        self.retryable = retryable
+        self.request_id = request_id

@@ -1,0 +1,265 @@
+"""Protocol messages: the JSON body of each frame, encoded and decoded without any I/O.
+
+Version 1 (docs/protocol.md is the specification)::
+
+    request   {"version": 1, "id": "7f3a...", "operation": "GenerateRandom", "request": {<KMS JSON request>}}
+    response  {"version": 1, "id": "7f3a...", "response": {<KMS JSON response>}}
+    error     {"version": 1, "id": "7f3a..." | null, "error": {"code": "...", "message": "...", "retryable": false}}
+
+Bodies are UTF-8 JSON objects with no duplicate keys, no NaN/Infinity and no other top-level keys. Decoding
+raises :class:`~common.wire.errors.MalformedFrameError`, :class:`~common.wire.errors.UnsupportedVersionError`
+or :class:`~common.wire.errors.UnknownOperationError` (and only those) for any bad input, each carrying the
+``request_id`` when it could be read first.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from common.errors import UsageError
+from common.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
+from common.wire.kms import OPERATIONS
+
+__all__ = [
+    "MAX_ERROR_MESSAGE_LENGTH",
+    "PROTOCOL_VERSION",
+    "ErrorCode",
+    "ErrorInfo",
+    "Request",
+    "Response",
+    "decode_request",
+    "decode_response",
+    "encode_request",
+    "encode_response",
+    "new_request_id",
+]
+
+PROTOCOL_VERSION = 1
+MAX_ERROR_MESSAGE_LENGTH = 1024
+_MAX_CODE_LENGTH = 128
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_ERROR_CODE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_KEYS = frozenset({"version", "id", "operation", "request"})
+
+
+class ErrorCode(StrEnum):
+    """The error codes the parent itself sends. KMS's own codes (``...Exception``) are passed through as-is."""
+
+    #: the frame or its JSON body is not well formed (the connection is then closed)
+    MALFORMED_FRAME = "MalformedFrame"
+    #: the length prefix is over the limit (the connection is then closed)
+    FRAME_TOO_LARGE = "FrameTooLarge"
+    #: the message's version is not spoken here (the connection is then closed)
+    UNSUPPORTED_VERSION = "UnsupportedVersion"
+    #: the operation is not on the allow-list (the connection is then closed)
+    UNKNOWN_OPERATION = "UnknownOperation"
+    #: the KMS request is invalid (a member missing, unknown, of the wrong type or out of range)
+    INVALID_REQUEST = "InvalidRequest"
+    #: the request has no Recipient and the parent refuses to relay plaintext
+    RECIPIENT_REQUIRED = "RecipientRequired"
+    #: KMS answered with Plaintext although a Recipient was sent; the answer was dropped
+    PLAINTEXT_REFUSED = "PlaintextRefused"
+    #: KMS's answer does not have the expected members or sizes
+    INVALID_KMS_RESPONSE = "InvalidKmsResponse"
+    #: a frame started but was not complete within the read timeout (the connection is then closed)
+    TIMEOUT = "Timeout"
+    #: too many connections or calls in flight; try again later
+    BUSY = "Busy"
+    #: the parent is shutting down and takes no new calls
+    SHUTTING_DOWN = "ShuttingDown"
+    #: the parent could not reach KMS (connection refused or reset, DNS, proxy)
+    KMS_UNAVAILABLE = "KmsUnavailable"
+    #: connecting to KMS or reading its answer timed out
+    KMS_TIMEOUT = "KmsTimeout"
+    #: the parent has no usable AWS credentials
+    NO_CREDENTIALS = "NoCredentials"
+    #: anything else that went wrong in the parent (details are in its log, not here)
+    INTERNAL_ERROR = "InternalError"
+
+
+def new_request_id() -> str:
+    """A fresh random request id (16 hex characters)."""
+    return secrets.token_hex(8)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """The ``error`` member of a response."""
+
+    code: str
+    message: str
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """One call: a KMS operation and its KMS JSON request. The request body is kept out of ``repr()``."""
+
+    operation: str
+    request: Mapping[str, Any] = field(repr=False)
+    id: str = field(default_factory=new_request_id)
+    version: int = PROTOCOL_VERSION
+
+
+@dataclass(frozen=True)
+class Response:
+    """The answer to one request: exactly one of ``response`` (KMS JSON) and ``error``."""
+
+    id: str | None
+    response: Mapping[str, Any] | None = field(default=None, repr=False)
+    error: ErrorInfo | None = None
+    version: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        if (self.response is None) == (self.error is None):
+            raise UsageError("a Response has exactly one of response and error")
+
+
+# -- encoding ---------------------------------------------------------------------------------------------------
+
+
+def encode_request(request: Request) -> bytes:
+    """The JSON body of ``request`` (frame it with :func:`common.wire.encode_frame`)."""
+    if not _REQUEST_ID.fullmatch(request.id):
+        raise UsageError("a request id is 1 to 64 characters from A-Z a-z 0-9 . _ : -")
+    if request.operation not in OPERATIONS:
+        raise UsageError(f"operation {request.operation!r} is not one of {', '.join(OPERATIONS)}")
+    if not isinstance(request.request, Mapping):
+        raise UsageError("a request's KMS JSON must be a mapping")
+    return _dump({"version": request.version, "id": request.id, "operation": request.operation,
+                  "request": request.request})
+
+
+def encode_response(response: Response) -> bytes:
+    """The JSON body of ``response``. Error messages are cut to :data:`MAX_ERROR_MESSAGE_LENGTH` characters."""
+    body: dict[str, Any] = {"version": response.version, "id": response.id}
+    if response.error is not None:
+        error = response.error
+        if not _ERROR_CODE.fullmatch(error.code):
+            raise UsageError("an error code is 1 to 128 characters from A-Z a-z 0-9 . _ : -")
+        message = error.message if len(error.message) <= MAX_ERROR_MESSAGE_LENGTH else (
+            error.message[: MAX_ERROR_MESSAGE_LENGTH - 3] + "...")
+        body["error"] = {"code": error.code, "message": message, "retryable": bool(error.retryable)}
+    else:
+        body["response"] = response.response
+    return _dump(body)
+
+
+def _dump(obj: Mapping[str, Any]) -> bytes:
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"message is not JSON-serialisable: {type(exc).__name__}") from None
+
+
+# -- decoding ---------------------------------------------------------------------------------------------------
+
+
+def decode_request(body: bytes) -> Request:
+    """Parse and check a request body; raises only the :class:`~common.wire.errors.ProtocolError` subclasses
+    named in the module docstring. The KMS request itself is checked later, by its :class:`Operation`."""
+    obj = _load(body)
+    request_id = _peek_id(obj)
+    _check_version(obj, request_id)
+    if obj.keys() != _REQUEST_KEYS:
+        raise MalformedFrameError(f"a request has exactly the keys {_keys(_REQUEST_KEYS)}, not {_keys(obj)}",
+                                  request_id=request_id)
+    if request_id is None:
+        raise MalformedFrameError("request id must be 1 to 64 characters from A-Z a-z 0-9 . _ : -")
+    operation = obj["operation"]
+    if not isinstance(operation, str):
+        raise MalformedFrameError("operation must be a string", request_id=request_id)
+    if operation not in OPERATIONS:
+        raise UnknownOperationError(f"operation {_clip(operation)!r} is not one of {', '.join(OPERATIONS)}",
+                                    request_id=request_id)
+    if not isinstance(obj["request"], dict):
+        raise MalformedFrameError("request must be a JSON object", request_id=request_id)
+    return Request(operation=operation, request=obj["request"], id=request_id)
+
+
+def decode_response(body: bytes) -> Response:
+    """Parse and check a response body (the client side)."""
+    obj = _load(body)
+    request_id = _peek_id(obj)
+    _check_version(obj, request_id)
+    if obj.get("id") is not None and request_id is None:
+        raise MalformedFrameError("response id must be null or 1 to 64 characters from A-Z a-z 0-9 . _ : -")
+    keys = obj.keys()
+    if keys == {"version", "id", "response"}:
+        if not isinstance(obj["response"], dict):
+            raise MalformedFrameError("response must be a JSON object", request_id=request_id)
+        return Response(id=request_id, response=obj["response"])
+    if keys != {"version", "id", "error"}:
+        raise MalformedFrameError(f"a response has the keys version, id and one of response/error, not {_keys(obj)}",
+                                  request_id=request_id)
+    error = obj["error"]
+    if not isinstance(error, dict) or error.keys() != {"code", "message", "retryable"}:
+        raise MalformedFrameError("error must be an object with exactly code, message and retryable",
+                                  request_id=request_id)
+    code, message, retryable = error["code"], error["message"], error["retryable"]
+    if not isinstance(code, str) or not _ERROR_CODE.fullmatch(code):
+        raise MalformedFrameError("error code must be 1 to 128 characters from A-Z a-z 0-9 . _ : -",
+                                  request_id=request_id)
+    if not isinstance(message, str) or len(message) > 4 * MAX_ERROR_MESSAGE_LENGTH:
+        raise MalformedFrameError("error message must be a string of reasonable length", request_id=request_id)
+    if not isinstance(retryable, bool):
+        raise MalformedFrameError("error retryable must be true or false", request_id=request_id)
+    return Response(id=request_id, error=ErrorInfo(code=code, message=message, retryable=retryable))
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    try:
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
+        obj = json.loads(bytes(body).decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise MalformedFrameError("frame body is not UTF-8") from None
+    except RecursionError:
+        raise MalformedFrameError("frame body is nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, integers too long to convert
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        raise MalformedFrameError(f"frame body is not valid JSON: {_clip(message)}") from None
+    if not isinstance(obj, dict):
+        raise MalformedFrameError("frame body must be a JSON object")
+    return obj
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key in an object")
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _peek_id(obj: dict[str, Any]) -> str | None:
+    value = obj.get("id")
+    return value if isinstance(value, str) and _REQUEST_ID.fullmatch(value) else None
+
+
+def _check_version(obj: dict[str, Any], request_id: str | None) -> None:
+    version = obj.get("version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise MalformedFrameError("version must be an integer", request_id=request_id)
+    if version != PROTOCOL_VERSION:
+        shown = version if -(10**6) < version < 10**6 else "out of range"
+        raise UnsupportedVersionError(f"protocol version {shown} is not supported (this side speaks "
+                                      f"{PROTOCOL_VERSION})", request_id=request_id)
+
+
+def _keys(keys: Any) -> str:
+    names = sorted(str(key) for key in keys)
+    return _clip(", ".join(names) or "none", 200)
+
+
+def _clip(text: str, limit: int = 64) -> str:
+    text = text.encode("unicode_escape").decode("ascii")  # no control characters in messages or logs
+    return text if len(text) <= limit else text[: limit - 3] + "..."
