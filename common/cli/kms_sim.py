@@ -1,0 +1,127 @@
+"""``nitrokit kms-sim``: run the simulated KMS until SIGINT or SIGTERM.
+
+The first line of standard output is the endpoint URL actually listened on (``--listen 127.0.0.1:0`` picks a
+free port), flushed at once so a script or test can read it and point ``endpoint_url`` at it. One log line
+per request goes to standard error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+from common.cli._io import EXIT_OK, parse_hex, read_input
+from common.errors import UsageError
+from common.kms import AttestationConditions, KmsSimConfig, SimulatedKms, load_config
+from common.kms.server import DEFAULT_MAX_CONNECTIONS
+
+_MAX_POLICY_BYTES = 256 * 1024
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "kms-sim", help="run a simulated AWS KMS (GenerateRandom, with attestation) for offline tests",
+        description="Serve the KMS protocol for GenerateRandom on a local port. Prints the endpoint URL as the "
+                    "first line of stdout, then serves until SIGINT or SIGTERM. Clients sign with the configured "
+                    "credentials (default: AWS's example pair AKIAIOSFODNN7EXAMPLE).",
+    )
+    parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="address to listen on (default 127.0.0.1:0, a free loopback port)")
+    parser.add_argument("--config", metavar="FILE", help="JSON or TOML configuration (see docs/kms-sim.md)")
+    parser.add_argument("--root", metavar="fixture|aws|PEM",
+                        help="trust root for attestation documents (default fixture: nitrokit's test PKI)")
+    parser.add_argument("--region", help="region clients must sign for (default us-east-1)")
+    parser.add_argument("--policy", metavar="FILE",
+                        help="KMS key-policy statement or document (JSON) whose kms:RecipientAttestation "
+                             "conditions calls must meet")
+    parser.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
+                        help="require kms:RecipientAttestation:PCR<N> = HEX (repeatable)")
+    parser.add_argument("--image-sha384", metavar="HEX", help="require kms:RecipientAttestation:ImageSha384 = HEX")
+    parser.add_argument("--recipient-required", action="store_true",
+                        help="refuse GenerateRandom without Recipient (AccessDeniedException)")
+    parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
+                        help=f"open connections served at once (default {DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="level of the per-request log on stderr (default INFO)")
+    parser.set_defaults(handler=run_kms_sim)
+
+
+def run_kms_sim(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    host, port = parse_listen(args.listen)
+    _configure_logging(args.log_level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with SimulatedKms(config, host=host, port=port, max_connections=args.max_connections) as kms:
+            print(kms.url, flush=True)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+def build_config(args: argparse.Namespace) -> KmsSimConfig:
+    config = load_config(args.config) if args.config else KmsSimConfig()
+    changes: dict[str, Any] = {}
+    if args.root:
+        changes["root"] = args.root
+    if args.region:
+        changes["region"] = args.region
+    if args.recipient_required:
+        changes["recipient_required"] = True
+    if args.policy and (args.pcr or args.image_sha384):
+        raise UsageError("give either --policy or --pcr/--image-sha384, not both")
+    if args.policy:
+        raw = read_input(args.policy, limit=_MAX_POLICY_BYTES, what="policy")
+        try:
+            changes["conditions"] = AttestationConditions.from_json(json.loads(raw))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UsageError(f"--policy {args.policy} is not valid JSON") from None
+    elif args.pcr or args.image_sha384:
+        pcrs = dict(_parse_pcr(item) for item in args.pcr)
+        if len(pcrs) != len(args.pcr):
+            raise UsageError("--pcr: the same index is given twice")
+        image = parse_hex(args.image_sha384, what="--image-sha384") if args.image_sha384 else None
+        changes["conditions"] = AttestationConditions.require(image_sha384=image, pcrs=pcrs or None)
+    config = config.replace(**changes) if changes else config
+    config.resolve_root()  # a bad root is a usage error now, not a failure on the first request
+    return config
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise UsageError(f"--listen {text!r} is not HOST:PORT (e.g. 127.0.0.1:0 or [::1]:8443)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port_text)
+
+
+def _parse_pcr(item: str) -> tuple[int, bytes]:
+    index_text, sep, value = item.partition("=")
+    if not sep or not index_text.strip().isdigit():
+        raise UsageError(f"--pcr {item[:20]!r} is not N=HEX")
+    return int(index_text), parse_hex(value, what=f"--pcr {index_text}")
+
+
+def _configure_logging(level: str) -> None:
+    log = logging.getLogger("nitrokit.kms_sim")
+    log.setLevel(level)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
