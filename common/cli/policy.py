@@ -1,0 +1,64 @@
+"""``nitrokit policy``: a KMS key policy statement that only an enclave with given measurements satisfies.
+
+``policy [--pcr N=HEX]... [--image-sha384 HEX] [--role-arn ARN] [--action ACTION]... [--sid SID]
+[--allow-zero]`` prints one statement (JSON) using ``kms:RecipientAttestation:ImageSha384`` and
+``kms:RecipientAttestation:PCR<N>`` with ``StringEqualsIgnoreCase``. Add it to the key's policy; nitrokit's
+simulated KMS (``nitrokit kms-sim``) accepts the same statement as its conditions, to try it offline.
+At least one measurement is required. Exit code 2 for invalid input (the message says which value).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common.cli._io import EXIT_OK, print_json
+from common.kms_policy import DEFAULT_ACTIONS, DEFAULT_SID, RECIPIENT_ACTIONS, KeyPolicyError, build_statement
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    policy = subparsers.add_parser(
+        "policy", help="print a KMS key policy statement bound to enclave measurements (PCRs)",
+        description="Print a KMS key policy statement allowing the role to use the key only from an enclave "
+                    "whose attestation document has these measurements.",
+        epilog="Example: nitrokit policy --pcr 0=$(jq -r .Measurements.PCR0 m.json) "
+               "--role-arn arn:aws:iam::111122223333:role/parent",
+    )
+    policy.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
+                        help="require PCR N (0..31) to equal this SHA-384 value, 96 hex digits (repeatable)")
+    policy.add_argument("--image-sha384", metavar="HEX",
+                        help="require kms:RecipientAttestation:ImageSha384 (the image's PCR0)")
+    policy.add_argument("--role-arn", metavar="ARN",
+                        help="the principal allowed (omit for an IAM identity-policy statement without Principal)")
+    policy.add_argument("--action", action="append", default=None, metavar="ACTION",
+                        help=f"operation to allow (repeatable; default {', '.join(DEFAULT_ACTIONS)}; any of "
+                             f"{', '.join(RECIPIENT_ACTIONS)})")
+    policy.add_argument("--sid", default=DEFAULT_SID, help=f"statement id (default {DEFAULT_SID})")
+    policy.add_argument("--allow-zero", action="store_true",
+                        help="accept all-zero values (they match every debug-mode enclave)")
+    policy.set_defaults(handler=run_policy)
+
+
+def run_policy(args: argparse.Namespace) -> int:
+    statement = build_statement(
+        pcrs=_parse_pcrs(args.pcr),
+        image_sha384=args.image_sha384,
+        role_arn=args.role_arn,
+        actions=args.action if args.action is not None else DEFAULT_ACTIONS,
+        sid=args.sid,
+        allow_zero=args.allow_zero,
+    )
+    print_json(statement)
+    return EXIT_OK
+
+
+def _parse_pcrs(items: list[str]) -> dict[int, str]:
+    pcrs: dict[int, str] = {}
+    for item in items:
+        index_text, sep, value = item.partition("=")
+        if not sep or not index_text.strip().isdigit() or len(index_text.strip()) > 2:
+            raise KeyPolicyError(f"--pcr expects N=HEX with N in 0..31, got {item[:20]!r}")
+        index = int(index_text)
+        if index in pcrs:
+            raise KeyPolicyError(f"--pcr {index} given twice")
+        pcrs[index] = value
+    return pcrs

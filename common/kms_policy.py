@@ -1,0 +1,167 @@
+"""KMS key policy statements that bind a key's use to an enclave's measurements.
+
+AWS KMS checks the attestation document of a request's ``Recipient`` against ``kms:RecipientAttestation:*``
+condition keys: ``ImageSha384`` (the enclave's PCR0) and ``PCR<N>``, each a lower-case hex SHA-384 value
+(96 digits), compared with ``StringEqualsIgnoreCase`` in AWS's examples. A mismatch is AccessDeniedException.
+:func:`build_statement` writes one statement of the standard shape::
+
+    {"Sid": "...", "Effect": "Allow", "Principal": {"AWS": "<role ARN>"},
+     "Action": ["kms:GenerateRandom"], "Resource": "*",
+     "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": "<96 hex digits>", ...}}}
+
+to add to the key's policy (next to its administrators' statement: a key policy made of this statement
+alone would lock everyone else out). nitrokit's simulated KMS loads the same statement as its conditions
+(``common.kms.AttestationConditions.from_json(statement)``), so a policy can be tried offline first.
+
+Choices: the default action is ``kms:GenerateRandom`` only, the one operation nitrokit's enclave service
+calls (least privilege); ``actions`` may add the other operations that take a Recipient (Decrypt,
+DeriveSharedSecret, GenerateDataKey, GenerateDataKeyPair), and nothing else, because the condition keys only
+exist on those. At least one measurement is required: a statement without one would let the role call the
+operation without any attestation. Without ``role_arn`` there is no ``Principal``, which is the shape of an
+IAM identity-policy statement (attach it to the role) rather than a key-policy statement.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from common.errors import UsageError
+
+__all__ = [
+    "DEFAULT_ACTIONS",
+    "DEFAULT_SID",
+    "IMAGE_SHA384_KEY",
+    "PCR_COUNT",
+    "PCR_KEY_PREFIX",
+    "RECIPIENT_ACTIONS",
+    "KeyPolicyError",
+    "build_statement",
+]
+
+IMAGE_SHA384_KEY = "kms:RecipientAttestation:ImageSha384"
+PCR_KEY_PREFIX = "kms:RecipientAttestation:PCR"
+OPERATOR = "StringEqualsIgnoreCase"
+PCR_COUNT = 32
+SHA384_HEX_DIGITS = 96
+RECIPIENT_ACTIONS = (
+    "kms:Decrypt",
+    "kms:DeriveSharedSecret",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyPair",
+    "kms:GenerateRandom",
+)
+DEFAULT_ACTIONS = ("kms:GenerateRandom",)
+DEFAULT_SID = "AllowNitroEnclaveWithTheseMeasurements"
+
+# IAM principals a key policy can name: an account root, a role or a user (with optional path).
+_ARN_RE = re.compile(r"arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:(?:root|(?:role|user)/[A-Za-z0-9+=,.@_/-]{1,512})")
+_SID_RE = re.compile(r"[A-Za-z0-9 ]{1,128}")
+_HEX_RE = re.compile(r"[0-9a-fA-F]*")
+
+
+class KeyPolicyError(UsageError):
+    """The measurements, principal, actions or Sid given for a policy statement are not valid."""
+
+
+def build_statement(
+    *,
+    pcrs: Mapping[int, bytes | str] | None = None,
+    image_sha384: bytes | str | None = None,
+    role_arn: str | None = None,
+    actions: Iterable[str] = DEFAULT_ACTIONS,
+    sid: str = DEFAULT_SID,
+    allow_zero: bool = False,
+) -> dict[str, Any]:
+    """A key-policy statement allowing ``actions`` only to an enclave with these measurements.
+
+    ``pcrs`` maps PCR indices (0..31) to SHA-384 values (48 bytes, or 96 hex digits in any case, optional
+    ``0x``); ``image_sha384`` is PCR0 under its own condition key. If both ImageSha384 and PCR0 are given they
+    must be equal. Values are written lower-case. An all-zero value is refused unless ``allow_zero``: a
+    debug-mode enclave reports PCR0..15 as zeros, so such a condition would admit any debug enclave.
+    Raises :class:`KeyPolicyError` on invalid input.
+    """
+    conditions: dict[str, str] = {}
+    image = _hex_value(image_sha384, what="ImageSha384") if image_sha384 is not None else None
+    if image is not None:
+        conditions[IMAGE_SHA384_KEY] = image
+    if pcrs is not None and not isinstance(pcrs, Mapping):
+        raise KeyPolicyError("pcrs must be a mapping of PCR index to value")
+    for index, value in sorted((pcrs or {}).items(), key=lambda item: _index(item[0])):
+        conditions[f"{PCR_KEY_PREFIX}{index}"] = _hex_value(value, what=f"PCR{index}")
+    if not conditions:
+        raise KeyPolicyError("give at least one measurement (--pcr N=HEX or --image-sha384 HEX): a statement "
+                             "without one would not require any attestation")
+    if not allow_zero:
+        for key, value in conditions.items():
+            if not value.strip("0"):
+                name = key.removeprefix("kms:RecipientAttestation:")
+                raise KeyPolicyError(f"{name} is all zeros: debug-mode enclaves report zero PCRs, so this would "
+                                     "admit any enclave run with --debug-mode (pass allow_zero / --allow-zero if "
+                                     "that is really meant)")
+    pcr0 = conditions.get(f"{PCR_KEY_PREFIX}0")
+    if image is not None and pcr0 is not None and pcr0 != image:
+        raise KeyPolicyError("ImageSha384 is PCR0, but the two values differ: no enclave could match both")
+
+    statement: dict[str, Any] = {"Sid": _sid(sid), "Effect": "Allow"}
+    if role_arn is not None:
+        statement["Principal"] = {"AWS": _principal(role_arn)}
+    statement["Action"] = _actions(actions)
+    statement["Resource"] = "*"
+    statement["Condition"] = {OPERATOR: conditions}
+    return statement
+
+
+def _index(index: object) -> int:
+    if type(index) is not int or not 0 <= index < PCR_COUNT:
+        raise KeyPolicyError(f"PCR index {index!r} is not an integer in 0..{PCR_COUNT - 1}")
+    return index
+
+
+def _hex_value(value: object, *, what: str) -> str:
+    if isinstance(value, bytes | bytearray):
+        if len(value) * 2 != SHA384_HEX_DIGITS:
+            raise KeyPolicyError(f"{what} is {len(value)} bytes, expected 48 (SHA-384)")
+        return bytes(value).hex()
+    if not isinstance(value, str):
+        raise KeyPolicyError(f"{what} must be bytes or hex text, got {type(value).__name__}")
+    text = value.strip()
+    if text[:2].lower() == "0x":
+        text = text[2:]
+    if not _HEX_RE.fullmatch(text):
+        raise KeyPolicyError(f"{what} is not hex")
+    if len(text) != SHA384_HEX_DIGITS:
+        raise KeyPolicyError(f"{what} has {len(text)} hex digits, expected {SHA384_HEX_DIGITS} (SHA-384)")
+    return text.lower()
+
+
+def _principal(role_arn: object) -> str:
+    if not isinstance(role_arn, str) or not _ARN_RE.fullmatch(role_arn):
+        shown = role_arn[:80] if isinstance(role_arn, str) else type(role_arn).__name__
+        raise KeyPolicyError(f"{shown!r} is not an IAM role, user or account-root ARN "
+                             "(arn:aws:iam::<12-digit account>:role/<name>)")
+    return role_arn
+
+
+def _actions(actions: Iterable[str]) -> list[str]:
+    if isinstance(actions, str):
+        actions = [actions]
+    chosen: list[str] = []
+    for action in actions:
+        canonical = next((a for a in RECIPIENT_ACTIONS if isinstance(action, str) and a.lower() == action.lower()),
+                         None)
+        if canonical is None:
+            raise KeyPolicyError(f"action {action!r} does not take a Recipient attestation; use one of "
+                                 f"{', '.join(RECIPIENT_ACTIONS)}")
+        if canonical not in chosen:
+            chosen.append(canonical)
+    if not chosen:
+        raise KeyPolicyError("give at least one action")
+    return sorted(chosen)
+
+
+def _sid(sid: object) -> str:
+    if not isinstance(sid, str) or not _SID_RE.fullmatch(sid):
+        raise KeyPolicyError("Sid must be 1 to 128 letters, digits or spaces")
+    return sid
