@@ -16,6 +16,7 @@ both with ``Connection: close``. Every answer is JSON with ``x-amzn-RequestId``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import socket
 import threading
@@ -45,6 +46,17 @@ BODY_DEADLINE = 30.0
 _READ_CHUNK = 64 * 1024
 _STOP_JOIN_SECONDS = 5.0
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
+
+
+_SESSION_LOCK = threading.Lock()
+
+
+@functools.cache
+def _boto3_session() -> Any:
+    """One boto3 session for every client we make: it caches the service model (10x faster clients)."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 class _Server(ThreadingHTTPServer):
@@ -287,17 +299,17 @@ class SimulatedKms:
         ``config`` (a botocore ``Config``) is merged over the defaults, e.g.
         ``Config(retries={"max_attempts": 1})`` to see 500s without retries.
         """
-        import boto3
         from botocore.config import Config
 
         # proxies={} keeps proxy environment variables from diverting loopback traffic.
         base = Config(retries={"mode": "standard", "max_attempts": 3}, proxies={})
         key = self.config.credentials[0]
-        return boto3.session.Session().client(
-            "kms", endpoint_url=self.url, region_name=self.config.region, aws_access_key_id=key.access_key_id,
-            aws_secret_access_key=key.secret_access_key, aws_session_token=key.session_token,
-            config=base.merge(config) if config is not None else base,
-        )
+        with _SESSION_LOCK:  # boto3 sessions are not thread-safe; the clients they make are
+            return _boto3_session().client(
+                "kms", endpoint_url=self.url, region_name=self.config.region, aws_access_key_id=key.access_key_id,
+                aws_secret_access_key=key.secret_access_key, aws_session_token=key.session_token,
+                config=base.merge(config) if config is not None else base,
+            )
 
     # Runtime hooks for tests.
 
