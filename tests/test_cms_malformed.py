@@ -599,3 +599,14 @@ def test_mutated_samples_raise_only_typed_errors(enclaver, data):
     if parsed is not None:
         with contextlib.suppress(CmsError):
             decrypt(parsed, key)
+
+
+def test_non_minimal_length_octets_are_valid_ber(enclaver, parts):
+    data, key = enclaver
+    # the IV as 04 81 10 instead of 04 10, inside an AlgorithmIdentifier one byte longer
+    algorithm = b"\x30\x1e" + oid(AES256_CBC) + b"\x04\x81\x10" + parts["iv"]
+    relaxed = build(parts, content_algorithm=algorithm)
+    assert relaxed != data
+    assert _parse_kms_layout(relaxed) is None  # not the byte-exact KMS layout: the general path decides
+    assert parse_enveloped_data(relaxed) == parse_enveloped_data(data)
+    assert decrypt(relaxed, key) == ENCLAVER_PLAINTEXT
