@@ -66,7 +66,8 @@ def test_plaintext(client: Any, count: int) -> None:
 
 
 def test_plaintext_differs_between_calls(client: Any) -> None:
-    assert client.generate_random(NumberOfBytes=32)["Plaintext"] != client.generate_random(NumberOfBytes=32)["Plaintext"]
+    first, second = (client.generate_random(NumberOfBytes=32)["Plaintext"] for _ in range(2))
+    assert first != second
 
 
 @pytest.mark.parametrize("count", [1, 32, 1024])

@@ -41,7 +41,8 @@ def spki(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def recipient(document: bytes, algorithm: str = ALGORITHM) -> dict[str, Any]:
+def recipient(document: bytes | None, algorithm: str = ALGORITHM) -> dict[str, Any]:
+    assert document is not None
     return {"AttestationDocument": document, "KeyEncryptionAlgorithm": algorithm}
 
 
