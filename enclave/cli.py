@@ -1,6 +1,6 @@
 """``nitrokit enclave ...``: the enclave's primitives on the command line (attestation and PCRs via the NSM).
 
-Every subcommand takes ``--nsm device|simulated`` (default device: /dev/nsm, only inside a Nitro enclave).
+Subcommands that talk to an NSM take ``--nsm device|simulated`` (default device: /dev/nsm, only in an enclave).
 Adding one: write ``_add_<name>(commands)`` (its parser, calling :func:`add_nsm_option` if it talks to an
 NSM) and a ``run_<name>(args) -> exit code`` handler, then list ``_add_<name>`` in ``_SUBCOMMANDS``.
 An NSM refusal (over its limits, locked PCR, bad index...) is an :class:`NsmError`: exit 1 with the NSM's code.
