@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from common.kms import DEFAULT_ACCESS_KEY, AccessKey, KmsSimConfig, SimulatedKms
 from tests.test_kms_support import clock_shift_hook, post, sign_headers
 
-ONE_ATTEMPT = Config(retries={"mode": "standard", "max_attempts": 1}, proxies={})
+ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1}, proxies={})
 BODY = b'{"NumberOfBytes": 16}'
 
 

@@ -128,6 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
         # StreamRequestHandler applies self.timeout to the connection's socket.
         self.timeout = self.server.socket_timeout  # type: ignore[misc]
         super().setup()
+        # Headers and body go out in two writes; without this, Nagle's algorithm and the client's delayed ACK
+        # can hold the body back for 40 ms.
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
         self._serve()
@@ -200,6 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the standard library's request parsing, as JSON like every other answer."""
+        # Parsing fails before the version is known; answer as HTTP/1.x (with headers), never as HTTP/0.9.
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
         try:
             phrase = HTTPStatus(code).phrase.replace(" ", "")
         except ValueError:
@@ -297,12 +304,13 @@ class SimulatedKms:
         """A boto3 KMS client for this endpoint: configured region and first access key, standard retries.
 
         ``config`` (a botocore ``Config``) is merged over the defaults, e.g.
-        ``Config(retries={"max_attempts": 1})`` to see 500s without retries.
+        ``Config(retries={"total_max_attempts": 1})`` to see 500s without retries (botocore's
+        ``max_attempts`` counts retries, not attempts).
         """
         from botocore.config import Config
 
         # proxies={} keeps proxy environment variables from diverting loopback traffic.
-        base = Config(retries={"mode": "standard", "max_attempts": 3}, proxies={})
+        base = Config(retries={"mode": "standard"}, proxies={})
         key = self.config.credentials[0]
         with _SESSION_LOCK:  # boto3 sessions are not thread-safe; the clients they make are
             return _boto3_session().client(
