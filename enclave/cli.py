@@ -14,15 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeAlias
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-
-from common.cli._io import EXIT_OK, parse_hex, print_json, read_input, write_output
+from common.cli._io import EXIT_OK, parse_hex, parse_pcr_args, print_json, read_public_key_file, write_output
 from common.errors import UsageError
 from enclave.nsm import NSM_KINDS, Nsm, open_nsm
 from enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
-
-_MAX_PUBLIC_KEY_FILE_BYTES = 16 * 1024
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -80,14 +75,14 @@ def _add_attest(commands: Subparsers) -> None:
 def run_attest(args: argparse.Namespace) -> int:
     simulated: dict[str, Any] = {}
     if args.pcr:
-        simulated["pcrs"] = _pcr_start_values(args.pcr)
+        simulated["pcrs"] = parse_pcr_args(args.pcr)
     if args.debug:
         simulated["debug"] = True
     if simulated and args.nsm != "simulated":
         raise UsageError("--pcr and --debug shape simulated documents only: add --nsm simulated")
     if args.out == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a binary document to a terminal: use --out FILE or a pipe")
-    public_key = _read_public_key(args.public_key) if args.public_key is not None else None
+    public_key = read_public_key_file(args.public_key) if args.public_key is not None else None
     user_data = parse_hex(args.user_data, what="--user-data") if args.user_data is not None else None
     nonce = parse_hex(args.nonce, what="--nonce") if args.nonce is not None else None
 
@@ -95,30 +90,6 @@ def run_attest(args: argparse.Namespace) -> int:
         document = nsm.attestation(user_data=user_data, nonce=nonce, public_key=public_key)
     write_output(args.out, document)
     return EXIT_OK
-
-
-def _pcr_start_values(items: list[str]) -> dict[int, bytes]:
-    pcrs: dict[int, bytes] = {}
-    for item in items:
-        index_text, sep, value = item.partition("=")
-        if not sep or not index_text.strip().isdigit():
-            raise UsageError(f"--pcr {item!r} is not N=HEX")
-        index = int(index_text)
-        if index in pcrs:
-            raise UsageError(f"--pcr {index} given twice")
-        pcrs[index] = parse_hex(value, what=f"--pcr {index}")
-    return pcrs
-
-
-def _read_public_key(path: str) -> bytes:
-    data = read_input(path, limit=_MAX_PUBLIC_KEY_FILE_BYTES, what="--public-key file")
-    if not data.lstrip().startswith(b"-----BEGIN"):
-        return data
-    try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise UsageError("--public-key file is PEM but not a public key") from None
-    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 # --- describe-pcr, extend-pcr ---------------------------------------------------------------------------

@@ -13,11 +13,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+
 from common.errors import InputTooLargeError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+MAX_PUBLIC_KEY_FILE_BYTES = 16 * 1024
 
 
 class CommandFailed(Exception):
@@ -66,6 +70,32 @@ def parse_hex(text: str, *, what: str) -> bytes:
         return bytes.fromhex(cleaned)
     except ValueError:
         raise UsageError(f"{what} is not valid hex") from None
+
+
+def parse_pcr_args(items: list[str]) -> dict[int, bytes]:
+    """``--pcr N=HEX`` arguments as {index: bytes}; index ranges and lengths are the caller's to check."""
+    pcrs: dict[int, bytes] = {}
+    for item in items:
+        index_text, sep, value = item.partition("=")
+        if not sep or not index_text.strip().isdigit():
+            raise UsageError(f"--pcr {item!r} is not N=HEX")
+        index = int(index_text)
+        if index in pcrs:
+            raise UsageError(f"--pcr {index} given twice")
+        pcrs[index] = parse_hex(value, what=f"--pcr {index}")
+    return pcrs
+
+
+def read_public_key_file(path: str) -> bytes:
+    """A ``--public-key`` file's bytes: a PEM public key becomes its DER SubjectPublicKeyInfo, else raw bytes."""
+    data = read_input(path, limit=MAX_PUBLIC_KEY_FILE_BYTES, what="--public-key file")
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        return data
+    try:
+        key = serialization.load_pem_public_key(data)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError("--public-key file is PEM but not a public key") from None
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def write_output(dest: str, data: bytes) -> None:

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from common.attestation import (
     MAX_DOCUMENT_BYTES,
@@ -25,14 +24,15 @@ from common.cli._io import (
     CommandFailed,
     decode_binary_or_base64,
     parse_hex,
+    parse_pcr_args,
     print_json,
     read_input,
+    read_public_key_file,
 )
 from common.errors import UsageError
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
-_MAX_PUBLIC_KEY_FILE_BYTES = 16 * 1024
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -204,33 +204,11 @@ def _time_from_arg(value: str, document: AttestationDocument) -> datetime:
 
 
 def _policy_from_args(args: argparse.Namespace) -> Policy:
-    pcrs: dict[int, bytes] = {}
-    for item in args.pcr:
-        index_text, sep, value = item.partition("=")
-        if not sep or not index_text.strip().isdigit():
-            raise UsageError(f"--pcr {item!r} is not N=HEX")
-        index = int(index_text)
-        if index in pcrs:
-            raise UsageError(f"--pcr {index} given twice")
-        pcrs[index] = parse_hex(value, what=f"--pcr {index}")
-    public_key = None
-    if args.public_key is not None:
-        public_key = _read_public_key(args.public_key)
+    pcrs = parse_pcr_args(args.pcr)
     return Policy(
-        pcrs=pcrs or None,
+        pcrs=dict(pcrs) or None,
         allow_debug=args.allow_debug,
         nonce=parse_hex(args.nonce, what="--nonce") if args.nonce is not None else None,
         user_data=parse_hex(args.user_data, what="--user-data") if args.user_data is not None else None,
-        public_key=public_key,
+        public_key=read_public_key_file(args.public_key) if args.public_key is not None else None,
     )
-
-
-def _read_public_key(path: str) -> bytes:
-    data = read_input(path, limit=_MAX_PUBLIC_KEY_FILE_BYTES, what="--public-key file")
-    if data.lstrip().startswith(b"-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError):
-            raise UsageError("--public-key file is PEM but not a public key") from None
-        return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return data
