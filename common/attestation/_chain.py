@@ -25,9 +25,11 @@ _Ext = TypeVar("_Ext", bound=x509.ExtensionType)
 
 def load_der(der: bytes, *, position: str) -> x509.Certificate:
     try:
-        return x509.load_der_x509_certificate(der)
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer)  # parsed lazily by cryptography: a bad name must fail here, as a ChainError
     except ValueError:
         raise ChainError("not a DER X.509 certificate", field=position) from None
+    return cert
 
 
 def check_algorithms(cert: x509.Certificate, *, position: str) -> ec.EllipticCurvePublicKey:
