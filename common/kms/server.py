@@ -120,9 +120,10 @@ def _refuse_overloaded(request: socket.socket, service: KmsService) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server_version = "Server"
-    sys_version = ""
     server: _Server
+
+    def version_string(self) -> str:
+        return "Server"  # what KMS sends in its Server header
 
     def setup(self) -> None:
         # StreamRequestHandler applies self.timeout to the connection's socket.
@@ -259,7 +260,7 @@ class SimulatedKms:
             raise UsageError("this SimulatedKms is already running")
         self._server = _Server((self._host, self._port), self._service, max_connections=self._max_connections,
                                socket_timeout=self._socket_timeout, max_body_bytes=self._max_body_bytes)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="kms-sim", daemon=True)
         self._thread.start()
         return self

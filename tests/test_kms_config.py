@@ -1,0 +1,235 @@
+"""Configuration of the simulated KMS: files (JSON, TOML), validation, and attestation conditions from policies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from common.attestation import aws_nitro_root
+from common.errors import UsageError
+from common.kms import (
+    DEFAULT_ACCESS_KEY,
+    AccessKey,
+    AttestationConditions,
+    CustomKeyStore,
+    Faults,
+    KmsConfigError,
+    KmsSimConfig,
+    load_config,
+)
+from common.kms.conditions import context_from_pcrs
+from common.testing import fixture_pki
+from tests.test_kms_support import foreign_pki
+
+PCR0 = "ab" * 48
+PCR1 = "cd" * 48
+CONTEXT = context_from_pcrs({0: bytes.fromhex(PCR0), 1: bytes.fromhex(PCR1), 8: bytes(48)})
+NO_RECIPIENT = context_from_pcrs(None)
+
+
+def test_defaults() -> None:
+    config = KmsSimConfig()
+    assert config.credentials == (DEFAULT_ACCESS_KEY,)
+    assert DEFAULT_ACCESS_KEY.access_key_id == "AKIAIOSFODNN7EXAMPLE"
+    assert config.region == "us-east-1"
+    assert config.resolve_root() == fixture_pki().root
+    assert config.conditions is None and not config.recipient_required
+    assert "wJalrXUtnFEMI" not in repr(config)  # secrets stay out of repr
+
+
+def test_toml_file(tmp_path: Path) -> None:
+    root = tmp_path / "root.pem"
+    root.write_bytes(foreign_pki().root.public_bytes(serialization.Encoding.PEM))
+    path = tmp_path / "kms.toml"
+    path.write_text(f"""
+region = "eu-central-1"
+root = "root.pem"
+recipient_required = true
+
+[[credentials]]
+access_key_id = "AKIATESTTESTTESTTEST"
+secret_access_key = "secret"
+
+[[custom_key_stores]]
+id = "cks-1"
+type = "cloudhsm"
+connection_state = "disconnected"
+
+[[custom_key_stores]]
+id = "cks-2"
+type = "EXTERNAL_KEY_STORE"
+
+[conditions]
+"kms:RecipientAttestation:PCR0" = "{PCR0}"
+
+[faults]
+internal_error_rate = 0.25
+fail_next = 2
+fail_next_error = "DependencyTimeoutException"
+latency_ms = 5
+seed = 3
+""")
+    config = load_config(path)
+    assert config.region == "eu-central-1"
+    assert config.resolve_root() == foreign_pki().root  # relative to the config file
+    assert config.recipient_required
+    assert config.credentials == (AccessKey(access_key_id="AKIATESTTESTTESTTEST", secret_access_key="secret"),)
+    assert config.custom_key_stores == (
+        CustomKeyStore(id="cks-1", type="AWS_CLOUDHSM", connection_state="DISCONNECTED"),
+        CustomKeyStore(id="cks-2", type="EXTERNAL_KEY_STORE", connection_state="CONNECTED"),
+    )
+    assert config.conditions is not None and config.conditions.evaluate(CONTEXT) is None
+    assert config.faults == Faults(internal_error_rate=0.25, fail_next=2, fail_next_error="DependencyTimeoutException",
+                                   latency_ms=5, seed=3)
+
+
+def test_json_file_with_policy_document(tmp_path: Path) -> None:
+    path = tmp_path / "kms.json"
+    path.write_text(json.dumps({
+        "root": "aws",
+        "conditions": {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*",
+             "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": PCR0.upper()}}},
+        ]},
+    }))
+    config = load_config(path)
+    assert config.resolve_root() == aws_nitro_root()
+    assert config.conditions is not None
+    assert config.conditions.evaluate(CONTEXT) is None
+    assert config.conditions.evaluate(NO_RECIPIENT) is not None
+
+
+@pytest.mark.parametrize(("content", "suffix", "fragment"), [
+    ('{"regoin": "us-east-1"}', ".json", "unknown configuration key(s): regoin"),
+    ("region = ", ".toml", "not valid TOML"),
+    ("{", ".json", "not valid JSON"),
+    ('{"credentials": [{"access_key_id": "A"}]}', ".json", "credentials"),
+    ('{"credentials": []}', ".json", "at least one"),
+    ('{"faults": {"internal_error_rate": 2}}', ".json", "internal_error_rate"),
+    ('{"faults": {"internal_error_rate": 0.6, "dependency_timeout_rate": 0.6}}', ".json", "must not exceed 1"),
+    ('{"faults": {"fail_next_error": "ThrottlingException"}}', ".json", "fail_next_error"),
+    ('{"faults": {"latency_ms": 100000}}', ".json", "latency_ms"),
+    ('{"custom_key_stores": [{"id": "x", "type": "XKS"}]}', ".json", "type"),
+    ('{"custom_key_stores": [{"id": "x", "connection_state": "ON"}]}', ".json", "connection_state"),
+    ('{"custom_key_stores": [{"id": "x"}, {"id": "x"}]}', ".json", "unique"),
+    ('{"region": "us/east"}', ".json", "region"),
+    ('{"recipient_required": "yes"}', ".json", "recipient_required"),
+    ('{"conditions": {"kms:CallerAccount": "1"}}', ".json", "not supported"),
+    ('{"root": "missing.pem"}', ".json", "root"),
+], ids=["typo", "bad-toml", "bad-json", "incomplete-key", "no-keys", "rate", "rates-sum", "fault-error",
+        "latency", "store-type", "store-state", "store-ids", "region", "bool", "condition-key", "root-file"])
+def test_bad_config_files(tmp_path: Path, content: str, suffix: str, fragment: str) -> None:
+    path = tmp_path / f"kms{suffix}"
+    path.write_text(content)
+    with pytest.raises(KmsConfigError) as caught:
+        load_config(path).resolve_root()
+    assert fragment in str(caught.value)
+    assert isinstance(caught.value, UsageError)
+
+
+def test_oversized_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_bytes(b" " * (1024 * 1024 + 1))
+    with pytest.raises(KmsConfigError, match="larger than"):
+        load_config(path)
+
+
+def test_replace_validates() -> None:
+    with pytest.raises(KmsConfigError):
+        KmsSimConfig().replace(region="")
+    assert KmsSimConfig().replace(region="ap-south-1").region == "ap-south-1"
+
+
+# --- conditions ----------------------------------------------------------------------------------------------
+
+def statement(condition: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"Effect": "Allow", "Principal": "*", "Action": "kms:*", "Resource": "*", "Condition": condition, **extra}
+
+
+@pytest.mark.parametrize(("policy", "with_recipient", "without_recipient"), [
+    ({"kms:RecipientAttestation:PCR0": PCR0}, True, False),
+    ({"KMS:RECIPIENTATTESTATION:pcr0": PCR0.upper()}, True, False),  # keys and hex case-insensitive
+    ({"kms:RecipientAttestation:PCR0": [("00" * 48), PCR0]}, True, False),  # any of the values
+    ({"kms:RecipientAttestation:PCR0": PCR0, "kms:RecipientAttestation:PCR1": PCR0}, False, False),
+    (statement({"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR1": PCR1.upper()}}), True, False),
+    (statement({"StringEquals": {"kms:RecipientAttestation:PCR1": PCR1}}), True, False),
+    (statement({"StringEquals": {"kms:RecipientAttestation:PCR1": PCR1.upper()}}), False, False),
+    (statement({"StringEqualsIgnoreCaseIfExists": {"kms:RecipientAttestation:PCR1": PCR1}}), True, True),
+    (statement({"Null": {"kms:RecipientAttestation:ImageSha384": "false"}}), True, False),
+    (statement({"Null": {"kms:RecipientAttestation:ImageSha384": True}}), False, True),
+    (statement({"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR8": "00" * 48},
+                "Null": {"kms:RecipientAttestation:PCR0": "false"}}), True, False),
+    (statement({"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR31": "00" * 48}}), False, False),
+    ({"Statement": [statement({"StringEquals": {"kms:RecipientAttestation:PCR0": "11" * 48}}),
+                    statement({"StringEquals": {"kms:RecipientAttestation:PCR1": PCR1}})]}, True, False),
+    ({"Statement": statement({"StringEquals": {"kms:RecipientAttestation:PCR0": PCR0}})}, True, False),
+    ([statement({"StringEquals": {"kms:RecipientAttestation:PCR0": "11" * 48}}), statement({})], True, True),
+], ids=["shorthand", "case", "value-list", "two-keys-one-wrong", "ignore-case", "equals", "equals-upper",
+        "if-exists", "null-false", "null-true", "two-operators", "pcr31-absent", "any-statement",
+        "single-statement-document", "unconditional-statement"])
+def test_condition_semantics(policy: Any, with_recipient: bool, without_recipient: bool) -> None:
+    conditions = AttestationConditions.from_json(policy)
+    assert (conditions.evaluate(CONTEXT) is None) == with_recipient
+    assert (conditions.evaluate(NO_RECIPIENT) is None) == without_recipient
+
+
+def test_statement_as_printed_by_a_policy_generator() -> None:
+    """A full key-policy statement (the form `nitrokit policy` prints) loads as the simulator's conditions."""
+    text = json.dumps({
+        "Sid": "AllowEnclaveGenerateRandom",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:role/enclave-parent"},
+        "Action": ["kms:GenerateRandom", "kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": "*",
+        "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:ImageSha384": PCR0,
+                                                 "kms:RecipientAttestation:PCR1": PCR1}},
+    })
+    conditions = AttestationConditions.from_json(json.loads(text))
+    assert conditions.evaluate(CONTEXT) is None
+    reason = conditions.evaluate(context_from_pcrs({0: bytes(48), 1: bytes.fromhex(PCR1)}))
+    assert reason is not None and "AllowEnclaveGenerateRandom" in reason and "ImageSha384" in reason
+
+
+def test_require_builder() -> None:
+    conditions = AttestationConditions.require(image_sha384=bytes.fromhex(PCR0), pcrs={1: PCR1.upper()})
+    assert conditions.evaluate(CONTEXT) is None
+    assert conditions.evaluate(context_from_pcrs({0: bytes.fromhex(PCR0)})) is not None
+
+
+@pytest.mark.parametrize("policy", [
+    {},
+    {"Statement": []},
+    [],
+    "text",
+    statement({"StringLike": {"kms:RecipientAttestation:PCR0": PCR0}}),
+    statement({"ForAnyValue:StringEquals": {"kms:RecipientAttestation:PCR0": PCR0}}),
+    statement({"NullIfExists": {"kms:RecipientAttestation:PCR0": "true"}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR32": PCR0}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR01": PCR0}}),
+    statement({"StringEquals": {"kms:EncryptionContext:x": "y"}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR0": "xyz"}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:ImageSha384": "ab" * 32}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR0": []}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR0": 5}}),
+    statement({"Null": {"kms:RecipientAttestation:PCR0": "maybe"}}),
+    statement({"StringEquals": {}}),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR0": PCR0}}, Effect="Deny"),
+    statement({"StringEquals": {"kms:RecipientAttestation:PCR0": PCR0}}, Unknown=1),
+    {"Statement": [statement({})], "Extra": 1},
+    {"Statement": [statement({})] * 101},
+], ids=["empty", "no-statements", "empty-list", "text", "string-like", "for-any-value", "null-if-exists",
+        "pcr32", "pcr-leading-zero", "other-key", "not-hex", "short-image", "no-values", "int-value", "null-maybe",
+        "empty-block", "deny", "unknown-statement-key", "unknown-policy-key", "too-many-statements"])
+def test_conditions_it_can_not_evaluate_are_refused(policy: Any) -> None:
+    with pytest.raises(KmsConfigError):
+        AttestationConditions.from_json(policy)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"pcrs": {32: PCR0}}, {"pcrs": {0: "zz"}}, {"image_sha384": 5}])
+def test_require_refuses_bad_values(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(KmsConfigError):
+        AttestationConditions.require(**kwargs)
