@@ -105,6 +105,7 @@ def test_decode_frame_refuses_truncated_and_trailing_bytes():
         decode_frame(frame + b"x")
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=64))
 def test_random_bytes_as_a_frame_only_raise_protocol_errors(data):
     try:
@@ -267,7 +268,7 @@ _NEAR_MESSAGES = st.dictionaries(_KEYS, st.one_of(
     st.dictionaries(_KEYS, _JSON | st.just(8) | st.just("AAAA"), max_size=4)), max_size=6)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.binary(max_size=256), _JSON.map(lambda v: json.dumps(v).encode()),
                  _NEAR_MESSAGES.map(lambda v: json.dumps(v).encode())))
 def test_random_bodies_only_raise_protocol_errors(body):
@@ -341,6 +342,7 @@ def test_client_side_request_builder_checks_its_arguments():
     assert generate_random_request(8) == {"NumberOfBytes": 8}
 
 
+@settings(deadline=None)
 @given(_JSON)
 def test_random_kms_requests_only_raise_invalid_request(value):
     with contextlib.suppress(InvalidRequestError):
