@@ -6,6 +6,7 @@ computed with hashlib straight from the definitions, so a shared mistake would h
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import itertools
@@ -15,6 +16,7 @@ import struct
 
 import cbor2
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
@@ -225,7 +227,6 @@ def test_rsa_signing_certificate_is_refused(signer):
     key, _ = signer
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _, template = b.signing_identity()
-    from cryptography import x509
     from cryptography.hazmat.primitives import hashes
     rsa_cert = (x509.CertificateBuilder().subject_name(template.subject).issuer_name(template.issuer)
                 .public_key(rsa_key.public_key()).serial_number(2).not_valid_before(template.not_valid_before_utc)
@@ -233,6 +234,31 @@ def test_rsa_signing_certificate_is_refused(signer):
     section = b.signature_section(rsa_cert, b.cose_sign1(key, b.pcr_payload(_pcr0())))
     with pytest.raises(EifSignatureError, match="not an EC"):
         describe_eif(_signed_with(section))
+
+
+def _corrupt_certificate(cert, old: bytes, new: bytes) -> bytes:
+    der = cert.public_bytes(serialization.Encoding.DER)
+    assert der.count(old) == 1
+    body = base64.encodebytes(der.replace(old, new)).decode()
+    return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode()
+
+
+def test_undecodable_signing_certificates_are_refused(signer):
+    """cryptography decodes lazily: a bad key point or key algorithm must still be a typed error (fuzzing)."""
+    key, cert = signer
+    point = cert.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    bad_point = point[:-1] + bytes([point[-1] ^ 1])
+    id_ec_public_key = bytes.fromhex("06072a8648ce3d0201")
+    unknown_algorithm = bytes.fromhex("06072a8648ce3d0209")
+    cose = list(b.cose_sign1(key, b.pcr_payload(_pcr0())))
+    for pem in (_corrupt_certificate(cert, point, bad_point),
+                _corrupt_certificate(cert, id_ec_public_key, unknown_algorithm)):
+        with pytest.raises(EifSignatureError, match="cannot be decoded"):
+            describe_eif(_signed_with(_entry(list(pem), cose)))
+    # An X.509 version other than v1..v3 makes cryptography raise InvalidVersion, not ValueError.
+    bad_version = _corrupt_certificate(cert, bytes.fromhex("a003020102"), bytes.fromhex("a003020139"))
+    with pytest.raises(EifSignatureError, match="not a PEM"):
+        describe_eif(_signed_with(_entry(list(bad_version), cose)))
 
 
 def _entry(cert_field, sig_field) -> bytes:

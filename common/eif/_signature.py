@@ -21,7 +21,7 @@ from typing import Any
 
 import cbor2
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -88,11 +88,21 @@ def parse_signature_section(data: bytes) -> tuple[x509.Certificate, bytes]:
         raise EifSignatureError(f"signing certificate is {len(pem)} bytes, over {MAX_CERTIFICATE_BYTES}")
     try:
         certificates = x509.load_pem_x509_certificates(pem)
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise EifSignatureError("signing certificate is not a PEM X.509 certificate") from None
     if len(certificates) != 1:
         raise EifSignatureError(f"signing certificate field holds {len(certificates)} certificates, expected one")
-    return certificates[0], cose
+    certificate = certificates[0]
+    # cryptography decodes certificate fields lazily; decode everything used later now, so a malformed key,
+    # name or date is this typed error here and not a ValueError somewhere else (found by fuzzing).
+    try:
+        certificate.public_key()
+        certificate.subject.rfc4514_string()
+        certificate.issuer.rfc4514_string()
+        _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+        raise EifSignatureError(f"signing certificate cannot be decoded: {str(exc)[:80]}") from None
+    return certificate, cose
 
 
 def check_pcr0_signature(certificate: x509.Certificate, cose: bytes, *, pcr0: bytes, verify: bool) -> EifSignature:
