@@ -231,6 +231,7 @@ def _documents() -> dict[str, bytes | None]:
         "future": good_document(at=datetime.now(UTC) + timedelta(hours=1)),
         "tampered": tampered,
         "garbage": b"\xa0not an attestation document",
+        "oversized": good + bytes(100_000),  # legal for the API (<= 262144 bytes), too big for a document
     }
 
 
@@ -248,7 +249,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "good": dict.fromkeys(POLICIES, OK),
     "debug": {"no-conditions": OK, "pcr0": DENIED, "image-sha384": DENIED, "recipient-required": OK},
     **{name: dict.fromkeys(POLICIES, INVALID)
-       for name in ("foreign-root", "expired", "future", "tampered", "garbage")},
+       for name in ("foreign-root", "expired", "future", "tampered", "garbage", "oversized")},
 }
 
 

@@ -398,3 +398,18 @@ def test_one_log_line_per_request_without_secrets(sim: SimulatedKms, caplog: pyt
     for form in (secret.hex(), base64.b64encode(secret).decode(), "wJalrXUtnFEMI"):
         assert form not in text
     assert base64.b64encode(wrapped["CiphertextForRecipient"][:48]).decode() not in text
+
+
+def test_a_bug_in_the_simulator_is_a_500_with_a_log_line(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from common.kms import _generate_random
+
+    def broken(*_: Any) -> None:
+        raise RuntimeError("simulated bug")
+
+    monkeypatch.setattr(_generate_random, "generate_random", broken)
+    with SimulatedKms() as simulator, caplog.at_level(logging.INFO, logger="nitrokit.kms_sim"):
+        status, headers, body = post(simulator, BODY, sign_headers(simulator.url, BODY))
+        assert (status, body["__type"]) == (500, "KMSInternalException")
+        assert f"request_id={headers['x-amzn-requestid']}" in caplog.text
+        assert post(simulator, BODY, sign_headers(simulator.url, BODY))[0] == 500  # and it keeps serving

@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from common.attestation import AttestationError, Policy, Verifier
 from common.cms import SUPPORTED_RSA_BITS, encrypt_for_recipient
+from common.errors import InputTooLargeError
 from common.kms.conditions import AttestationConditions, context_from_pcrs
 from common.kms.config import CustomKeyStore
 from common.kms.errors import KmsServiceError
@@ -72,6 +73,9 @@ def generate_random(params: Mapping[str, Any], context: Context) -> dict[str, st
         except AttestationError as exc:
             raise KmsServiceError("ValidationException", f"Invalid attestation document in Recipient: {exc}",
                                   reason=f"attestation {exc.step}") from None
+        except InputTooLargeError as exc:  # within the API's 262144 bytes, over the parser's cap
+            raise KmsServiceError("ValidationException", f"Invalid attestation document in Recipient: {exc}",
+                                  reason="attestation document too large") from None
         public_key = _recipient_key(result.document.public_key)
         pcrs = result.document.pcrs
 
