@@ -242,7 +242,7 @@ class ParentProxy:
             self._connections.discard(connection)
             self._handlers.discard(task)
 
-    async def execute(self, request: Request) -> dict[str, Any]:
+    async def _execute(self, request: Request) -> dict[str, Any]:
         """Check and relay one request; return the KMS JSON answer or raise ``CallFailed``."""
         assert self._relay is not None and self._slots is not None
         operation = OPERATIONS[request.operation]
@@ -348,7 +348,7 @@ class _Connection:
         started = time.perf_counter()
         try:
             try:
-                response = Response(id=request.id, response=await self.proxy.execute(request))
+                response = Response(id=request.id, response=await self.proxy._execute(request))
                 outcome = "ok"
             except CallFailed as exc:
                 response = Response(id=request.id, error=exc.info)
