@@ -159,7 +159,7 @@ def _timestamp(value: object) -> int:
     # bool is an int subclass in Python, but CBOR true/false is not an unsigned integer.
     if type(value) is not int:
         raise MalformedDocumentError(f"expected an unsigned integer, got {_kind(value)}", field="timestamp")
-    if value <= 0 or value >= 2**63:
+    if value <= 0 or value >= 253402300800000:  # 10000-01-01T00:00Z: issued_at must fit in a datetime
         raise MalformedDocumentError(f"{value} is out of range (milliseconds since the epoch)",
                                      field="timestamp")
     return value
