@@ -1,0 +1,195 @@
+"""The fuzz harnesses in the test suite: corpus and crash replay, harness self-checks, a short atheris run.
+
+The replay needs no atheris: every file of fuzz/corpus/<target>/ and fuzz/crashes/<target>/ goes through its
+harness, which lets only nitrokit's typed errors pass (fuzz/harnesses.py). Crash files are the inputs that once
+broke a target; replaying them is their regression test. With atheris installed (the ``fuzz`` extra), each
+target also runs for a few thousand coverage-guided executions in a subprocess, writing nothing into the repo.
+Longer runs: ``python fuzz/run.py TARGET --seconds 300`` (docs/fuzzing.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common.attestation import MalformedDocumentError
+from common.cms import decrypt
+from common.testing.documents import sign_payload
+from fuzz import harnesses
+from fuzz.run import MAX_LEN
+from tests.conftest import REPO, VECTORS
+
+CORPUS = REPO / "fuzz" / "corpus"
+CRASHES = REPO / "fuzz" / "crashes"
+TARGETS = list(harnesses.TARGETS)
+#: executions per target in the short atheris run (the slowest targets take a few ms each)
+SHORT_RUNS = 2000
+MAX_CORPUS_BYTES = 512 * 1024
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.iterdir() if path.is_file()) if folder.is_dir() else []
+
+
+def _crash_params() -> list[Any]:
+    params = [pytest.param(target, path, id=f"{target}/{path.name}")
+              for target in TARGETS for path in _files(CRASHES / target)]
+    return params or [pytest.param(None, None, marks=pytest.mark.skip(reason="no crash inputs kept"))]
+
+
+# -- layout ------------------------------------------------------------------------------------------------------
+
+
+def test_every_target_has_seeds_and_a_runner_entry():
+    assert set(MAX_LEN) == set(TARGETS)
+    for target in TARGETS:
+        assert any(path.name.startswith("seed-") for path in _files(CORPUS / target)), target
+    assert set(harnesses.__all__) >= {f"target_{name}" for name in TARGETS}
+
+
+def test_crash_folders_name_real_targets():
+    if CRASHES.is_dir():
+        assert {path.name for path in CRASHES.iterdir()} <= set(TARGETS)
+
+
+def test_corpora_are_small_and_hold_no_copy_of_the_real_samples():
+    files = [path for target in TARGETS for folder in (CORPUS, CRASHES) for path in _files(folder / target)]
+    assert sum(path.stat().st_size for path in files) < MAX_CORPUS_BYTES
+    samples = {path.read_bytes() for path in VECTORS.rglob("*") if path.is_file()} if VECTORS.is_dir() else set()
+    copies = [path.relative_to(REPO) for path in files if path.read_bytes() in samples]
+    assert not copies
+
+
+# -- replay ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_corpus_replays_with_only_typed_errors(target):
+    files = _files(CORPUS / target)
+    for path in files:
+        harnesses.TARGETS[target](path.read_bytes())  # anything but a NitrokitError propagates and fails here
+
+
+@pytest.mark.parametrize(("target", "path"), _crash_params())
+def test_crash_regression(target, path):
+    harnesses.TARGETS[target](path.read_bytes())
+
+
+def test_first_finding_is_a_chain_error_now():
+    """A malformed issuer name in cabundle[0] escaped Verifier.verify as ValueError (fixed in _chain.load_der)."""
+    from common.attestation import ChainError
+
+    data = (CRASHES / "attestation_verify" / "crash-b4c039efe1238fa333d0b6fe2aa1929a7de97998").read_bytes()
+    with pytest.raises(ChainError, match=r"cabundle\[0\]: not a DER X.509 certificate"):
+        harnesses._verifier().verify(data, at=harnesses.FIXED_AT)
+
+
+# -- the seeds reach the deep paths (so the committed keys and corpora belong together) ---------------------------
+
+
+def test_attestation_seeds_verify_with_the_policy():
+    document = (CORPUS / "attestation_verify" / "seed-full").read_bytes()
+    result = harnesses._verifier().verify(document, at=harnesses.FIXED_AT, max_age=harnesses.MAX_AGE,
+                                          policy=harnesses.POLICY)
+    assert "policy: nonce" in result.checks
+
+    payload = (CORPUS / "attestation_signed" / "seed-full").read_bytes()
+    signed = sign_payload(payload, harnesses.leaf()[1])
+    result = harnesses._verifier().verify(signed, at=harnesses.FIXED_AT, policy=harnesses.POLICY)
+    assert result.document.payload == payload
+
+
+def test_cms_seeds_open_with_the_fuzz_key():
+    for size in (0, 1, 32, 1024):
+        assert len(decrypt((CORPUS / "cms_decrypt" / f"seed-{size}").read_bytes(), harnesses.cms_key())) == size
+
+
+def test_kms_seed_with_recipient_is_answered_with_an_envelope():
+    kms = harnesses._kms()
+    body = harnesses._substitute((CORPUS / "kms_request" / "seed-recipient").read_bytes(), kms.placeholders)
+    answer = kms.service.handle(method="POST", path="/", headers=harnesses._signed_headers(body), body=body)
+    assert answer.status == 200, answer.body
+    envelope = base64.b64decode(json.loads(answer.body)["CiphertextForRecipient"])
+    assert len(decrypt(envelope, harnesses.cms_key())) == 32
+
+
+def test_kms_http_seed_reaches_the_signature_check():
+    from common.kms.server import _Handler
+
+    data = (CORPUS / "kms_http" / "seed-post").read_bytes()
+    now = datetime.now(UTC)
+    connection = harnesses._Connection(data.replace(b"@AMZDATE@", now.strftime("%Y%m%dT%H%M%SZ").encode())
+                                       .replace(b"@DATE@", now.strftime("%Y%m%d").encode()))
+    _Handler(connection, ("127.0.0.1", 1), harnesses._fake_server())  # type: ignore[arg-type]
+    sent = bytes(connection.sent)
+    assert sent.startswith(b"HTTP/1.1 400 ")
+    assert b"InvalidSignatureException" in sent and b"does not match" in sent
+
+
+# -- the harnesses themselves ------------------------------------------------------------------------------------
+
+
+def test_harness_silences_typed_errors_only(monkeypatch):
+    def typed(data):
+        raise MalformedDocumentError("bad", field="document")
+
+    def untyped(data):
+        raise KeyError("certificate")
+
+    monkeypatch.setattr(harnesses, "parse_document", typed)
+    harnesses.target_attestation_parse(b"x")
+    monkeypatch.setattr(harnesses, "parse_document", untyped)
+    with pytest.raises(KeyError):
+        harnesses.target_attestation_parse(b"x")
+
+
+def test_kms_harness_reports_an_unexpected_error_the_service_turned_into_a_500(monkeypatch):
+    from common.kms import _generate_random
+
+    def broken(params, context):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(_generate_random, "generate_random", broken)
+    with pytest.raises(harnesses.FuzzFinding, match="unexpected ZeroDivisionError") as caught:
+        harnesses.target_kms_request(b'{"NumberOfBytes": 1}')
+    assert isinstance(caught.value.__cause__, ZeroDivisionError)
+    harnesses.target_kms_request(b"not json")  # refused before the operation: a 400, no finding
+
+
+def test_wire_harness_checks_the_round_trip(monkeypatch):
+    from common.wire import encode_frame, encode_request, generate_random_request
+    from common.wire.messages import Request
+
+    frame = encode_frame(encode_request(Request(operation="GenerateRandom", request=generate_random_request(8),
+                                                id="r1")))
+    harnesses.target_wire_request(frame)
+    monkeypatch.setattr(harnesses, "encode_request", lambda request: b'{"version": 1}')
+    with pytest.raises(harnesses.FuzzFinding, match="does not encode again"):
+        harnesses.target_wire_request(frame)
+
+
+# -- a short coverage-guided run ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_short_atheris_run(target, tmp_path):
+    if importlib.util.find_spec("atheris") is None:
+        pytest.skip("atheris is not installed: pip install -e '.[fuzz]' (replay above still ran every corpus)")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "fuzz" / "run.py"), target, f"--runs={SHORT_RUNS}", "--seconds=60",
+         f"--scratch={tmp_path}", "-seed=1"],
+        cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
+    )
+    output = result.stdout + result.stderr
+    artifacts = [path.name for path in tmp_path.iterdir() if not re.fullmatch(r"[0-9a-f]{40}", path.name)]
+    assert result.returncode == 0 and not artifacts, output[-4000:]
+    assert re.search(rf"Done {SHORT_RUNS} runs", output), output[-4000:]
