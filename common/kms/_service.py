@@ -64,6 +64,7 @@ class KmsService:
 
     def __init__(self, config: KmsSimConfig) -> None:
         self.config = config
+        kms_operation_names()  # load botocore's model now, not on the first request
         self._verifier = Verifier(root=config.resolve_root())
         self._key_stores = {store.id: store for store in config.custom_key_stores}
         self._lock = threading.Lock()
