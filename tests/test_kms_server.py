@@ -374,8 +374,10 @@ def test_runtime_hooks_validate() -> None:
             simulator.fail_next(-1)
         with pytest.raises(UsageError):
             simulator.fail_next(1, error="ThrottlingException")
-        with pytest.raises(TypeError):
+        with pytest.raises(UsageError):
             simulator.set_faults({"latency_ms": 5})  # type: ignore[arg-type]
+        with pytest.raises(UsageError):
+            simulator.set_conditions({"kms:RecipientAttestation:PCR0": "00"})  # type: ignore[arg-type]
 
 
 # --- logging -----------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from common.attestation import Verifier
 from common.kms import _generate_random, _sigv4
 from common.kms.conditions import AttestationConditions
 from common.kms.config import Faults, KmsSimConfig
-from common.kms.errors import KmsServiceError
+from common.kms.errors import KmsConfigError, KmsServiceError
 
 logger = logging.getLogger("nitrokit.kms_sim")
 
@@ -81,7 +81,7 @@ class KmsService:
 
     def set_faults(self, faults: Faults) -> None:
         if not isinstance(faults, Faults):
-            raise TypeError("faults must be a Faults value")
+            raise KmsConfigError("faults must be a Faults value")
         with self._lock:
             self._faults = faults
             self._fail_next = faults.fail_next
@@ -97,7 +97,7 @@ class KmsService:
     def set_conditions(self, conditions: AttestationConditions | None, *,
                        recipient_required: bool | None = None) -> None:
         if conditions is not None and not isinstance(conditions, AttestationConditions):
-            raise TypeError("conditions must be AttestationConditions or None")
+            raise KmsConfigError("conditions must be AttestationConditions or None")
         with self._lock:
             self._conditions = conditions
             if recipient_required is not None:

@@ -84,7 +84,13 @@ class _Server(ThreadingHTTPServer):
                                   name="kms-sim-connection", daemon=True)
         with self._active_lock:
             self._active[request] = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: give the slot back and drop the connection
+            with self._active_lock:
+                self._active.pop(request, None)
+            self._slots.release()
+            self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
