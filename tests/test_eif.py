@@ -238,8 +238,8 @@ def test_rsa_signing_certificate_is_refused(signer):
 
 def _corrupt_certificate(cert, old: bytes, new: bytes) -> bytes:
     der = cert.public_bytes(serialization.Encoding.DER)
-    assert der.count(old) == 1
-    body = base64.encodebytes(der.replace(old, new)).decode()
+    assert old in der
+    body = base64.encodebytes(der.replace(old, new, 1)).decode()
     return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n".encode()
 
 
@@ -255,6 +255,12 @@ def test_undecodable_signing_certificates_are_refused(signer):
                 _corrupt_certificate(cert, id_ec_public_key, unknown_algorithm)):
         with pytest.raises(EifSignatureError, match="cannot be decoded"):
             describe_eif(_signed_with(_entry(list(pem), cose)))
+    # A name attribute of a type cryptography refuses raises TypeError (found by fuzzing).
+    _, bits_cert = b.signing_identity(cn="\x00bits")
+    common_name = bytes.fromhex("0603550403")
+    bad_name = _corrupt_certificate(bits_cert, common_name + b"\x0c\x05", common_name + b"\x03\x05")
+    with pytest.raises(EifSignatureError, match="cannot be decoded"):
+        describe_eif(_signed_with(_entry(list(bad_name), cose)))
     # An X.509 version other than v1..v3 makes cryptography raise InvalidVersion, not ValueError.
     bad_version = _corrupt_certificate(cert, bytes.fromhex("a003020102"), bytes.fromhex("a003020139"))
     with pytest.raises(EifSignatureError, match="not a PEM"):

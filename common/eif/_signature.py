@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.utils import CryptographyDeprecationWarning
 
 from common.attestation._cose import COSE_SIGN1_TAG, sig_structure
 from common.eif.errors import EifSignatureError
@@ -87,7 +89,10 @@ def parse_signature_section(data: bytes) -> tuple[x509.Certificate, bytes]:
     if len(pem) > MAX_CERTIFICATE_BYTES:
         raise EifSignatureError(f"signing certificate is {len(pem)} bytes, over {MAX_CERTIFICATE_BYTES}")
     try:
-        certificates = x509.load_pem_x509_certificates(pem)
+        with warnings.catch_warnings():
+            # A non-positive serial number only earns a deprecation warning today; nitro-cli accepts it too.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            certificates = x509.load_pem_x509_certificates(pem)
     except (ValueError, x509.InvalidVersion):
         raise EifSignatureError("signing certificate is not a PEM X.509 certificate") from None
     if len(certificates) != 1:
@@ -100,7 +105,7 @@ def parse_signature_section(data: bytes) -> tuple[x509.Certificate, bytes]:
         certificate.subject.rfc4514_string()
         certificate.issuer.rfc4514_string()
         _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise EifSignatureError(f"signing certificate cannot be decoded: {str(exc)[:80]}") from None
     return certificate, cose
 
