@@ -13,6 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import common.cli as cli
 from common.cms import decrypt
@@ -223,3 +225,23 @@ def test_image_sha384_statement_in_a_policy_document(recipient_key):
         assert len(decrypt(answer["CiphertextForRecipient"], recipient_key)) == 16
         bad = {0: bytes.fromhex(PCR1), 1: bytes.fromhex(PCR1)}
         assert _denied(client, Recipient=_recipient(bad, recipient_key)) == "AccessDeniedException"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pcrs=st.dictionaries(st.one_of(st.integers(-5, 40), st.text(max_size=3), st.booleans()),
+                         st.one_of(st.text(alphabet="0123456789abcdefABCDEFx \n", max_size=100),
+                                   st.binary(max_size=60), st.sampled_from([PCR0, PCR1.upper(), "0x" + PCR0]),
+                                   st.binary(min_size=48, max_size=48)), max_size=4),
+    role_arn=st.one_of(st.none(), st.text(max_size=60), st.just(ROLE)),
+    actions=st.lists(st.sampled_from([*RECIPIENT_ACTIONS, "kms:Encrypt", "", "KMS:DECRYPT"]), max_size=3),
+)
+def test_random_input_gives_a_statement_or_a_key_policy_error(pcrs, role_arn, actions):
+    try:
+        statement = build_statement(pcrs=pcrs, role_arn=role_arn, actions=actions)
+    except KeyPolicyError:
+        return
+    values = statement["Condition"]["StringEqualsIgnoreCase"].values()
+    assert values and all(len(v) == 96 and v == v.lower() and v.strip("0") for v in values)
+    assert statement["Action"] and set(statement["Action"]) <= set(RECIPIENT_ACTIONS)
+    AttestationConditions.from_json(statement)  # the simulator accepts whatever build_statement produces
