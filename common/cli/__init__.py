@@ -19,6 +19,7 @@ from common.errors import NitrokitError, UsageError
 _COMMAND_MODULES = (
     "common.cli.attestation",
     "common.cli.cms",
+    "common.cli.kms_sim",
     "enclave.cli",
 )
 
