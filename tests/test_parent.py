@@ -489,6 +489,37 @@ def test_a_misbehaving_client_leaves_the_parent_serving_others(kms, start_proxy,
     assert WireClient(proxy.address).call("GenerateRandom", _recipient_request(document))
 
 
+def test_a_client_that_never_reads_its_answers_is_cut_off(kms, start_proxy, document):
+    proxy = start_proxy(kms.url, listen="tcp://127.0.0.1:0", read_timeout=0.5)
+    bad = socket.socket()
+    bad.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    bad.connect(proxy.address.sockaddr)
+    # Invalid requests are answered without KMS, as fast as they come: the answers pile up unread.
+    frame = encode_frame(encode_request(Request(operation="GenerateRandom", request={"NumberOfBytes": 0}, id="x")))
+    outcome: queue.Queue[BaseException | None] = queue.Queue()
+
+    def flood() -> None:
+        bad.settimeout(30)
+        try:
+            for _ in range(1_000_000):
+                bad.sendall(frame)
+            outcome.put(None)
+        except OSError as exc:
+            outcome.put(exc)
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        assert "CiphertextForRecipient" in WireClient(proxy.address).call("GenerateRandom",
+                                                                          _recipient_request(document))
+        flooder.join(60)
+        assert isinstance(outcome.get(timeout=1), ConnectionError)  # the parent cut it off
+    finally:
+        bad.close()
+        flooder.join(5)
+    assert "CiphertextForRecipient" in WireClient(proxy.address).call("GenerateRandom", _recipient_request(document))
+
+
 def test_idle_timeout_waits_while_a_call_is_in_flight(stand_in, start_proxy, document):
     stand_in.delay = 1.0  # the answer takes longer than the idle timeout
     proxy = start_proxy(stand_in.url, idle_timeout=0.3)
