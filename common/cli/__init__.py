@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "common.cli.cms",
     "common.cli.kms_sim",
     "enclave.cli",
+    "parent.cli",
 )
 
 
