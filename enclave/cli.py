@@ -9,6 +9,7 @@ An NSM refusal (over its limits, locked PCR, bad index...) is an :class:`NsmErro
 from __future__ import annotations
 
 import argparse
+import base64
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
@@ -16,6 +17,7 @@ from typing import Any, TypeAlias
 
 from common.cli._io import EXIT_OK, parse_hex, parse_pcr_args, print_json, read_public_key_file, write_output
 from common.errors import UsageError
+from enclave.kms_client import DEFAULT_PARENT, KmsClient
 from enclave.nsm import NSM_KINDS, Nsm, open_nsm
 from enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
 
@@ -151,10 +153,46 @@ def run_describe_nsm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- generate-random ------------------------------------------------------------------------------------
+
+
+def _add_generate_random(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "generate-random", help="random bytes from KMS GenerateRandom via the parent, readable only here",
+        description="Ask KMS (through the parent proxy) for random bytes encrypted to an ephemeral key that is "
+                    "attested by the NSM; decrypt them here and print only the bytes.",
+    )
+    parser.add_argument("--bytes", type=int, required=True, metavar="N", help="how many bytes (1..1024)")
+    parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
+                        help=f"the parent proxy's address (default {DEFAULT_PARENT}; also unix:///path, "
+                             "tcp://HOST:PORT)")
+    add_nsm_option(parser)
+    parser.add_argument("--custom-key-store-id", metavar="ID", help="generate in this custom key store")
+    parser.add_argument("--format", choices=("hex", "base64", "raw"), default="hex", help="output form (hex)")
+    parser.add_argument("--mix-nsm-entropy", action="store_true",
+                        help="derive the output with HKDF from the KMS bytes and the NSM's own random bytes "
+                             "(a hostile parent alone cannot then choose it; docs/threat-model.md)")
+    parser.set_defaults(handler=run_generate_random)
+
+
+def run_generate_random(args: argparse.Namespace) -> int:
+    with nsm_from_args(args) as nsm, KmsClient(nsm=nsm, parent=args.parent,
+                                               mix_nsm_entropy=args.mix_nsm_entropy) as kms:
+        data = kms.generate_random(args.bytes, custom_key_store_id=args.custom_key_store_id)
+    if args.format == "raw":
+        write_output("-", data)
+    elif args.format == "base64":
+        print(base64.b64encode(data).decode("ascii"))
+    else:
+        print(data.hex())
+    return EXIT_OK
+
+
 # In --help order. Add new subcommands here.
 _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_attest,
     _add_describe_pcr,
     _add_extend_pcr,
     _add_describe_nsm,
+    _add_generate_random,
 )

@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "common.cli.kms_sim",
     "enclave.cli",
     "parent.cli",
+    "enclave.demo",
 )
 
 

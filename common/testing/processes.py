@@ -1,0 +1,90 @@
+"""Run ``nitrokit`` commands as child processes that print their address first (kms-sim, parent, serve).
+
+    with NitrokitProcess("parent", "--listen", "unix:///tmp/p.sock", env=env) as parent:
+        parent.first_line        # the address it listens on
+    # stopped with SIGTERM on exit (SIGKILL if it does not stop within the grace time)
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Mapping
+from types import TracebackType
+from typing import IO, Self
+
+from common.errors import NitrokitError
+
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 30.0
+
+
+class ProcessStartError(NitrokitError):
+    """A child process exited or stayed silent instead of printing its address."""
+
+
+class NitrokitProcess:
+    """A ``python -m common ARGS`` child whose first stdout line is read on start."""
+
+    def __init__(self, *args: str, env: Mapping[str, str] | None = None,
+                 start_timeout: float = START_TIMEOUT) -> None:
+        self._args = args
+        self._env = dict(os.environ if env is None else env)
+        self._start_timeout = start_timeout
+        self._stderr: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115  # closed in stop()
+        self.process: subprocess.Popen[str] | None = None
+        self.first_line = ""
+
+    def start(self) -> str:
+        self.process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, arguments as a list
+            [sys.executable, "-m", "common", *self._args], env=self._env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = self.process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=self._start_timeout)
+        except queue.Empty:
+            self.stop()
+            raise ProcessStartError(f"nitrokit {self._args[0]} printed nothing within {self._start_timeout:g} s: "
+                                    f"{self.stderr_text()}") from None
+        if not line:
+            self.stop()
+            raise ProcessStartError(f"nitrokit {self._args[0]} exited before listening: {self.stderr_text()}")
+        self.first_line = line.strip()
+        return self.first_line
+
+    def stop(self, *, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
+        """Send ``signum``, wait up to ``timeout`` (then kill); return the exit code."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        return self.process.returncode
+
+    def stderr_text(self, limit: int = 4000) -> str:
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()[-limit:].strip()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+        self._stderr.close()

@@ -1,0 +1,82 @@
+"""``nitrokit demo``: the whole GenerateRandom flow, offline, with real processes and sockets.
+
+1. a simulated KMS (the real KMS JSON protocol over HTTP, SigV4, attestation checked against the fixture
+   root) on a loopback port;
+2. the parent proxy as a separate ``nitrokit parent`` process on a Unix socket, calling that KMS with boto3;
+3. the enclave client in this process with a simulated NSM: ephemeral RSA key, attestation document,
+   GenerateRandom with Recipient through the parent, CiphertextForRecipient decrypted here.
+
+The parent only ever handles the attestation document and the CMS envelope, never the random bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from common.cli._io import EXIT_OK
+from common.kms import DEFAULT_ACCESS_KEY, SimulatedKms
+from common.testing.processes import NitrokitProcess
+from enclave.kms_client import KmsClient
+from enclave.nsm import SimulatedNsm
+
+DEFAULT_BYTES = 32
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run the whole GenerateRandom flow offline: simulated KMS <- parent <- enclave client",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--bytes", type=int, default=DEFAULT_BYTES, metavar="N", help="how many bytes (1..1024)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (random: base64)")
+    parser.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    steps: list[str] = []
+    started = time.monotonic()
+
+    def trace(message: str) -> None:
+        line = f"[{(time.monotonic() - started) * 1000:7.1f} ms] {message}"
+        steps.append(line)
+        if not args.json:
+            print(line, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="nitrokit-demo-") as scratch, SimulatedKms() as kms:
+        trace(f"simulated KMS listening at {kms.url} (attestation checked against the fixture root)")
+        socket_path = Path(scratch) / "parent.sock"
+        env = _parent_environment()
+        with NitrokitProcess("parent", "--listen", f"unix://{socket_path}", "--endpoint-url", kms.url,
+                             "--region", "us-east-1", env=env) as parent:
+            trace(f"parent proxy (pid {parent.process.pid if parent.process else '?'}) listening at "
+                  f"{parent.first_line}, relaying to KMS with boto3")
+            with SimulatedNsm() as nsm, KmsClient(nsm=nsm, parent=parent.first_line, trace=trace) as client:
+                trace(f"enclave: simulated NSM, module {nsm.describe_nsm().module_id}")
+                random_bytes = client.generate_random(args.bytes)
+        trace("parent stopped (SIGTERM); simulated KMS stopped")
+
+    if args.json:
+        print(json.dumps({"random": base64.b64encode(random_bytes).decode("ascii"), "bytes": len(random_bytes),
+                          "steps": steps}))
+    else:
+        print(f"random ({len(random_bytes)} bytes): {random_bytes.hex()}")
+    return EXIT_OK
+
+
+def _parent_environment() -> dict[str, str]:
+    """The parent's environment: the simulator's credentials, no real AWS configuration or metadata service."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({
+        "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": DEFAULT_ACCESS_KEY.secret_access_key,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    })
+    return env

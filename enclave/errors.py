@@ -1,0 +1,32 @@
+"""Errors of the enclave's KMS client.
+
+- :class:`KmsCallError`: the call failed (KMS refused it, the parent refused it, or the connection kept
+  failing after the allowed retries). ``code`` and ``retryable`` come from the last failure.
+- :class:`UntrustedAnswerError`: an answer arrived but breaks the contract. It carries Plaintext, has no
+  CiphertextForRecipient, the envelope is not for our key, it does not decrypt, or it holds the wrong number
+  of bytes. The parent is untrusted: treat this as a possible attack, not a transient fault.
+
+NSM failures raise :class:`enclave.nsm.NsmError`. All of these are :class:`~common.errors.NitrokitError`.
+"""
+
+from __future__ import annotations
+
+from common.errors import NitrokitError
+
+
+class EnclaveKmsError(NitrokitError):
+    """Base class of the enclave KMS client's errors."""
+
+
+class KmsCallError(EnclaveKmsError):
+    """The KMS call did not succeed; ``code`` names why (a KMS exception name or a parent error code)."""
+
+    def __init__(self, message: str, *, code: str, retryable: bool, attempts: int) -> None:
+        super().__init__(f"{code}: {message} (after {attempts} attempt{'s' if attempts != 1 else ''})")
+        self.code = code
+        self.retryable = retryable
+        self.attempts = attempts
+
+
+class UntrustedAnswerError(EnclaveKmsError):
+    """The answer is not a well-formed CiphertextForRecipient for our key with the bytes we asked for."""
