@@ -14,14 +14,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
 
 from common.cli._io import EXIT_OK
-from common.kms import DEFAULT_ACCESS_KEY, SimulatedKms
-from common.testing.processes import NitrokitProcess
+from common.kms import SimulatedKms
+from common.testing.processes import NitrokitProcess, simulator_environment
 from enclave.kms_client import KmsClient
 from enclave.nsm import SimulatedNsm
 
@@ -51,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nitrokit-demo-") as scratch, SimulatedKms() as kms:
         trace(f"simulated KMS listening at {kms.url} (attestation checked against the fixture root)")
         socket_path = Path(scratch) / "parent.sock"
-        env = _parent_environment()
+        env = simulator_environment()
         with NitrokitProcess("parent", "--listen", f"unix://{socket_path}", "--endpoint-url", kms.url,
                              "--region", "us-east-1", env=env) as parent:
             trace(f"parent proxy (pid {parent.process.pid if parent.process else '?'}) listening at "
@@ -67,16 +66,3 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         print(f"random ({len(random_bytes)} bytes): {random_bytes.hex()}")
     return EXIT_OK
-
-
-def _parent_environment() -> dict[str, str]:
-    """The parent's environment: the simulator's credentials, no real AWS configuration or metadata service."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
-    env.update({
-        "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": DEFAULT_ACCESS_KEY.secret_access_key,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    })
-    return env

@@ -19,14 +19,13 @@ import pytest
 
 from common import cms
 from common.kms import AttestationConditions, SimulatedKms
-from common.testing.processes import NitrokitProcess
+from common.testing.processes import NitrokitProcess, simulator_environment
 from common.wire.address import bound_address, listen, parse_address
 from common.wire.client import WireClient
 from common.wire.errors import RemoteError
 from common.wire.framing import recv_frame, send_frame
 from common.wire.kms import generate_random_request
 from common.wire.messages import ErrorInfo, Response, decode_request, encode_response
-from enclave.demo import _parent_environment
 from enclave.errors import KmsCallError, UntrustedAnswerError
 from enclave.kms_client import IdentityPolicy, KmsClient, RetryPolicy
 from enclave.nsm import SimulatedNsm
@@ -51,7 +50,7 @@ def _reset_kms(kms: SimulatedKms) -> Iterator[None]:
 
 def _start_parent(listen_at: str, kms_url: str, *extra: str) -> NitrokitProcess:
     process = NitrokitProcess("parent", "--listen", listen_at, "--endpoint-url", kms_url, "--region", "us-east-1",
-                              "--kms-max-attempts", "1", *extra, env=_parent_environment())
+                              "--kms-max-attempts", "1", *extra, env=simulator_environment())
     process.start()
     return process
 

@@ -3,6 +3,8 @@
     with NitrokitProcess("parent", "--listen", "unix:///tmp/p.sock", env=env) as parent:
         parent.first_line        # the address it listens on
     # stopped with SIGTERM on exit (SIGKILL if it does not stop within the grace time)
+
+:func:`simulator_environment` is the environment for a parent that talks to a :class:`~common.kms.SimulatedKms`.
 """
 
 from __future__ import annotations
@@ -88,3 +90,22 @@ class NitrokitProcess:
                  tb: TracebackType | None) -> None:
         self.stop()
         self._stderr.close()
+
+
+def simulator_environment() -> dict[str, str]:
+    """An environment for a ``nitrokit parent`` child that talks to a :class:`~common.kms.SimulatedKms`.
+
+    The simulator's default credentials, and no real AWS configuration, profile or metadata service, so the
+    child can never reach real AWS with someone's credentials.
+    """
+    from common.kms import DEFAULT_ACCESS_KEY
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update({
+        "AWS_ACCESS_KEY_ID": DEFAULT_ACCESS_KEY.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": DEFAULT_ACCESS_KEY.secret_access_key,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    })
+    return env
