@@ -22,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any, Self
 
 from common.wire.address import Address, connect, open_connection, parse_address
 from common.wire.errors import FrameTooLargeError, MalformedFrameError, RemoteError
 from common.wire.framing import MAX_FRAME_SIZE, read_frame, recv_frame, send_frame, write_frame
+from common.wire.kms import OPERATIONS
 from common.wire.messages import Request, Response, decode_response, encode_request
 
 __all__ = ["AsyncWireClient", "WireClient", "call"]
@@ -44,11 +45,13 @@ class WireClient:
     def __init__(
         self, address: str | Address, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT, max_frame_size: int = MAX_FRAME_SIZE,
+        operations: Collection[str] = OPERATIONS,
     ) -> None:
         self.address = parse_address(address)
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.max_frame_size = max_frame_size
+        self.operations = operations
         self._sock: socket.socket | None = None
 
     def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +60,7 @@ class WireClient:
 
     def exchange(self, request: Request) -> Response:
         """Send one request frame and read one response frame; an error response is returned, not raised."""
-        body = encode_request(request)
+        body = encode_request(request, operations=self.operations)
         _check_size(body, self.max_frame_size)  # before connecting
         sock = self._connection()
         try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -124,12 +124,15 @@ class Response:
 # -- encoding ---------------------------------------------------------------------------------------------------
 
 
-def encode_request(request: Request) -> bytes:
-    """The JSON body of ``request`` (frame it with :func:`common.wire.encode_frame`)."""
+def encode_request(request: Request, *, operations: Collection[str] = OPERATIONS) -> bytes:
+    """The JSON body of ``request`` (frame it with :func:`common.wire.encode_frame`).
+
+    ``operations`` is the allow-list: the KMS operations the parent relays by default, or another service's
+    (the enclave service's ``Attest``, :mod:`common.wire.service`)."""
     if not _REQUEST_ID.fullmatch(request.id):
         raise UsageError("a request id is 1 to 64 characters from A-Z a-z 0-9 . _ : -")
-    if request.operation not in OPERATIONS:
-        raise UsageError(f"operation {request.operation!r} is not one of {', '.join(OPERATIONS)}")
+    if request.operation not in operations:
+        raise UsageError(f"operation {request.operation!r} is not one of {', '.join(operations)}")
     if not isinstance(request.request, Mapping):
         raise UsageError("a request's KMS JSON must be a mapping")
     return _dump({"version": request.version, "id": request.id, "operation": request.operation,
@@ -161,9 +164,10 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
 # -- decoding ---------------------------------------------------------------------------------------------------
 
 
-def decode_request(body: bytes) -> Request:
+def decode_request(body: bytes, *, operations: Collection[str] = OPERATIONS) -> Request:
     """Parse and check a request body; raises only the :class:`~common.wire.errors.ProtocolError` subclasses
-    named in the module docstring. The KMS request itself is checked later, by its :class:`Operation`."""
+    named in the module docstring. The request itself is checked later, by its :class:`Operation`;
+    ``operations`` is the allow-list, as for :func:`encode_request`."""
     obj = _load(body)
     request_id = _peek_id(obj)
     _check_version(obj, request_id)
@@ -175,8 +179,8 @@ def decode_request(body: bytes) -> Request:
     operation = obj["operation"]
     if not isinstance(operation, str):
         raise MalformedFrameError("operation must be a string", request_id=request_id)
-    if operation not in OPERATIONS:
-        raise UnknownOperationError(f"operation {_clip(operation)!r} is not one of {', '.join(OPERATIONS)}",
+    if operation not in operations:
+        raise UnknownOperationError(f"operation {_clip(operation)!r} is not one of {', '.join(operations)}",
                                     request_id=request_id)
     if not isinstance(obj["request"], dict):
         raise MalformedFrameError("request must be a JSON object", request_id=request_id)
