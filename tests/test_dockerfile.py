@@ -312,6 +312,14 @@ def test_install_steps_and_cmd_run_in_a_scratch_venv(installed, instructions):
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert "nitrokit" in result.stdout and "enclave" in result.stdout
+    # The CMD's command group is installed; once its sub-command exists, its --help must run too.
+    group = subprocess.run([str(program), command[1], "--help"], cwd=root, env=_clean_env(env), capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert group.returncode == 0, group.stderr
+    if command[2] in group.stdout:
+        sub = subprocess.run([str(program), *command[1:3], "--help"], cwd=root, env=_clean_env(env),
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert sub.returncode == 0, sub.stderr
     # The installed copy is what ran (not the repository on sys.path), and it wrote no bytecode.
     probe = subprocess.run([str(root / "opt/nitrokit/bin/python"), "-c", "import common; print(common.__file__)"],
                            cwd=root, env=_clean_env(env), capture_output=True, text=True, timeout=60, check=False)
