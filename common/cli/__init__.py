@@ -20,6 +20,8 @@ _COMMAND_MODULES = (
     "common.cli.attestation",
     "common.cli.cms",
     "common.cli.kms_sim",
+    "common.cli.eif",
+    "common.cli.policy",
     "enclave.cli",
     "parent.cli",
     "enclave.demo",
