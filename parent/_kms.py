@@ -1,8 +1,9 @@
 """The parent's side of a KMS call: a boto3 client, the call itself, and the mapping of its failures.
 
-Everything here is synchronous and runs in the proxy's worker threads. Failures become :class:`CallFailed`
-carrying the ``{code, message, retryable}`` the enclave receives; nothing of a request or response body is
-put in a message or a log.
+Everything here is synchronous and runs in the proxy's worker threads. Failures become
+:class:`~common.wire.server.CallFailed` (the server's error-response exception, re-exported here) carrying
+the ``{code, message, retryable}`` the enclave receives; nothing of a request or response body is put in a
+message or a log.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import NitrokitError, UsageError
+from common.errors import UsageError
 from common.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
+from common.wire.server import CallFailed
 
 __all__ = ["RETRYABLE_KMS_CODES", "CallFailed", "KmsRelay", "check_result", "error_for_exception"]
 
@@ -45,14 +47,6 @@ RETRYABLE_KMS_CODES = frozenset({
 
 _SAFE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")  # not an HTTP status botocore made up
 _MAX_KMS_MESSAGE = 512
-
-
-class CallFailed(NitrokitError):
-    """A call ended with an error response (internal to the parent: it becomes that response)."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(f"{code}: {message}")
-        self.info = ErrorInfo(code=code, message=message, retryable=retryable)
 
 
 class KmsRelay:

@@ -7,13 +7,11 @@ asked), flushed at once so a supervisor or a test can read it; logs go to standa
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import signal
 import sys
 
-from common.cli._io import EXIT_OK
 from common.wire import MAX_FRAME_SIZE
+from common.wire.server import run_until_signal
 from parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig
 
 _DEFAULTS = ProxyConfig()
@@ -72,22 +70,7 @@ def run_parent(args: argparse.Namespace) -> int:
         kms_read_timeout=args.kms_read_timeout, kms_max_attempts=args.kms_max_attempts,
     )
     _configure_logging(args.log_level)
-    return asyncio.run(_serve(config))
-
-
-async def _serve(config: ProxyConfig) -> int:
-    proxy = ParentProxy(config)
-    address = await proxy.start()
-    print(address, flush=True)
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, proxy.request_stop)
-    try:
-        await proxy.serve()
-    finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
-    return EXIT_OK
+    return run_until_signal(ParentProxy(config), on_listening=lambda address: print(address, flush=True))
 
 
 def _configure_logging(level: str) -> None:

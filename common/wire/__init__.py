@@ -12,7 +12,8 @@ Each message is one frame: a 4-byte big-endian length, then a UTF-8 JSON body (d
 Modules: :mod:`~common.wire.address` (``parse_address``, ``connect``, ``listen``, ``open_connection``),
 :mod:`~common.wire.framing` (frames over sockets and asyncio streams), :mod:`~common.wire.messages`
 (request/response bodies, error codes), :mod:`~common.wire.kms` (the operation allow-list and the KMS
-request/response shapes), :mod:`~common.wire.client` (blocking and asyncio clients) and
+request/response shapes), :mod:`~common.wire.client` (blocking and asyncio clients),
+:mod:`~common.wire.server` (the bounded asyncio server the parent proxy and the enclave service run) and
 :mod:`~common.wire.errors`.
 """
 
@@ -80,6 +81,14 @@ from common.wire.messages import (
     encode_response,
     new_request_id,
 )
+from common.wire.server import (
+    CallFailed,
+    Handler,
+    ServerLimits,
+    ServerThread,
+    WireServer,
+    run_until_signal,
+)
 
 __all__ = [
     "GENERATE_RANDOM",
@@ -94,11 +103,13 @@ __all__ = [
     "Address",
     "AddressError",
     "AsyncWireClient",
+    "CallFailed",
     "ConnectionClosedError",
     "ErrorCode",
     "ErrorInfo",
     "FrameTooLargeError",
     "GenerateRandomResult",
+    "Handler",
     "IdleTimeoutError",
     "InvalidRequestError",
     "InvalidResponseError",
@@ -108,6 +119,8 @@ __all__ = [
     "RemoteError",
     "Request",
     "Response",
+    "ServerLimits",
+    "ServerThread",
     "TcpAddress",
     "TransportError",
     "TransportUnavailableError",
@@ -117,6 +130,7 @@ __all__ = [
     "VsockAddress",
     "WireClient",
     "WireError",
+    "WireServer",
     "WireTimeoutError",
     "bound_address",
     "call",
@@ -136,6 +150,7 @@ __all__ = [
     "parse_generate_random_response",
     "read_frame",
     "recv_frame",
+    "run_until_signal",
     "send_frame",
     "write_frame",
 ]
