@@ -24,8 +24,7 @@ ENCLAVER_PLAINTEXT = bytes.fromhex("3be82c440f06cb4d44c4c2ec3bf30d472407d3a9125a
 
 @pytest.fixture(autouse=True)
 def only_cms_commands(monkeypatch):
-    # The lead wires common.cli.cms into _COMMAND_MODULES; until then (and independently of other
-    # command groups) the dispatcher is pointed at this one.
+    # The real dispatcher and error mapping, without importing every other command group.
     monkeypatch.setattr(common.cli, "_COMMAND_MODULES", ("common.cli.cms",))
 
 

@@ -1,7 +1,4 @@
-"""``nitrokit enclave ...``: through the real dispatcher (exit codes, messages), and one run as a subprocess.
-
-Until the lead adds ``enclave.cli`` to common.cli._COMMAND_MODULES, the tests add it themselves.
-"""
+"""``nitrokit enclave ...``: through the real dispatcher (exit codes, messages), and one run as a subprocess."""
 
 from __future__ import annotations
 
@@ -23,13 +20,6 @@ from enclave import cli as enclave_cli
 from tests.conftest import FIXTURES, REPO
 
 ROOT = str(FIXTURES / "pki" / "root.pem")
-_WIRED = "enclave.cli" in common.cli._COMMAND_MODULES
-
-
-@pytest.fixture(autouse=True)
-def wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not _WIRED:
-        monkeypatch.setattr(common.cli, "_COMMAND_MODULES", (*common.cli._COMMAND_MODULES, "enclave.cli"))
 
 
 def nitrokit(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, bytes, str]:
@@ -211,8 +201,7 @@ def test_register_builds_a_standalone_group() -> None:
 
 
 def test_attest_piped_into_verify_as_processes() -> None:
-    wire = "import sys, common.cli as c; c._COMMAND_MODULES += () if 'enclave.cli' in c._COMMAND_MODULES " \
-           "else ('enclave.cli',); raise SystemExit(c.main(sys.argv[1:]))"
+    wire = "import sys, common.cli as c; raise SystemExit(c.main(sys.argv[1:]))"
     env = dict(os.environ, PYTHONPATH=str(REPO))
 
     def run(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -24,8 +24,7 @@ from common.testing.documents import default_pcrs
 from tests.conftest import REPO
 from tests.test_kms_support import good_document, recipient, rsa_key
 
-RUN_CLI = ("import sys, common.cli as c; c._COMMAND_MODULES += ('common.cli.kms_sim',); "
-           "raise SystemExit(c.main(sys.argv[1:]))")
+RUN_CLI = "import sys, common.cli as c; raise SystemExit(c.main(sys.argv[1:]))"
 
 
 def start(*args: str) -> subprocess.Popen[str]:
@@ -126,7 +125,6 @@ def test_pcr_options(stop_all: list[subprocess.Popen[str]]) -> None:
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(common.cli, "_COMMAND_MODULES", (*common.cli._COMMAND_MODULES, "common.cli.kms_sim"))
     return common.cli.main
 
 

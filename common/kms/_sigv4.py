@@ -59,7 +59,7 @@ class _Authorization:
     signature: str
 
 
-class _ExactHeadersSigner(SigV4Auth):
+class _ExactHeadersSigner(SigV4Auth):  # type: ignore[misc]  # botocore ships no type hints
     """botocore's signer, told exactly which headers the client signed (instead of choosing them itself)."""
 
     def __init__(self, credentials: Credentials, region: str, signed: HTTPHeaders) -> None:
