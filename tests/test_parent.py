@@ -412,7 +412,7 @@ def test_error_mapping_of_botocore_exceptions():
     def client_error(code: str, status: int) -> Exception:
         response: dict[str, Any] = {"Error": {"Code": code, "Message": "m"},
                                     "ResponseMetadata": {"HTTPStatusCode": status}}
-        return bce.ClientError(response, "GenerateRandom")  # type: ignore[arg-type]
+        return bce.ClientError(response, "GenerateRandom")  # type: ignore[no-any-return]
 
     for code in ("DependencyTimeoutException", "KMSInternalException", "ThrottlingException", "Throttling",
                  "TooManyRequestsException", "RequestLimitExceeded"):
