@@ -16,9 +16,11 @@ attestation_signed     ``data`` is a payload, COSE-signed here with the fuzz lea
                        so mutated payloads get past the signature to the chain, time and policy steps
 cms_parse              ``common.cms.parse_enveloped_data(data)``
 cms_decrypt            ``common.cms.decrypt(data, fuzz key)`` (the seeds are envelopes for that key)
-wire_request           the parent's side: a byte stream read frame by frame (``read_frame``), each body through
-                       ``decode_request`` and the operation's ``decode_request``, then re-encoded and decoded
-wire_response          the client's side: ``decode_frame``, ``decode_response``, ``parse_generate_random_response``
+wire_request           a request body: ``decode_request``, the operation's ``decode_request``, then both
+                       re-encoded and decoded again (the same message must come back)
+wire_response          a response body: ``decode_response``, ``parse_generate_random_response``, round trip
+wire_stream            the parent's side of a connection: bytes read frame by frame (``read_frame`` on an
+                       asyncio stream, and ``decode_frame``), each body decoded as above
 kms_request            a GenerateRandom JSON body, SigV4-signed here, through the simulated KMS's handler
 kms_http               raw HTTP/1.1 bytes through the simulated KMS's HTTP request handler (no socket)
 =====================  ==================================================================================
@@ -61,6 +63,7 @@ from common.wire import (
     OPERATIONS,
     ConnectionClosedError,
     InvalidRequestError,
+    ProtocolError,
     Request,
     decode_frame,
     decode_request,
@@ -90,6 +93,7 @@ __all__ = [
     "target_kms_request",
     "target_wire_request",
     "target_wire_response",
+    "target_wire_stream",
 ]
 
 KEYS = Path(__file__).resolve().parent / "keys"
@@ -197,10 +201,12 @@ async def _serve_stream(data: bytes) -> None:
             if exc.clean:
                 return
             raise
-        request = decode_request(body)  # any other ProtocolError closes the connection: propagate it
-        operation = OPERATIONS[request.operation]
         try:
-            params = operation.decode_request(request.request)
+            request = decode_request(body)
+        except ProtocolError:
+            return  # the parent answers with the error's code and closes the connection
+        try:
+            params = OPERATIONS[request.operation].decode_request(request.request)
         except InvalidRequestError:
             continue  # the parent answers InvalidRequest and reads the next frame
         _check_request_round_trip(request, params)
@@ -221,13 +227,17 @@ def _check_request_round_trip(request: Request, params: dict[str, Any]) -> None:
 
 
 def target_wire_request(data: bytes) -> None:
-    with _typed_errors_allowed():
-        _loop().run_until_complete(_serve_stream(data))
+    try:
+        request = decode_request(data)
+        params = OPERATIONS[request.operation].decode_request(request.request)
+    except NitrokitError:
+        return
+    _check_request_round_trip(request, params)
 
 
 def target_wire_response(data: bytes) -> None:
     try:
-        response = decode_response(decode_frame(data))
+        response = decode_response(data)
         if response.response is not None:
             parse_generate_random_response(response.response)
     except NitrokitError:
@@ -240,6 +250,13 @@ def target_wire_response(data: bytes) -> None:
         raise FuzzFinding(f"a decoded response does not encode again: {type(exc).__name__}: {exc}") from exc
     if again != response:
         raise FuzzFinding(f"response does not survive encode/decode: {response!r} -> {again!r}")
+
+
+def target_wire_stream(data: bytes) -> None:
+    with _typed_errors_allowed():
+        decode_frame(data)
+    with _typed_errors_allowed():
+        _loop().run_until_complete(_serve_stream(data))
 
 
 # -- simulated KMS -----------------------------------------------------------------------------------------------
@@ -406,6 +423,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "cms_decrypt": target_cms_decrypt,
     "wire_request": target_wire_request,
     "wire_response": target_wire_response,
+    "wire_stream": target_wire_stream,
     "kms_request": target_kms_request,
     "kms_http": target_kms_http,
 }

@@ -88,27 +88,30 @@ def seeds() -> dict[str, dict[str, bytes]]:
                                                            spki)
                  for size in (0, 1, 32, 1024)}
 
-    def request_frame(request_id: str, params: dict[str, object]) -> bytes:
-        return encode_frame(encode_request(Request(operation="GenerateRandom", request=params, id=request_id)))
-
-    def response_frame(response: Response) -> bytes:
-        return encode_frame(encode_response(response))
+    def request_body(request_id: str, params: dict[str, object]) -> bytes:
+        return encode_request(Request(operation="GenerateRandom", request=params, id=request_id))
 
     wire_request = {
-        "seed-plain": request_frame("1", generate_random_request(32)),
-        "seed-recipient": request_frame("a.b:c-d_2", generate_random_request(
+        "seed-plain": request_body("1", generate_random_request(32)),
+        "seed-recipient": request_body("a.b:c-d_2", generate_random_request(
             1024, attestation_document=b"\x84D\xa1\x018\"\xa0", custom_key_store_id="cks-1234567890abcdef0")),
-        "seed-two-frames": request_frame("3", generate_random_request(1)) + request_frame("4", {"NumberOfBytes": 0})
-                           + request_frame("5", generate_random_request(16)),
+        "seed-invalid": request_body("4", {"NumberOfBytes": 0}),
+    }
+    wire_stream = {
+        "seed-plain": encode_frame(wire_request["seed-plain"]),
+        "seed-recipient": encode_frame(wire_request["seed-recipient"]),
+        "seed-two-frames": b"".join(encode_frame(body) for body in (
+            request_body("3", generate_random_request(1)), wire_request["seed-invalid"],
+            request_body("5", generate_random_request(16)))),
     }
     wire_response = {
-        "seed-plaintext": response_frame(Response(id="1", response={
+        "seed-plaintext": encode_response(Response(id="1", response={
             "Plaintext": base64.b64encode(b"x" * 32).decode()})),
-        "seed-ciphertext": response_frame(Response(id="2", response={
+        "seed-ciphertext": encode_response(Response(id="2", response={
             "CiphertextForRecipient": base64.b64encode(envelopes["seed-32"]).decode(), "KeyId": None})),
-        "seed-error": response_frame(Response(id="3", error=ErrorInfo("InvalidRequest", "NumberOfBytes must be from "
-                                                                      "1 to 1024", retryable=False))),
-        "seed-error-no-id": response_frame(Response(id=None, error=ErrorInfo("Busy", "try later", retryable=True))),
+        "seed-error": encode_response(Response(id="3", error=ErrorInfo("InvalidRequest", "NumberOfBytes must be "
+                                                                       "from 1 to 1024", retryable=False))),
+        "seed-error-no-id": encode_response(Response(id=None, error=ErrorInfo("Busy", "try later", retryable=True))),
     }
 
     def body(params: dict[str, object]) -> bytes:
@@ -150,6 +153,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "cms_decrypt": envelopes,
         "wire_request": wire_request,
         "wire_response": wire_response,
+        "wire_stream": wire_stream,
         "kms_request": kms_request,
         "kms_http": kms_http,
     }

@@ -30,7 +30,7 @@ INSTRUMENTED = ("common", "fuzz", "asn1crypto")
 MAX_LEN = {
     "attestation_parse": 12288, "attestation_verify": 12288, "attestation_signed": 8192,
     "cms_parse": 8192, "cms_decrypt": 8192,
-    "wire_request": 4096, "wire_response": 4096,
+    "wire_request": 4096, "wire_response": 4096, "wire_stream": 4096,
     "kms_request": 2048, "kms_http": 4096,
 }
 # libFuzzer re-executes this script for -merge (and -fork/-jobs): the target then comes from the environment.
