@@ -19,6 +19,7 @@ import contextlib
 import functools
 import re
 import socket
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -99,6 +100,13 @@ class _Server(ThreadingHTTPServer):
             with self._active_lock:
                 self._active.pop(request, None)
             self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that resets its connection (one killed between keep-alive requests) is not a server error:
+        # no traceback on stderr. Anything else is still reported by the standard library.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Shut down every open connection (idle keep-alive ones included) and wait for their threads."""
