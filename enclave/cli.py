@@ -17,9 +17,12 @@ from typing import Any, TypeAlias
 
 from common.cli._io import EXIT_OK, parse_hex, parse_pcr_args, print_json, read_public_key_file, write_output
 from common.errors import UsageError
+from common.wire.server import run_until_signal
 from enclave.kms_client import DEFAULT_PARENT, KmsClient
 from enclave.nsm import NSM_KINDS, Nsm, open_nsm
 from enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
+from enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
+from enclave.service import EnclaveService
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
@@ -188,6 +191,34 @@ def run_generate_random(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- serve ----------------------------------------------------------------------------------------------
+
+
+def _add_serve(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "serve", help="the enclave service: a KMS-seeded identity, attestation documents on request",
+        description="Get a seed from KMS through the parent (GenerateRandom with Recipient), derive a P-384 "
+                    "identity from it, and answer Attest requests with NSM documents carrying the caller's nonce "
+                    "and the identity's public key. Prints the listening address first; SIGTERM stops it.",
+    )
+    parser.add_argument("--listen", default=DEFAULT_SERVICE_LISTEN, metavar="ADDR",
+                        help=f"where to listen (default {DEFAULT_SERVICE_LISTEN})")
+    parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
+                        help=f"the parent proxy (default {DEFAULT_PARENT})")
+    add_nsm_option(parser)
+    parser.add_argument("--no-mix-nsm-entropy", action="store_true",
+                        help="use the KMS bytes alone as the seed (by default they are mixed with NSM entropy, "
+                             "so a hostile parent cannot choose the identity)")
+    parser.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    with nsm_from_args(args) as nsm:
+        kms = KmsClient(nsm=nsm, parent=args.parent, mix_nsm_entropy=not args.no_mix_nsm_entropy)
+        service = EnclaveService(nsm=nsm, kms=kms, listen=args.listen)
+        return run_until_signal(service, on_listening=lambda address: print(address, flush=True))
+
+
 # In --help order. Add new subcommands here.
 _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_attest,
@@ -195,4 +226,5 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_extend_pcr,
     _add_describe_nsm,
     _add_generate_random,
+    _add_serve,
 )

@@ -1,0 +1,105 @@
+"""The enclave service: an identity seeded from KMS, proven by attestation documents on request.
+
+At start the service asks KMS for a 32-byte seed through the parent (GenerateRandom with a Recipient, so
+the parent cannot read it). It then derives a P-384 identity key pair from the seed. After that it answers
+``Attest`` requests over the wire protocol. Each answer is a fresh NSM attestation document carrying the
+caller's nonce and the service's public key, so a caller who verifies the document knows that this key
+lives in an enclave with those PCRs. The seed and the private key never leave the process.
+
+By default the seed is mixed with the NSM's own random bytes through HKDF. A hostile parent can forge a
+CMS envelope (REFERENCE.md section 6), and without mixing it could then choose the seed, and so the
+identity key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from common.errors import UsageError
+from common.wire.address import Address
+from common.wire.errors import InvalidRequestError
+from common.wire.messages import ErrorCode, Request
+from common.wire.server import CallFailed, ServerLimits, WireServer
+from common.wire.service import ATTEST, SERVICE_OPERATIONS
+from enclave.kms_client import KmsClient
+from enclave.nsm import Nsm, NsmError
+
+SEED_BYTES = 32
+DEFAULT_LISTEN = "vsock://any:5005"
+_IDENTITY_INFO = b"nitrokit enclave identity P-384 v1"
+_P384_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973
+
+
+def derive_identity_key(seed: bytes) -> ec.EllipticCurvePrivateKey:
+    """A P-384 private key determined by ``seed`` (HKDF-SHA384 to 64 bytes, reduced into 1..n-1)."""
+    if len(seed) < SEED_BYTES:
+        raise UsageError(f"an identity seed needs at least {SEED_BYTES} bytes")
+    okm = HKDF(algorithm=hashes.SHA384(), length=64, salt=None, info=_IDENTITY_INFO).derive(seed)
+    scalar = int.from_bytes(okm, "big") % (_P384_ORDER - 1) + 1
+    return ec.derive_private_key(scalar, ec.SECP384R1())
+
+
+class EnclaveService:
+    """Serve ``Attest`` over the wire protocol with a KMS-seeded identity. See the module docstring."""
+
+    def __init__(self, *, nsm: Nsm, kms: KmsClient, listen: str | Address = DEFAULT_LISTEN,
+                 limits: ServerLimits | None = None) -> None:
+        self._listen = listen
+        self._nsm = nsm
+        self._kms = kms
+        self._nsm_lock = threading.Lock()  # one NSM request at a time, as on the device's single descriptor
+        self._server = WireServer(limits or ServerLimits(), self._handle, operations=SERVICE_OPERATIONS,
+                                  name="enclave")
+        self._public_key_der: bytes | None = None
+
+    @property
+    def public_key_der(self) -> bytes:
+        """The identity's public key (DER SubjectPublicKeyInfo), once started."""
+        if self._public_key_der is None:
+            raise UsageError("the service is not started")
+        return self._public_key_der
+
+    @property
+    def address(self) -> Address:
+        return self._server.address
+
+    async def start(self) -> Address:
+        """Get the seed from KMS, derive the identity, then listen. KMS failures propagate (typed)."""
+        seed = await asyncio.get_running_loop().run_in_executor(None, self._kms.generate_random, SEED_BYTES)
+        identity = derive_identity_key(seed)
+        del seed
+        self._public_key_der = identity.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return await self._server.start(self._listen)
+
+    async def serve(self) -> None:
+        await self._server.serve()
+
+    def request_stop(self) -> None:
+        self._server.request_stop()
+
+    async def stop(self) -> None:
+        await self._server.stop()
+        self._kms.close()
+
+    async def _handle(self, request: Request) -> Mapping[str, Any]:
+        try:
+            params = ATTEST.decode_request(request.request)
+        except InvalidRequestError as exc:
+            raise CallFailed(ErrorCode.INVALID_REQUEST, str(exc)) from None
+        document = await asyncio.get_running_loop().run_in_executor(None, self._attest, params["Nonce"])
+        return ATTEST.encode_response({"AttestationDocument": document})
+
+    def _attest(self, nonce: bytes) -> bytes:
+        try:
+            with self._nsm_lock:
+                return self._nsm.attestation(nonce=nonce, public_key=self.public_key_der)
+        except NsmError as exc:
+            raise CallFailed(ErrorCode.INTERNAL_ERROR, f"the NSM refused the attestation: {exc}") from None
