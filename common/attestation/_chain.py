@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import SignatureAlgorithmOID
 
@@ -36,7 +36,7 @@ def check_algorithms(cert: x509.Certificate, *, position: str) -> ec.EllipticCur
     """P-384 key and ecdsa-with-SHA384 signature, as on every certificate of the AWS chain; returns the key."""
     try:
         key = cert.public_key()
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         raise ChainError("public key cannot be parsed", field=position) from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise ChainError(f"public key is {_key_name(key)}, expected EC P-384", field=position)
