@@ -361,3 +361,42 @@ def test_pip_refuses_a_lock_whose_hash_does_not_match(tmp_path, instructions):
     # pip names the hash it got: that of the real file, which the true lock lists.
     assert any(h in output for h in hashes)
     assert not list(venv.rglob("six.py"))
+
+
+def _cmd_for_the_simulated_stack(command: list[str], *, listen: str, parent: str) -> list[str]:
+    """The image's CMD with its vsock addresses and the real NSM swapped for local stand-ins."""
+    swapped = list(command)
+    for option, value in (("--listen", listen), ("--parent", parent), ("--nsm", "simulated")):
+        assert option in swapped, f"the CMD lacks {option}"
+        swapped[swapped.index(option) + 1] = value
+    return swapped
+
+
+def test_the_cmd_serves_attestation_against_the_simulated_stack(installed, instructions, tmp_path):
+    from common.attestation import Policy, Verifier
+    from common.kms import SimulatedKms
+    from common.testing import fixture_pki
+    from common.testing.processes import NitrokitProcess, simulator_environment
+    from common.wire.client import WireClient
+    from common.wire.service import SERVICE_OPERATIONS, attest_request, parse_attest_response
+
+    root, env = installed
+    command = json.loads(next(i.args for i in stages(instructions)[-1] if i.keyword == "CMD"))
+    with SimulatedKms() as kms, NitrokitProcess("parent", "--listen", f"unix://{tmp_path / 'parent.sock'}",
+                                                "--endpoint-url", kms.url, "--region", "us-east-1",
+                                                env=simulator_environment()) as parent:
+        argv = _cmd_for_the_simulated_stack(command, listen=f"unix://{tmp_path / 'service.sock'}",
+                                            parent=parent.first_line)
+        argv[0] = _map_paths(argv[0], root)
+        service = subprocess.Popen(argv, cwd=root, env=_clean_env(env), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            assert service.stdout is not None
+            address = service.stdout.readline().strip()
+            assert address.startswith("unix://"), service.stderr.read() if service.stderr else ""
+            with WireClient(address, operations=SERVICE_OPERATIONS) as client:
+                document = parse_attest_response(client.call("Attest", attest_request(b"from the image")))
+            Verifier(root=fixture_pki().root).verify(document, policy=Policy(nonce=b"from the image"))
+        finally:
+            service.terminate()
+            assert service.wait(30) == 0
