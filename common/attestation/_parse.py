@@ -6,7 +6,6 @@ framing, that nothing follows the structure, and every payload field's type and 
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -16,6 +15,7 @@ import cbor2
 from common.attestation._cose import COSE_SIGN1_TAG, ES384, ES384_SIGNATURE_BYTES
 from common.attestation.errors import MalformedDocumentError
 from common.attestation.models import AttestationDocument
+from common.cbor import CborError, decode_exactly
 from common.errors import InputTooLargeError
 
 # A real document is about 4.4 KB and the NSM's response buffer is 12 KiB; 32 KiB leaves room for
@@ -76,19 +76,10 @@ def parse_document(data: bytes) -> AttestationDocument:
 
 def _decode_exactly(data: bytes, *, what: str) -> Any:
     """Decode one CBOR item that must span all of ``data``."""
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
     try:
-        item = decoder.decode()
-    except RecursionError:
-        raise MalformedDocumentError(f"nested deeper than {MAX_CBOR_DEPTH} levels", field=what) from None
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, MemoryError, EOFError) as exc:
-        # cbor2's messages describe the encoding problem (truncation, duplicate key...), never our secrets.
-        raise MalformedDocumentError(f"invalid CBOR: {_short(str(exc))}", field=what) from None
-    if stream.tell() != len(data):
-        raise MalformedDocumentError(f"{len(data) - stream.tell()} trailing bytes after the structure",
-                                     field=what)
-    return item
+        return decode_exactly(data, max_depth=MAX_CBOR_DEPTH)
+    except CborError as exc:
+        raise MalformedDocumentError(str(exc), field=what) from None
 
 
 def _check_protected_header(protected: object) -> None:

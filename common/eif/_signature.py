@@ -14,7 +14,6 @@ converts it to DER and extends a zeroed register with its digest (image-format `
 from __future__ import annotations
 
 import hashlib
-import io
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 
 from common.attestation._cose import COSE_SIGN1_TAG, sig_structure
+from common.cbor import CborError, decode_exactly
 from common.eif.errors import EifSignatureError
 from common.eif.models import EifSignature
 
@@ -182,17 +182,10 @@ def _byte_array(value: object, *, field: str) -> bytes:
 
 
 def _decode_exactly(data: bytes, *, what: str) -> Any:
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False)
     try:
-        item = decoder.decode()
-    except RecursionError:
-        raise EifSignatureError(f"{what}: CBOR nested deeper than {MAX_CBOR_DEPTH} levels") from None
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, MemoryError, EOFError, LookupError) as exc:
-        raise EifSignatureError(f"{what}: invalid CBOR: {str(exc)[:80]}") from None
-    if stream.tell() != len(data):
-        raise EifSignatureError(f"{what}: {len(data) - stream.tell()} trailing bytes after the CBOR item")
-    return item
+        return decode_exactly(data, max_depth=MAX_CBOR_DEPTH)
+    except CborError as exc:
+        raise EifSignatureError(f"{what}: {exc}") from None
 
 
 def _kind(value: object) -> str:

@@ -11,12 +11,12 @@ exactly the known fields with exactly the expected types. The client raises type
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import cbor2
 
+from common.cbor import CborError, decode_exactly
 from enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError, NsmResponseError, error_for_code
 
 # The kernel driver refuses larger requests with EMSGSIZE; responses are read into a buffer of this size.
@@ -188,18 +188,10 @@ def _error_code(body: object) -> ErrorCode:
 
 
 def _decode_one(data: bytes) -> Any:
-    stream = io.BytesIO(data)
-    decoder = cbor2.CBORDecoder(stream, max_depth=MAX_CBOR_DEPTH, allow_duplicate_keys=False,
-                                strict_hashable_types=True)
     try:
-        item = decoder.decode()
-    except RecursionError:
-        raise _Invalid(f"nested deeper than {MAX_CBOR_DEPTH} levels") from None
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, LookupError, MemoryError, EOFError) as exc:
-        raise _Invalid(_short(str(exc) or type(exc).__name__)) from None
-    if stream.tell() != len(data):
-        raise _Invalid(f"{len(data) - stream.tell()} trailing bytes")
-    return item
+        return decode_exactly(data, max_depth=MAX_CBOR_DEPTH, text_or_bytes_keys_only=True)
+    except CborError as exc:
+        raise _Invalid(str(exc)) from None
 
 
 def _split_variant(item: object) -> tuple[str, object]:
