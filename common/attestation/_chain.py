@@ -27,7 +27,7 @@ def load_der(der: bytes, *, position: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.subject, cert.issuer)  # parsed lazily by cryptography: a bad name must fail here, as a ChainError
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         raise ChainError("not a DER X.509 certificate", field=position) from None
     return cert
 
@@ -139,7 +139,7 @@ def _extension(cert: x509.Certificate, kind: type[_Ext], *, position: str) -> x5
         return cert.extensions.get_extension_for_class(kind)
     except x509.ExtensionNotFound:
         return None
-    except ValueError:
+    except (ValueError, x509.DuplicateExtension):
         raise ChainError("has malformed or duplicate extensions", field=position) from None
 
 
