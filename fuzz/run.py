@@ -3,6 +3,7 @@
     python fuzz/run.py TARGET [--seconds N] [--runs N]     # fuzz; new inputs go to fuzz/corpus/TARGET/
     python fuzz/run.py TARGET --scratch DIR --runs 2000    # the committed corpus read-only, new inputs to DIR
     python fuzz/run.py TARGET --merge                      # keep only the files that add coverage
+    python fuzz/run.py TARGET --replay FILE...             # run inputs through the harness, print tracebacks
     python fuzz/run.py --list
 
 Crashes (any exception other than nitrokit's typed errors, a hang over ``--timeout`` seconds, memory over
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rss-limit-mb", type=int, default=2048, help="memory limit (default 2048 MB)")
     parser.add_argument("--scratch", type=Path, help="write new inputs and crashes here; the corpus stays as is")
     parser.add_argument("--merge", action="store_true", help="minimise fuzz/corpus/TARGET (keeps seed-* files)")
+    parser.add_argument("--replay", nargs="+", type=Path, metavar="FILE",
+                        help="run these inputs through the harness (no atheris needed) and report each")
     args, extra = parser.parse_known_args(argv)
     if args.list:
         print("\n".join(MAX_LEN))
@@ -77,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.target is None:
         parser.error("a target is required (see --list)")
     target: str = args.target
+    if args.replay:
+        return _replay(target, args.replay)
     corpus = CORPUS / target
     corpus.mkdir(parents=True, exist_ok=True)
     options = [f"-max_len={MAX_LEN[target]}", f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_limit_mb}",
@@ -96,6 +101,27 @@ def main(argv: list[str] | None = None) -> int:
         artifacts.mkdir(parents=True, exist_ok=True)
     _fuzz(target, [_self_command(), *options, f"-artifact_prefix={artifacts}/", *extra, *dirs])
     return 0  # not reached: atheris.Fuzz() exits
+
+
+def _replay(target: str, files: list[Path]) -> int:
+    """Each file through the harness, uninstrumented: "ok", or the traceback of what escaped."""
+    import traceback
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from fuzz import harnesses
+
+    failed = 0
+    for path in files:
+        try:
+            harnesses.TARGETS[target](path.read_bytes())
+        except Exception:  # the point: show whatever escaped the harness
+            failed += 1
+            print(f"{path}: FAILED", file=sys.stderr)
+            traceback.print_exc()
+        else:
+            print(f"{path}: ok")
+    return 1 if failed else 0
 
 
 def _merge(target: str, corpus: Path, options: list[str], extra: list[str]) -> int:
