@@ -52,7 +52,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
 
     from common import cms
     from common.testing import build_document, fixture_pki
-    from common.testing.documents import build_payload
+    from common.testing.documents import build_payload, sign_payload
     from common.wire import (
         ErrorInfo,
         Request,
@@ -79,6 +79,14 @@ def seeds() -> dict[str, dict[str, bytes]]:
                    for name, options in documents.items()}
     attestation["seed-tagged"] = build_document(at=at, signer=(cert, key), nonce=harnesses.NONCE, tagged=True)
     der = cert.public_bytes(serialization.Encoding.DER)
+    # The parser only checks the certificates' type and size: small stand-ins make small inputs, which mutate better.
+    small = {
+        "seed-small": sign_payload(build_payload(timestamp=at, certificate=b"\x30\x00", cabundle=[b"\x30\x00"],
+                                                 pcrs={0: bytes(48), 1: bytes(32), 2: bytes(64)},
+                                                 nonce=b"n", user_data=b"", public_key=b"k"), key),
+        "seed-small-tagged": sign_payload(build_payload(timestamp=at, certificate=b"c", cabundle=[b"r", b"i"],
+                                                        pcrs={31: bytes(48)}), key, tagged=True),
+    }
     payloads = {
         f"seed-{name}": cbor2.dumps(build_payload(timestamp=at, certificate=der, cabundle=fixture_pki().cabundle,
                                                   **options))
@@ -146,7 +154,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "seed-chunked": b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
     }
     return {
-        "attestation_parse": attestation,
+        "attestation_parse": {**attestation, **small},
         "attestation_verify": attestation,
         "attestation_signed": payloads,
         "cms_parse": envelopes,
