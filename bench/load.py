@@ -459,6 +459,8 @@ class AttackResult:
     baseline: CallRecord
     under_attack: CallRecord
     counts: AttackCounts
+    #: KMS calls made during the attack: the honest ones, and one for each peer that vanished mid-call
+    kms_calls: int = 0
 
     @property
     def bound_ms(self) -> float:
@@ -474,15 +476,32 @@ class AttackResult:
             f"p50 {a.p50_ms:.0f} ms, p99 {a.p99_ms:.0f} ms, failures {len(a.failures)} "
             f"(bound on p99: {self.bound_ms:.0f} ms)",
             "  " + self.counts.line(),
+            f"  KMS calls during the attack: {self.kms_calls} ({len(a.latencies)} honest; the parent relays a "
+            "whole request even when its sender has gone)",
         ]
 
 
 def run_attack(rig: Rig, identities: Sequence[Identity], *, clients: int, calls: int) -> AttackResult:
     """Honest clients alone, then the same honest clients while hostile peers run."""
     baseline = drive(rig.address, identities, clients=clients, calls=calls)
+    before = rig.kms.outcomes().get("ok", 0)
     with attack(rig.address, identities[-1].document) as counts:
         under_attack = drive(rig.address, identities, clients=clients, calls=calls)
-    return AttackResult(baseline, under_attack, counts)
+    settle(rig.kms)
+    return AttackResult(baseline, under_attack, counts, kms_calls=rig.kms.outcomes().get("ok", 0) - before)
+
+
+def settle(kms: SimulatedKms, *, quiet: float = 0.5, limit: float = 15.0) -> None:
+    """Wait until KMS has had no call for ``quiet`` seconds (the parent may still be relaying the calls of
+    peers that vanished), at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    last = kms.outcomes()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = kms.outcomes()
+        if now == last:
+            return
+        last = now
 
 
 def main() -> None:
