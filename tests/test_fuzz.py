@@ -43,14 +43,7 @@ def _files(folder: Path) -> list[Path]:
 
 #: Findings in code this suite does not own, reported and not fixed yet: their regression tests are expected to
 #: fail, with exactly this exception (anything else fails the test). Remove an entry once its fix lands.
-KNOWN_OPEN: dict[str, tuple[type[BaseException], str]] = {
-    "kms_http/crash-b6d62264eadd7826f969059a1c3afe1ec6a70f06": (
-        ValueError, "common/kms/server.py: a Content-Length with a \\x1c-\\x1f byte passes the check on "
-                    "raw_length.strip() but int(raw_length) raises: the connection dies with a traceback"),
-    "kms_http/review-host-bracket": (
-        harnesses.FuzzFinding, "common/kms/_sigv4.py: a Host header with '[' or ']' makes botocore's urlsplit raise "
-                               "ValueError before the signature is compared: an unauthenticated 500"),
-}
+KNOWN_OPEN: dict[str, tuple[type[BaseException], str]] = {}  # findings not fixed yet: none
 
 
 def _crash_params() -> list[Any]:

@@ -132,8 +132,11 @@ def verify_request(
     request = AWSRequest(method=method, url=f"http://{headers.get('Host', '')}{path}", data=body)
     request.context["timestamp"] = amz_date
     signer = _ExactHeadersSigner(Credentials(key.access_key_id, key.secret_access_key), region, signed)
-    canonical = signer.canonical_request(request)
-    expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    try:
+        canonical = signer.canonical_request(request)
+        expected = signer.signature(signer.string_to_sign(request, canonical), request)
+    except ValueError:  # botocore's URL parsing: a Host header such as "[" is no host at all
+        raise _invalid(_MISMATCH, reason="the Host header is not a valid host") from None
     if not hmac.compare_digest(expected.encode(), auth.signature.encode()):
         raise _invalid(_MISMATCH, reason="signature mismatch")
     claimed = headers.get("X-Amz-Content-SHA256")

@@ -166,12 +166,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(service.refuse(KmsServiceError("LengthRequiredException", "Content-Length is required",
                                                           status=411)), close=True)
                 return
-        elif not _CONTENT_LENGTH.fullmatch(raw_length.strip()) or len(self.headers.get_all("Content-Length", [])) != 1:
+        elif (not _CONTENT_LENGTH.fullmatch(raw_length.strip(" \t"))
+              or len(self.headers.get_all("Content-Length", [])) != 1):
             self._send(service.refuse(KmsServiceError("SerializationException", "Content-Length is not valid")),
                        close=True)
             return
         else:
-            length = int(raw_length)
+            length = int(raw_length.strip(" \t"))
         if length > self.server.max_body_bytes:
             self._send(service.refuse(KmsServiceError(
                 "RequestEntityTooLargeException",
