@@ -121,6 +121,13 @@ def _round(callers: list[Callable[[int], bytes]], seconds: float, seen: set[byte
     return len(pooled) / elapsed, pooled
 
 
+def _cpu_seconds(process: NitrokitProcess) -> float:
+    """User + system CPU time the child has used so far (/proc/PID/stat)."""
+    assert process.process is not None
+    fields = Path(f"/proc/{process.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     return ordered[max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))]
@@ -152,6 +159,7 @@ def run(seconds: float = 2.0) -> list[Row]:
     keygen = rate(EphemeralKeyPair.generate, seconds=min(seconds, 2.0), warmup=1)
 
     results: dict[tuple[str, int], tuple[float, list[float]]] = {}
+    cpu = {"parent": 0.0, "kms": 0.0}  # CPU seconds used by each child during the rounds through the parent
     seen: set[bytes] = set()
     with tempfile.TemporaryDirectory(prefix="nitrokit-bench-") as scratch, \
             NitrokitProcess("kms-sim", "--log-level", "WARNING", "--max-connections", "256", env=env) as kms, \
@@ -176,7 +184,11 @@ def run(seconds: float = 2.0) -> list[Row]:
                 best: dict[str, float] = dict.fromkeys(paths, 0.0)
                 for _ in range(ROUNDS):  # interleaved: a disturbance hits both paths alike
                     for name, callers in paths.items():
+                        used = _cpu_seconds(parent), _cpu_seconds(kms)
                         calls_per_second, latencies = _round(callers, seconds / ROUNDS, seen)
+                        if name == "parent":
+                            cpu["parent"] += _cpu_seconds(parent) - used[0]
+                            cpu["kms"] += _cpu_seconds(kms) - used[1]
                         best[name] = max(best[name], calls_per_second)
                         pooled[name] += latencies
                 for name in paths:
@@ -212,6 +224,12 @@ def run(seconds: float = 2.0) -> list[Row]:
         rows.append(row(f"{label} parent's added latency (p50)",
                         (_percentile(through_latencies, 0.5) - _percentile(direct_latencies, 0.5)) * 1000, "ms",
                         note="through the parent - direct"))
+    relayed = sum(len(results["parent", concurrency][1]) for concurrency in CONCURRENCY)
+    for name, label, note in (("parent", "parent process CPU per relayed call", "asyncio, wire JSON, boto3 call"),
+                              ("kms", "simulated KMS process CPU per call", "HTTP, SigV4, attestation, envelope")):
+        per_call = cpu[name] / relayed * 1000
+        rows.append(row(label, per_call, "ms", ratio=per_call * 1000 / floor_us,
+                        note=f"{note}; over the {relayed} calls through the parent"))
     rows.append(row("RSA-2048 key generation (a new identity)", 1000 / keygen, "ms",
                     ratio=1e6 / keygen / floor_us,
                     note="KmsClient: once per 100 calls by default; left out of the figures above"))
