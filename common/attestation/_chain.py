@@ -27,7 +27,7 @@ def load_der(der: bytes, *, position: str) -> x509.Certificate:
     try:
         cert = x509.load_der_x509_certificate(der)
         _ = (cert.subject, cert.issuer)  # parsed lazily by cryptography: a bad name must fail here, as a ChainError
-    except (ValueError, x509.InvalidVersion):
+    except (ValueError, TypeError, x509.InvalidVersion):  # TypeError: a name attribute of the wrong ASN.1 type
         raise ChainError("not a DER X.509 certificate", field=position) from None
     return cert
 
