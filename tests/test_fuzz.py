@@ -120,6 +120,9 @@ FIXED_FINDINGS = [
      r"cabundle\[0\]: not a DER X.509 certificate"),
     ("attestation_signed/crash-5d4f74c2136ae87b7d938faabe684f267824a85a", ChainError,
      r"cabundle\[1\]: not a DER X.509 certificate"),
+    # a name attribute whose ASN.1 type does not suit its OID raised TypeError
+    ("attestation_verify/crash-0dc7150a451e22f9009090409c1e697eee6f0d95", ChainError,
+     r"cabundle\[0\]: not a DER X.509 certificate"),
     # a duplicate extension raised x509.DuplicateExtension (made by hand: the leaf with basicConstraints twice)
     ("attestation_signed/review-duplicate-extension", ChainError, r"certificate: has malformed or duplicate"),
 ]
