@@ -34,6 +34,9 @@ MAX_LEN = {
     "wire_request": 4096, "wire_response": 4096, "wire_stream": 4096,
     "kms_request": 2048, "kms_http": 4096,
 }
+#: libFuzzer dictionaries (fuzz/dicts/NAME.dict): tokens the mutator splices in, for the text formats.
+DICTS = {"wire_request": "json", "wire_response": "json", "wire_stream": "json", "kms_request": "kms",
+         "kms_http": "http"}
 # libFuzzer re-executes this script for -merge (and -fork/-jobs): the target then comes from the environment.
 _TARGET_ENV = "NITROKIT_FUZZ_TARGET"
 
@@ -86,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus.mkdir(parents=True, exist_ok=True)
     options = [f"-max_len={MAX_LEN[target]}", f"-timeout={args.timeout}", f"-rss_limit_mb={args.rss_limit_mb}",
                "-print_final_stats=1", "-report_slow_units=100000"]
+    if target in DICTS:
+        options.append(f"-dict={ROOT / 'fuzz' / 'dicts' / DICTS[target]}.dict")
     if args.seconds is not None:
         options.append(f"-max_total_time={args.seconds}")
     if args.runs is not None:
