@@ -167,6 +167,21 @@ def test_a_small_future_skew_is_tolerated(document: bytes) -> None:
         Verifier(root=fixture_pki().root, future_skew=timedelta(0)).verify(early, at=T0 - timedelta(minutes=4))
 
 
+def test_extreme_verification_times_are_typed_errors_not_overflows(fixture_verifier: Verifier,
+                                                                   document: bytes) -> None:
+    with pytest.raises(CertificateValidityError, match="expired"):
+        fixture_verifier.verify(document, at=datetime.max.replace(tzinfo=UTC))
+    with pytest.raises(DocumentTimeError, match="later than the verification time"):
+        fixture_verifier.verify(document, at=datetime.min.replace(tzinfo=UTC))
+    with pytest.raises(DocumentTimeError, match="older than the maximum age"):
+        fixture_verifier.verify(document, at=datetime.max.replace(tzinfo=UTC), max_age=timedelta(days=1))
+
+
+def test_documents_do_not_show_user_data_in_repr(document: bytes) -> None:
+    text = repr(parse_document(document))
+    assert "user-1" not in text and "nonce-1" not in text and "key-1" not in text
+
+
 def test_max_age(fixture_verifier: Verifier, document: bytes) -> None:
     fixture_verifier.verify(document, at=T0 + timedelta(minutes=5), max_age=timedelta(minutes=5))
     with pytest.raises(DocumentTimeError, match="older than the maximum age"):

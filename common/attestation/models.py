@@ -28,9 +28,10 @@ class AttestationDocument:
     pcrs: Mapping[int, bytes]
     certificate: bytes
     cabundle: tuple[bytes, ...]
-    public_key: bytes | None
-    user_data: bytes | None
-    nonce: bytes | None
+    # Kept out of repr(): user data and nonces may be sensitive, and documents end up in logs.
+    public_key: bytes | None = field(repr=False)
+    user_data: bytes | None = field(repr=False)
+    nonce: bytes | None = field(repr=False)
     unknown_fields: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     tagged: bool = False
     protected: bytes = field(repr=False)

@@ -56,7 +56,7 @@ class NotDebugMode:
 
     def verify(self, document: AttestationDocument) -> None:
         if document.is_debug:
-            raise PolicyError("all zero: the enclave runs in debug mode (pass allow_debug to accept)",
+            raise PolicyError("all zero: the enclave runs in debug mode (allow debug mode to accept it)",
                               field="pcrs[0]")
 
 

@@ -47,11 +47,11 @@ def load_root(source: RootSource) -> x509.Certificate:
             with path.open("rb") as handle:
                 data = handle.read(MAX_ROOT_FILE_BYTES + 1)
         except OSError as exc:
-            raise TrustRootError(f"cannot read {path}: {exc.strerror or exc}", field="root") from None
+            raise TrustRootError(f"cannot read {path}: {exc.strerror or exc}") from None
         if len(data) > MAX_ROOT_FILE_BYTES:
-            raise TrustRootError(f"{path} is larger than {MAX_ROOT_FILE_BYTES} bytes", field="root")
+            raise TrustRootError(f"{path} is larger than {MAX_ROOT_FILE_BYTES} bytes")
         return _load_certificate_bytes(data, what=f"root {path}")
-    raise TrustRootError(f"expected a Certificate, bytes or a path, got {type(source).__name__}", field="root")
+    raise TrustRootError(f"expected a Certificate, bytes or a path, got {type(source).__name__}")
 
 
 def _load_certificate_bytes(data: bytes, *, what: str) -> x509.Certificate:

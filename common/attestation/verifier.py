@@ -101,7 +101,8 @@ class Verifier:
 
     def _check_time(self, document: AttestationDocument, *, at: datetime, max_age: timedelta | None) -> None:
         issued = document.issued_at
-        if issued > at + self._future_skew:
+        # Differences, not sums: a sum near datetime.max would overflow.
+        if issued - at > self._future_skew:
             raise DocumentTimeError(f"{issued.isoformat()} is later than the verification time {at.isoformat()} "
                                     f"plus the allowed skew of {self._future_skew}", field="timestamp")
         if max_age is not None and at - issued > max_age:
@@ -161,6 +162,7 @@ class Verifier:
         return _chain.CheckedCertificate(cert, key)
 
     def _check_root_profile(self, *, cas_below: int) -> None:
+        # No lock: set.add is atomic under the GIL, and a race only repeats a cheap, idempotent check.
         if cas_below not in self._root_checked_for:
             _chain.check_ca_profile(self._root, position="root", cas_below=cas_below)
             self._root_checked_for.add(cas_below)

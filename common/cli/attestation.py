@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ from common.errors import UsageError
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
+_MAX_AGE_LIMIT_SECONDS = 100 * 365 * 86400
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--root", metavar="PEM",
                         help="trust root: a PEM/DER file, 'aws' (default) or 'fixture' (nitrokit's test PKI)")
     verify.add_argument("--at", default="now", metavar="now|document|ISO-8601",
-                        help="verification time: now (default), the document's own timestamp, or a time")
+                        help="verification time: now (default), a time, or 'document': the document's own "
+                             "timestamp, which the document itself chooses, so expiry, future-time and --max-age "
+                             "checks then prove nothing (for archived documents only)")
     verify.add_argument("--max-age", type=float, metavar="SECONDS", help="refuse documents older than this")
     verify.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
                         help="expected PCR value (repeatable)")
@@ -76,8 +80,8 @@ def run_verify(args: argparse.Namespace) -> int:
         raise CommandFailed(str(exc), exit_code=EXIT_USAGE) from None
     max_age = None
     if args.max_age is not None:
-        if args.max_age < 0:
-            raise UsageError("--max-age must not be negative")
+        if not math.isfinite(args.max_age) or not 0 <= args.max_age <= _MAX_AGE_LIMIT_SECONDS:
+            raise UsageError(f"--max-age must be a number of seconds from 0 to {_MAX_AGE_LIMIT_SECONDS}")
         max_age = timedelta(seconds=args.max_age)
     data = read_document(args.document)
     try:
