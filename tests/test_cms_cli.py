@@ -224,3 +224,24 @@ def test_register_adds_the_cms_group_to_any_parser():
     assert args.handler is cms_cli.run_decrypt and args.input == "-" and args.out == "-"
     with pytest.raises(SystemExit):
         parser.parse_args(["cms", "encrypt"])  # --recipient is required
+
+
+def test_decrypt_refuses_to_print_plaintext_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from common.cms import encrypt_for_recipient
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = tmp_path / "key.pem"
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    envelope = tmp_path / "env.ber"
+    envelope.write_bytes(encrypt_for_recipient(b"secret bytes", private.public_key()))
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert run("cms", "decrypt", "--key", str(key), str(envelope)) == 2
+    assert "terminal" in capsys.readouterr().err
+    assert run("cms", "decrypt", "--key", str(key), str(envelope), "--out", str(tmp_path / "out")) == 0
+    assert (tmp_path / "out").read_bytes() == b"secret bytes"

@@ -11,6 +11,7 @@ envelope cannot be parsed or opened, 2 for usage errors such as a key that is no
 from __future__ import annotations
 
 import argparse
+import sys
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -77,6 +78,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_decrypt(args: argparse.Namespace) -> int:
+    if args.out == "-" and sys.stdout.isatty():
+        # Plaintext on a terminal ends up in scrollback and screen captures; make the user choose a place.
+        raise UsageError("refusing to write plaintext to a terminal: use --out FILE or a pipe")
     key = _load_private_key(args.key)
     envelope = _read_envelope(args.input)
     plaintext = decrypt(envelope, key)
