@@ -1,24 +1,29 @@
-"""KMS key policy statements that bind a key's use to an enclave's measurements.
+"""Policy statements that bind KMS operations to an enclave's measurements.
 
 AWS KMS checks the attestation document of a request's ``Recipient`` against ``kms:RecipientAttestation:*``
 condition keys: ``ImageSha384`` (the enclave's PCR0) and ``PCR<N>``, each a lower-case hex SHA-384 value
 (96 digits), compared with ``StringEqualsIgnoreCase`` in AWS's examples. A mismatch is AccessDeniedException.
-:func:`build_statement` writes one statement of the standard shape::
+:func:`build_statement` writes one statement of the standard shape.
 
-    {"Sid": "...", "Effect": "Allow", "Principal": {"AWS": "<role ARN>"},
-     "Action": ["kms:GenerateRandom"], "Resource": "*",
+Which policy the statement belongs in depends on the operation. ``kms:GenerateRandom`` uses no KMS key, so no
+key policy governs it: only IAM identity policies do. For it, the statement has no ``Principal`` and
+``Resource`` ``"*"``::
+
+    {"Sid": "...", "Effect": "Allow", "Action": ["kms:GenerateRandom"], "Resource": "*",
      "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": "<96 hex digits>", ...}}}
 
-to add to the key's policy (next to its administrators' statement: a key policy made of this statement
-alone would lock everyone else out). nitrokit's simulated KMS loads the same statement as its conditions
+to attach to the role's IAM policy. The key-based operations (Decrypt, DeriveSharedSecret, GenerateDataKey,
+GenerateDataKeyPair) are also governed by the key's policy: with ``role_arn`` the statement names that
+principal (``"Principal": {"AWS": "<role ARN>"}``) and is a key-policy statement, to add next to the key's
+administrators' statement (a key policy made of this statement alone would lock everyone else out).
+``role_arn`` together with ``kms:GenerateRandom`` is refused, because such a key-policy statement would never
+apply. nitrokit's simulated KMS loads the same statement as its conditions
 (``common.kms.AttestationConditions.from_json(statement)``), so a policy can be tried offline first.
 
 Choices: the default action is ``kms:GenerateRandom`` only, the one operation nitrokit's enclave service
-calls (least privilege); ``actions`` may add the other operations that take a Recipient (Decrypt,
-DeriveSharedSecret, GenerateDataKey, GenerateDataKeyPair), and nothing else, because the condition keys only
-exist on those. At least one measurement is required: a statement without one would let the role call the
-operation without any attestation. Without ``role_arn`` there is no ``Principal``, which is the shape of an
-IAM identity-policy statement (attach it to the role) rather than a key-policy statement.
+calls (least privilege); ``actions`` may add the other operations that take a Recipient, and nothing else,
+because the condition keys only exist on those. At least one measurement is required: a statement without
+one would let the role call the operation without any attestation.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from common.errors import UsageError
 __all__ = [
     "DEFAULT_ACTIONS",
     "DEFAULT_SID",
+    "GENERATE_RANDOM",
     "IMAGE_SHA384_KEY",
     "PCR_COUNT",
     "PCR_KEY_PREFIX",
@@ -52,7 +58,8 @@ RECIPIENT_ACTIONS = (
     "kms:GenerateDataKeyPair",
     "kms:GenerateRandom",
 )
-DEFAULT_ACTIONS = ("kms:GenerateRandom",)
+GENERATE_RANDOM = "kms:GenerateRandom"
+DEFAULT_ACTIONS = (GENERATE_RANDOM,)
 DEFAULT_SID = "AllowNitroEnclaveWithTheseMeasurements"
 
 # IAM principals a key policy can name: an account root, a role or a user (with optional path).
@@ -62,7 +69,8 @@ _HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
 class KeyPolicyError(UsageError):
-    """The measurements, principal, actions or Sid given for a policy statement are not valid."""
+    """The measurements, principal, actions or Sid given for a policy statement are not valid (or do not fit
+    together, such as a principal with kms:GenerateRandom)."""
 
 
 def build_statement(
@@ -74,7 +82,11 @@ def build_statement(
     sid: str = DEFAULT_SID,
     allow_zero: bool = False,
 ) -> dict[str, Any]:
-    """A key-policy statement allowing ``actions`` only to an enclave with these measurements.
+    """A policy statement allowing ``actions`` only to an enclave with these measurements.
+
+    Without ``role_arn`` it is an IAM identity-policy statement (no ``Principal``, ``Resource`` ``"*"``), to
+    attach to the role. With ``role_arn`` it is a key-policy statement naming that principal; this is refused
+    when ``actions`` include ``kms:GenerateRandom``, which uses no key and so is not governed by key policies.
 
     ``pcrs`` maps PCR indices (0..31) to SHA-384 values (48 bytes, or 96 hex digits in any case, optional
     ``0x``); ``image_sha384`` is PCR0 under its own condition key. If both ImageSha384 and PCR0 are given they
@@ -104,10 +116,16 @@ def build_statement(
     if image is not None and pcr0 is not None and pcr0 != image:
         raise KeyPolicyError("ImageSha384 is PCR0, but the two values differ: no enclave could match both")
 
+    chosen = _actions(actions)
     statement: dict[str, Any] = {"Sid": _sid(sid), "Effect": "Allow"}
     if role_arn is not None:
-        statement["Principal"] = {"AWS": _principal(role_arn)}
-    statement["Action"] = _actions(actions)
+        principal = _principal(role_arn)
+        if GENERATE_RANDOM in chosen:
+            raise KeyPolicyError("kms:GenerateRandom uses no KMS key, so a key policy (with a Principal) cannot "
+                                 "grant it: omit the role ARN and attach this statement to the role's IAM policy "
+                                 "instead (a role ARN is only for key-based actions such as kms:Decrypt)")
+        statement["Principal"] = {"AWS": principal}
+    statement["Action"] = chosen
     statement["Resource"] = "*"
     statement["Condition"] = {OPERATOR: conditions}
     return statement

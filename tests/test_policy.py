@@ -1,4 +1,5 @@
-"""KMS key policy statements: their shape, what they refuse, and that the simulated KMS enforces them.
+"""KMS policy statements (IAM identity-policy and key-policy shapes): what they refuse, and that the simulated
+KMS enforces them.
 
 The end-to-end tests go from an EIF (built by tests/eif_builder.py) to ``nitrokit eif describe``, to
 ``nitrokit policy``, to the simulated KMS loaded with that exact JSON, to boto3 GenerateRandom calls with a
@@ -34,13 +35,36 @@ PCR1 = "cd" * 48
 ROLE = "arn:aws:iam::111122223333:role/enclave-parent"
 
 
-def test_statement_has_the_standard_aws_shape():
-    statement = build_statement(pcrs={0: PCR0.upper(), 1: bytes.fromhex(PCR1)}, role_arn=ROLE)
+def test_default_is_an_iam_identity_policy_statement_for_generate_random():
+    statement = build_statement(pcrs={0: PCR0.upper(), 1: bytes.fromhex(PCR1)})
+    assert statement == {
+        "Sid": "AllowNitroEnclaveWithTheseMeasurements",
+        "Effect": "Allow",
+        "Action": ["kms:GenerateRandom"],
+        "Resource": "*",
+        "Condition": {"StringEqualsIgnoreCase": {
+            "kms:RecipientAttestation:PCR0": PCR0,
+            "kms:RecipientAttestation:PCR1": PCR1,
+        }},
+    }
+    assert json.loads(json.dumps(statement)) == statement
+
+
+@pytest.mark.parametrize("actions", [DEFAULT_ACTIONS, ["kms:Decrypt", "kms:generaterandom"], RECIPIENT_ACTIONS])
+def test_role_arn_with_generate_random_is_refused(actions):
+    # GenerateRandom uses no KMS key: a key-policy statement (with a Principal) granting it would never apply.
+    with pytest.raises(KeyPolicyError, match="IAM policy"):
+        build_statement(pcrs={0: PCR0}, role_arn=ROLE, actions=actions)
+
+
+def test_key_based_actions_give_a_key_policy_statement_with_principal():
+    statement = build_statement(pcrs={0: PCR0.upper(), 1: bytes.fromhex(PCR1)}, role_arn=ROLE,
+                                actions=["kms:Decrypt", "kms:GenerateDataKey"])
     assert statement == {
         "Sid": "AllowNitroEnclaveWithTheseMeasurements",
         "Effect": "Allow",
         "Principal": {"AWS": ROLE},
-        "Action": ["kms:GenerateRandom"],
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
         "Resource": "*",
         "Condition": {"StringEqualsIgnoreCase": {
             "kms:RecipientAttestation:PCR0": PCR0,
@@ -103,7 +127,7 @@ def test_invalid_input_is_refused(kwargs, match):
 def test_accepted_principals_and_explicit_zero():
     for arn in (ROLE, "arn:aws:iam::111122223333:root", "arn:aws-us-gov:iam::111122223333:role/path/to/r",
                 "arn:aws:iam::111122223333:user/alice", "arn:aws-cn:iam::111122223333:role/a+b=c,d.e@f_g-h"):
-        assert build_statement(pcrs={0: PCR0}, role_arn=arn)["Principal"] == {"AWS": arn}
+        assert build_statement(pcrs={0: PCR0}, role_arn=arn, actions=["kms:Decrypt"])["Principal"] == {"AWS": arn}
     statement = build_statement(pcrs={16: "00" * 48}, allow_zero=True)
     assert statement["Condition"]["StringEqualsIgnoreCase"] == {"kms:RecipientAttestation:PCR16": "00" * 48}
     assert build_statement(actions="kms:GenerateRandom", pcrs={0: PCR0})["Action"] == ["kms:GenerateRandom"]
@@ -131,10 +155,12 @@ def nitrokit(monkeypatch, capsys):
 
 def test_cli_prints_the_statement(nitrokit):
     code, out, _ = nitrokit("policy", "--pcr", f"0={PCR0}", "--pcr", f"8={PCR1.upper()}", "--role-arn", ROLE,
-                            "--action", "kms:GenerateRandom", "--action", "kms:Decrypt")
+                            "--action", "kms:GenerateDataKey", "--action", "kms:Decrypt")
     assert code == 0
     assert json.loads(out) == build_statement(pcrs={0: PCR0, 8: PCR1}, role_arn=ROLE,
-                                              actions=["kms:Decrypt", "kms:GenerateRandom"])
+                                              actions=["kms:Decrypt", "kms:GenerateDataKey"])
+    code, out, _ = nitrokit("policy", "--pcr", f"0={PCR0}")
+    assert code == 0 and "Principal" not in json.loads(out)
     code, out, _ = nitrokit("policy", "--image-sha384", PCR0)
     assert code == 0 and json.loads(out)["Condition"]["StringEqualsIgnoreCase"] == {IMAGE_SHA384_KEY: PCR0}
 
@@ -150,6 +176,7 @@ def test_cli_prints_the_statement(nitrokit):
     (("--pcr", f"0={'00' * 48}"), "all zeros"),
     (("--pcr", f"0={PCR0}", "--role-arn", "nobody"), "not an IAM"),
     (("--pcr", f"0={PCR0}", "--action", "kms:Sign"), "does not take a Recipient"),
+    (("--pcr", f"0={PCR0}", "--role-arn", ROLE), "attach this statement to the role's IAM policy"),
 ])
 def test_cli_refuses_bad_input_with_exit_2(nitrokit, args, match):
     code, out, err = nitrokit("policy", *args)
@@ -189,8 +216,7 @@ def test_policy_from_an_eif_allows_that_image_only(tmp_path, nitrokit, recipient
     code, out, _ = nitrokit("eif", "describe", str(eif), "--json")
     assert code == 0
     measured = json.loads(out)["Measurements"]
-    code, out, _ = nitrokit("policy", "--pcr", f"0={measured['PCR0']}", "--pcr", f"8={measured['PCR8']}",
-                            "--role-arn", ROLE)
+    code, out, _ = nitrokit("policy", "--pcr", f"0={measured['PCR0']}", "--pcr", f"8={measured['PCR8']}")
     assert code == 0
     statement = json.loads(out)
 
@@ -213,7 +239,7 @@ def test_policy_from_an_eif_allows_that_image_only(tmp_path, nitrokit, recipient
 
 
 def test_image_sha384_statement_in_a_policy_document(recipient_key):
-    statement = build_statement(image_sha384=PCR0, role_arn=ROLE)
+    statement = build_statement(image_sha384=PCR0)
     document = {"Version": "2012-10-17", "Statement": [statement]}
     config = KmsSimConfig(conditions=AttestationConditions.from_json(document))
     with SimulatedKms(config) as kms:

@@ -1,8 +1,10 @@
-"""``nitrokit policy``: a KMS key policy statement that only an enclave with given measurements satisfies.
+"""``nitrokit policy``: a policy statement that only an enclave with given measurements satisfies.
 
 ``policy [--pcr N=HEX]... [--image-sha384 HEX] [--role-arn ARN] [--action ACTION]... [--sid SID]
 [--allow-zero]`` prints one statement (JSON) using ``kms:RecipientAttestation:ImageSha384`` and
-``kms:RecipientAttestation:PCR<N>`` with ``StringEqualsIgnoreCase``. Add it to the key's policy; nitrokit's
+``kms:RecipientAttestation:PCR<N>`` with ``StringEqualsIgnoreCase``. Without ``--role-arn`` it is an IAM
+identity-policy statement (attach it to the role; the only kind that governs kms:GenerateRandom, which uses no
+key); with ``--role-arn`` (key-based actions only, such as kms:Decrypt) it is a key-policy statement. nitrokit's
 simulated KMS (``nitrokit kms-sim``) accepts the same statement as its conditions, to try it offline.
 At least one measurement is required. Exit code 2 for invalid input (the message says which value).
 """
@@ -17,18 +19,23 @@ from common.kms_policy import DEFAULT_ACTIONS, DEFAULT_SID, RECIPIENT_ACTIONS, K
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = subparsers.add_parser(
-        "policy", help="print a KMS key policy statement bound to enclave measurements (PCRs)",
-        description="Print a KMS key policy statement allowing the role to use the key only from an enclave "
-                    "whose attestation document has these measurements.",
-        epilog="Example: nitrokit policy --pcr 0=$(jq -r .Measurements.PCR0 m.json) "
-               "--role-arn arn:aws:iam::111122223333:role/parent",
+        "policy", help="print a policy statement bound to enclave measurements (PCRs)",
+        description="Print a policy statement allowing KMS operations only from an enclave whose attestation "
+                    "document has these measurements. Without --role-arn it is an IAM identity-policy statement "
+                    "(no Principal, Resource \"*\"): attach it to the role's IAM policy. kms:GenerateRandom (the "
+                    "default action) uses no KMS key, so only IAM policies govern it. With --role-arn it is a key "
+                    "policy statement for key-based actions (kms:Decrypt, kms:GenerateDataKey, ...): add it to the "
+                    "key's policy.",
+        epilog="Example: nitrokit policy --pcr 0=$(jq -r .Measurements.PCR0 m.json) > statement.json",
     )
     policy.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
                         help="require PCR N (0..31) to equal this SHA-384 value, 96 hex digits (repeatable)")
     policy.add_argument("--image-sha384", metavar="HEX",
                         help="require kms:RecipientAttestation:ImageSha384 (the image's PCR0)")
     policy.add_argument("--role-arn", metavar="ARN",
-                        help="the principal allowed (omit for an IAM identity-policy statement without Principal)")
+                        help="write a key-policy statement with this principal (key-based actions only; refused "
+                             "with kms:GenerateRandom, which key policies do not govern). Omit for an IAM "
+                             "identity-policy statement without Principal")
     policy.add_argument("--action", action="append", default=None, metavar="ACTION",
                         help=f"operation to allow (repeatable; default {', '.join(DEFAULT_ACTIONS)}; any of "
                              f"{', '.join(RECIPIENT_ACTIONS)})")
