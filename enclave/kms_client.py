@@ -115,14 +115,21 @@ class KmsClient:
     def generate_random(self, number_of_bytes: int, *, custom_key_store_id: str | None = None) -> bytes:
         """``number_of_bytes`` (1..1024) random bytes from KMS that only this enclave could decrypt."""
         if type(number_of_bytes) is not int or not MIN_RANDOM_BYTES <= number_of_bytes <= MAX_RANDOM_BYTES:
-            raise UsageError(f"number_of_bytes must be an integer from {MIN_RANDOM_BYTES} to {MAX_RANDOM_BYTES}")
+            raise UsageError(f"the number of bytes must be an integer from {MIN_RANDOM_BYTES} to {MAX_RANDOM_BYTES}")
         with self._lock:
             identity = self._current_identity()
             request = generate_random_request(number_of_bytes, attestation_document=identity.document,
                                               custom_key_store_id=custom_key_store_id)
             answer = self._call_with_retries(request)
             identity.uses += 1
-            kms_bytes = self._open(answer, identity, number_of_bytes)
+            try:
+                kms_bytes = self._open(answer, identity, number_of_bytes)
+            except UntrustedAnswerError:
+                # Never try a second envelope with a key that has seen a bad one: whether decryption
+                # succeeds is visible to the parent, and unauthenticated CBC turns repeated tries with one
+                # key into a padding oracle against earlier answers.
+                self._identity = None
+                raise
         if not self._mix:
             return kms_bytes
         return self._mix_with_nsm(kms_bytes, number_of_bytes)

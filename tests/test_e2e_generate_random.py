@@ -310,3 +310,34 @@ def test_demo_command() -> None:
     text = run_cli("demo")
     assert text.returncode == 0
     assert text.stdout.decode().splitlines()[-1].startswith("random (32 bytes): ")
+
+
+def test_a_bad_envelope_retires_the_key_that_saw_it(tmp_path: Path) -> None:
+    """One failed decryption per key at most: no padding oracle against earlier answers to the same key."""
+    keys: list[bytes] = []
+
+    def forge(request: dict[str, Any]) -> Response:
+        keys.append(_document_key(request))
+        return Response(id=None, response={"CiphertextForRecipient": base64.b64encode(b"\x30\x80bad").decode()})
+
+    forger = ForgingParent(tmp_path, forge)
+    try:
+        with _client(forger.address) as client:
+            for _ in range(3):
+                with pytest.raises(UntrustedAnswerError):
+                    client.generate_random(8)
+        assert len(set(keys)) == 3
+    finally:
+        forger.close()
+
+
+def test_parent_error_text_cannot_carry_terminal_escapes(tmp_path: Path) -> None:
+    forger = ForgingParent(tmp_path, lambda r: Response(id=None, error=ErrorInfo(
+        "Refused", "\x1b[2Jcleared\x07 screen", False)))
+    try:
+        with _client(forger.address) as client, pytest.raises(KmsCallError) as info:
+            client.generate_random(8)
+        assert "\x1b" not in str(info.value) and "\x07" not in str(info.value)
+        assert "\\x1b[2Jcleared" in str(info.value)
+    finally:
+        forger.close()

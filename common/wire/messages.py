@@ -214,7 +214,7 @@ def decode_response(body: bytes) -> Response:
         raise MalformedFrameError("error message must be a string of reasonable length", request_id=request_id)
     if not isinstance(retryable, bool):
         raise MalformedFrameError("error retryable must be true or false", request_id=request_id)
-    return Response(id=request_id, error=ErrorInfo(code=code, message=message, retryable=retryable))
+    return Response(id=request_id, error=ErrorInfo(code=code, message=_printable(message), retryable=retryable))
 
 
 def _load(body: bytes) -> dict[str, Any]:
@@ -262,6 +262,11 @@ def _check_version(obj: dict[str, Any], request_id: str | None) -> None:
 def _keys(keys: Any) -> str:
     names = sorted(str(key) for key in keys)
     return _clip(", ".join(names) or "none", 200)
+
+
+def _printable(text: str) -> str:
+    """``text`` with control and other non-printable characters escaped: a peer's words reach terminals and logs."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _clip(text: str, limit: int = 64) -> str:
