@@ -4,7 +4,9 @@ At start the service asks KMS for a 32-byte seed through the parent (GenerateRan
 the parent cannot read it). It then derives a P-384 identity key pair from the seed. After that it answers
 ``Attest`` requests over the wire protocol. Each answer is a fresh NSM attestation document carrying the
 caller's nonce and the service's public key, so a caller who verifies the document knows that this key
-lives in an enclave with those PCRs. The seed and the private key never leave the process.
+lives in an enclave with those PCRs. ``Sign`` requests put that key to use: the service signs the caller's
+message (with a fixed context prefix), and the signature proves the message went through this enclave,
+though not who asked for it. The seed and the private key never leave the process.
 
 By default the seed is mixed with the NSM's own random bytes through HKDF. A hostile parent can forge a
 CMS envelope (REFERENCE.md section 6), and without mixing it could then choose the seed, and so the
@@ -27,7 +29,7 @@ from common.wire.address import Address
 from common.wire.errors import InvalidRequestError
 from common.wire.messages import ErrorCode, Request
 from common.wire.server import CallFailed, ServerLimits, WireServer
-from common.wire.service import ATTEST, SERVICE_OPERATIONS
+from common.wire.service import ATTEST, SERVICE_OPERATIONS, SIGN, SIGNATURE_CONTEXT
 from enclave.kms_client import KmsClient
 from enclave.nsm import Nsm, NsmError
 
@@ -57,6 +59,7 @@ class EnclaveService:
         self._nsm_lock = threading.Lock()  # one NSM request at a time, as on the device's single descriptor
         self._server = WireServer(limits or ServerLimits(), self._handle, operations=SERVICE_OPERATIONS,
                                   name="enclave")
+        self._identity: ec.EllipticCurvePrivateKey | None = None
         self._public_key_der: bytes | None = None
 
     @property
@@ -73,7 +76,7 @@ class EnclaveService:
     async def start(self) -> Address:
         """Get the seed from KMS, derive the identity, then listen. KMS failures propagate (typed)."""
         seed = await asyncio.get_running_loop().run_in_executor(None, self._kms.generate_random, SEED_BYTES)
-        identity = derive_identity_key(seed)
+        identity = self._identity = derive_identity_key(seed)
         del seed
         self._public_key_der = identity.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -89,13 +92,24 @@ class EnclaveService:
         await self._server.stop()
         self._kms.close()
 
+    def __repr__(self) -> str:
+        return f"EnclaveService(listen={self._listen!s})"  # never the identity key
+
     async def _handle(self, request: Request) -> Mapping[str, Any]:
+        operation = SERVICE_OPERATIONS[request.operation]
         try:
-            params = ATTEST.decode_request(request.request)
+            params = operation.decode_request(request.request)
         except InvalidRequestError as exc:
             raise CallFailed(ErrorCode.INVALID_REQUEST, str(exc)) from None
+        if operation is SIGN:
+            return SIGN.encode_response({"Signature": self._sign(params["Message"])})
         document = await asyncio.get_running_loop().run_in_executor(None, self._attest, params["Nonce"])
         return ATTEST.encode_response({"AttestationDocument": document})
+
+    def _sign(self, message: bytes) -> bytes:
+        if self._identity is None:
+            raise CallFailed(ErrorCode.INTERNAL_ERROR, "the service has no identity yet")
+        return self._identity.sign(SIGNATURE_CONTEXT + message, ec.ECDSA(hashes.SHA384()))
 
     def _attest(self, nonce: bytes) -> bytes:
         try:

@@ -110,3 +110,14 @@ def test_identity_derivation_is_deterministic_and_seed_bound() -> None:
     one = derive_identity_key(b"\x01" * 32).private_numbers().private_value
     assert one == derive_identity_key(b"\x01" * 32).private_numbers().private_value
     assert one != derive_identity_key(b"\x02" * 32).private_numbers().private_value
+
+
+def test_the_identity_signs_and_the_attested_key_verifies(service: NitrokitProcess) -> None:
+    from common.wire.service import parse_sign_response, sign_request, verify_service_signature
+
+    document = Verifier(root=fixture_pki().root).verify(_attest(service.first_line, b"n")).document
+    assert document.public_key is not None
+    with WireClient(service.first_line, operations=SERVICE_OPERATIONS) as client:
+        signature = parse_sign_response(client.call("Sign", sign_request(b"hello enclave")))
+    assert verify_service_signature(document.public_key, b"hello enclave", signature)
+    assert not verify_service_signature(document.public_key, b"hello enclavE", signature)

@@ -1,4 +1,4 @@
-"""The enclave service's operation on the wire: ``Attest``, answered with a fresh attestation document.
+"""The enclave service's operations on the wire: ``Attest`` (a fresh attestation document) and ``Sign``.
 
 The service (``nitrokit enclave serve``) speaks the same frames and messages as the parent proxy, with its own
 allow-list, :data:`SERVICE_OPERATIONS`::
@@ -6,9 +6,13 @@ allow-list, :data:`SERVICE_OPERATIONS`::
     with WireClient("vsock://16:5005", operations=SERVICE_OPERATIONS) as client:
         document = parse_attest_response(client.call("Attest", attest_request(nonce)))
 
-Request ``{"Nonce": base64}`` (1..1024 bytes, the NSM's limit); response ``{"AttestationDocument": base64}``.
-A caller verifies the document itself (:class:`common.attestation.Verifier` with ``Policy(nonce=nonce)``):
-nothing in the answer is trusted until then.
+- ``Attest``: request ``{"Nonce": base64}`` (1..1024 bytes, the NSM's limit); response
+  ``{"AttestationDocument": base64}``, whose ``public_key`` is the service's identity key. A caller verifies
+  the document itself (:class:`common.attestation.Verifier` with ``Policy(nonce=nonce)``): nothing in the
+  answer is trusted until then.
+- ``Sign``: request ``{"Message": base64}`` (1..16384 bytes); response ``{"Signature": base64}``, an ECDSA
+  P-384 / SHA-384 signature (DER) by the identity key over :data:`SIGNATURE_CONTEXT` followed by the message.
+  Check it with the public key from a verified ``Attest`` document (:func:`verify_service_signature`).
 """
 
 from __future__ import annotations
@@ -16,11 +20,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from common.attestation import MAX_DOCUMENT_BYTES
 from common.wire.errors import InvalidResponseError
 from common.wire.kms import Blob, Operation, Structure
 
 MAX_NONCE_BYTES = 1024
+MAX_MESSAGE_BYTES = 16384
+#: Prefixed to every signed message, so the identity's signatures cannot be mistaken for another protocol's.
+SIGNATURE_CONTEXT = b"nitrokit enclave service signature v1\x00"
 
 ATTEST = Operation(
     name="Attest",
@@ -29,8 +40,14 @@ ATTEST = Operation(
                        required=frozenset({"AttestationDocument"})),
 )
 
+SIGN = Operation(
+    name="Sign",
+    request=Structure(members={"Message": Blob(1, MAX_MESSAGE_BYTES)}, required=frozenset({"Message"})),
+    response=Structure(members={"Signature": Blob(1, 256)}, required=frozenset({"Signature"})),
+)
+
 #: The enclave service's allow-list.
-SERVICE_OPERATIONS: Mapping[str, Operation] = {ATTEST.name: ATTEST}
+SERVICE_OPERATIONS: Mapping[str, Operation] = {ATTEST.name: ATTEST, SIGN.name: SIGN}
 
 
 def attest_request(nonce: bytes) -> dict[str, Any]:
@@ -44,3 +61,31 @@ def parse_attest_response(response: Any) -> bytes:
     if not isinstance(document, bytes):
         raise InvalidResponseError("Attest response: AttestationDocument is missing")
     return document
+
+
+def sign_request(message: bytes) -> dict[str, Any]:
+    """The JSON of a Sign request."""
+    return SIGN.encode_request({"Message": message})
+
+
+def parse_sign_response(response: Any) -> bytes:
+    """The DER signature in a Sign response (check it with :func:`verify_service_signature`)."""
+    signature = SIGN.decode_response(response).get("Signature")
+    if not isinstance(signature, bytes):
+        raise InvalidResponseError("Sign response: Signature is missing")
+    return signature
+
+
+def verify_service_signature(public_key_der: bytes, message: bytes, signature: bytes) -> bool:
+    """True if ``signature`` is the service identity's signature of ``message``.
+
+    ``public_key_der`` must come from a *verified* attestation document of the service.
+    """
+    key = serialization.load_der_public_key(public_key_der)
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
+        return False
+    try:
+        key.verify(signature, SIGNATURE_CONTEXT + message, ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        return False
+    return True
