@@ -15,6 +15,7 @@ from typing import Any
 import cbor2
 
 from common.errors import NitrokitError
+from common.text import clip
 
 DEFAULT_MAX_DEPTH = 8
 
@@ -37,11 +38,8 @@ def decode_exactly(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, text_or_b
         raise CborError(f"nested deeper than {max_depth} levels") from None
     except (cbor2.CBORError, ValueError, TypeError, OverflowError, LookupError, MemoryError, EOFError) as exc:
         # cbor2's messages describe the encoding (truncation, duplicate key...), never our secrets.
-        raise CborError(f"invalid CBOR: {_short(str(exc) or type(exc).__name__)}") from None
+        raise CborError(f"invalid CBOR: {clip(str(exc) or type(exc).__name__)}") from None
     if stream.tell() != len(data):
         raise CborError(f"{len(data) - stream.tell()} trailing bytes after the structure")
     return item
 
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -17,6 +17,7 @@ from common.attestation.errors import MalformedDocumentError
 from common.attestation.models import AttestationDocument
 from common.cbor import CborError, decode_exactly
 from common.errors import InputTooLargeError
+from common.text import clip
 
 # A real document is about 4.4 KB and the NSM's response buffer is 12 KiB; 32 KiB leaves room for
 # 1024-byte optional fields without letting anyone feed us megabytes.
@@ -142,7 +143,7 @@ def _digest(value: object) -> str:
     if not isinstance(value, str):
         raise MalformedDocumentError(f"expected text, got {_kind(value)}", field="digest")
     if value != EXPECTED_DIGEST:
-        raise MalformedDocumentError(f"{_short(value)!r}, expected {EXPECTED_DIGEST!r}", field="digest")
+        raise MalformedDocumentError(f"{clip(value)!r}, expected {EXPECTED_DIGEST!r}", field="digest")
     return value
 
 
@@ -164,7 +165,7 @@ def _pcrs(value: object) -> Mapping[int, bytes]:
     pcrs: dict[int, bytes] = {}
     for index, digest in value.items():
         if type(index) is not int:
-            raise MalformedDocumentError(f"index {_short(repr(index))} is not an unsigned integer", field="pcrs")
+            raise MalformedDocumentError(f"index {clip(repr(index))} is not an unsigned integer", field="pcrs")
         if not 0 <= index < PCR_COUNT:
             raise MalformedDocumentError(f"index {index} is outside 0..{PCR_COUNT - 1}", field="pcrs")
         if not isinstance(digest, bytes):
@@ -215,6 +216,3 @@ def _kind(value: object) -> str:
         return "map"
     return names.get(type(value), type(value).__name__)
 
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.errors import UsageError
+from common.text import clip
 from common.wire.errors import InvalidRequestError, InvalidResponseError
 
 __all__ = [
@@ -157,7 +158,7 @@ class Structure(_Shape):
             where = f"{path}.{name}" if path else str(name)
             if shape is None:
                 if strict:
-                    raise _ShapeError(_clip(where), "is not a known member")
+                    raise _ShapeError(clip(where), "is not a known member")
                 continue
             if member is None:
                 if strict:
@@ -231,9 +232,6 @@ GENERATE_RANDOM = Operation(
 #: The allow-list: operation name -> :class:`Operation`.
 OPERATIONS: Mapping[str, Operation] = {GENERATE_RANDOM.name: GENERATE_RANDOM}
 
-
-def _clip(text: str, limit: int = 64) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # -- GenerateRandom, for clients --------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from common.errors import UsageError
+from common.text import escaped
 from common.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
 from common.wire.kms import OPERATIONS
 
@@ -180,7 +181,7 @@ def decode_request(body: bytes, *, operations: Collection[str] = OPERATIONS) -> 
     if not isinstance(operation, str):
         raise MalformedFrameError("operation must be a string", request_id=request_id)
     if operation not in operations:
-        raise UnknownOperationError(f"operation {_clip(operation)!r} is not one of {', '.join(operations)}",
+        raise UnknownOperationError(f"operation {escaped(operation, 64)!r} is not one of {', '.join(operations)}",
                                     request_id=request_id)
     if not isinstance(obj["request"], dict):
         raise MalformedFrameError("request must be a JSON object", request_id=request_id)
@@ -214,7 +215,7 @@ def decode_response(body: bytes) -> Response:
         raise MalformedFrameError("error message must be a string of reasonable length", request_id=request_id)
     if not isinstance(retryable, bool):
         raise MalformedFrameError("error retryable must be true or false", request_id=request_id)
-    return Response(id=request_id, error=ErrorInfo(code=code, message=_printable(message), retryable=retryable))
+    return Response(id=request_id, error=ErrorInfo(code=code, message=escaped(message), retryable=retryable))
 
 
 def _load(body: bytes) -> dict[str, Any]:
@@ -227,7 +228,7 @@ def _load(body: bytes) -> dict[str, Any]:
         raise MalformedFrameError("frame body is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, integers too long to convert
         message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise MalformedFrameError(f"frame body is not valid JSON: {_clip(message)}") from None
+        raise MalformedFrameError(f"frame body is not valid JSON: {escaped(message, 64)}") from None
     if not isinstance(obj, dict):
         raise MalformedFrameError("frame body must be a JSON object")
     return obj
@@ -261,14 +262,6 @@ def _check_version(obj: dict[str, Any], request_id: str | None) -> None:
 
 def _keys(keys: Any) -> str:
     names = sorted(str(key) for key in keys)
-    return _clip(", ".join(names) or "none", 200)
+    return escaped(", ".join(names) or "none", 200)
 
 
-def _printable(text: str) -> str:
-    """``text`` with control and other non-printable characters escaped: a peer's words reach terminals and logs."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _clip(text: str, limit: int = 64) -> str:
-    text = text.encode("unicode_escape").decode("ascii")  # no control characters in messages or logs
-    return text if len(text) <= limit else text[: limit - 3] + "..."

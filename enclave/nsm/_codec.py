@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import cbor2
 
 from common.cbor import CborError, decode_exactly
+from common.text import clip
 from enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError, NsmResponseError, error_for_code
 
 # The kernel driver refuses larger requests with EMSGSIZE; responses are read into a buffer of this size.
@@ -143,7 +144,7 @@ def decode_request(data: object) -> Message:
     except _Invalid as exc:
         raise NsmError(f"not a request: {exc}", code=ErrorCode.INVALID_OPERATION) from None
     if name not in REQUESTS:
-        raise NsmError(f"unknown request {_short(name)!r}", code=ErrorCode.INVALID_OPERATION)
+        raise NsmError(f"unknown request {clip(name)!r}", code=ErrorCode.INVALID_OPERATION)
     try:
         return Message(name, _check_fields(name, body, REQUESTS[name]))
     except _Invalid as exc:
@@ -169,7 +170,7 @@ def decode_response(data: bytes, *, operation: str, context: str = "") -> Mappin
         if name == ERROR:
             raise error_for_code(_error_code(body), operation=label)
         if name != operation:
-            raise _Invalid(f"the answer is {_short(name)!r}")
+            raise _Invalid(f"the answer is {clip(name)!r}")
         return _check_fields(name, body, RESPONSES[name])
     except _Invalid as exc:
         raise NsmResponseError(f"invalid response to {label}: {exc}") from None
@@ -181,7 +182,7 @@ def _error_code(body: object) -> ErrorCode:
     try:
         return ErrorCode(body)
     except ValueError:
-        raise _Invalid(f"unknown error code {_short(body)!r}") from None
+        raise _Invalid(f"unknown error code {clip(body)!r}") from None
 
 
 # --- shared ---------------------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ def _check_fields(name: str, body: object, schema: Mapping[str, _Field] | None) 
         raise _Invalid(f"{name} needs a map of fields")
     unknown = [key for key in body if key not in schema]
     if unknown:
-        raise _Invalid(f"unknown field {_short(repr(unknown[0]))}")
+        raise _Invalid(f"unknown field {clip(repr(unknown[0]))}")
     fields: dict[str, Any] = {}
     for key, spec in schema.items():
         if key not in body:
@@ -227,6 +228,3 @@ def _check_fields(name: str, body: object, schema: Mapping[str, _Field] | None) 
         fields[key] = body[key]
     return fields
 
-
-def _short(text: str, limit: int = 60) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
