@@ -11,7 +11,7 @@ The public API::
 trustworthy). Errors are in :mod:`common.attestation.errors`, all subclasses of ``AttestationError``.
 """
 
-from common.attestation._parse import MAX_DOCUMENT_BYTES, parse_document
+from common.attestation._parse import MAX_DOCUMENT_BYTES, PCR_COUNT, PCR_LENGTHS, parse_document
 from common.attestation.errors import (
     AttestationError,
     CertificateValidityError,
@@ -30,6 +30,8 @@ from common.attestation.verifier import Verifier
 __all__ = [
     "AWS_NITRO_ROOT_G1_SHA256",
     "MAX_DOCUMENT_BYTES",
+    "PCR_COUNT",
+    "PCR_LENGTHS",
     "AttestationDocument",
     "AttestationError",
     "CertificateValidityError",

@@ -33,13 +33,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common.attestation import PCR_COUNT
 from common.kms.errors import KmsConfigError
 
 __all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
 
 IMAGE_SHA384_KEY = "kms:RecipientAttestation:ImageSha384"
 PCR_KEY_PREFIX = "kms:RecipientAttestation:PCR"
-PCR_COUNT = 32
 _HEX_LENGTHS = (64, 96, 128)  # SHA-256, SHA-384, SHA-512 PCRs
 _MAX_STATEMENTS = 100
 _MAX_VALUES = 100

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
+from common.attestation import PCR_LENGTHS
 from common.errors import UsageError
 from enclave.nsm import _codec
 from enclave.nsm.errors import NsmResponseError
-
-PCR_LENGTHS = frozenset({32, 48, 64})
-PCR_COUNT = 32
 
 
 class PcrState(NamedTuple):
