@@ -150,7 +150,17 @@ def check_result(operation: Operation, params: Mapping[str, Any], result: Mappin
 
     With a Recipient in the request, the answer must hold CiphertextForRecipient and no Plaintext: a Plaintext
     is dropped and refused (it must never cross the parent). Sizes and types are checked by the operation.
+    A result holding nothing but ``ResponseMetadata`` (an empty or cut-off body) is KMS being unavailable,
+    retryable.
     """
+    if not result.keys() - {"ResponseMetadata"}:
+        # What a 200 whose connection was cut before (or inside) the body parses to: botocore does not enforce
+        # Content-Length and parses a body that is not JSON to nothing. E.g. KMS going away mid-answer. No
+        # answer was received: retry later.
+        status = result.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        raise CallFailed(ErrorCode.KMS_UNAVAILABLE,
+                         f"KMS answered HTTP {status} without a usable body (connection cut?); nothing was received",
+                         retryable=True)
     recipient = "Recipient" in params
     if recipient and result.get("Plaintext") is not None:
         raise CallFailed(ErrorCode.PLAINTEXT_REFUSED,
