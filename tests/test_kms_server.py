@@ -258,6 +258,37 @@ def test_stop_closes_idle_keep_alive_connections() -> None:
     conn.close()
 
 
+def test_an_answer_cut_by_stop_is_whole_or_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    # stop() shuts connections down at any moment. Cut one right after the server's first write of an answer:
+    # the client must have the whole answer (head and body together), never a head whose body is missing,
+    # which botocore would parse as an empty 200 success.
+    from common.kms import server as server_module
+
+    original_setup = server_module._Handler.setup
+
+    class CutAfterFirstWrite:
+        def __init__(self, inner: Any, connection: socket.socket) -> None:
+            self._inner, self._connection = inner, connection
+
+        def write(self, data: bytes) -> int:
+            written = self._inner.write(data)
+            self._connection.shutdown(socket.SHUT_RDWR)
+            return int(written)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+    def setup(handler: Any) -> None:
+        original_setup(handler)
+        handler.wfile = CutAfterFirstWrite(handler.wfile, handler.connection)
+
+    monkeypatch.setattr(server_module._Handler, "setup", setup)
+    with SimulatedKms() as simulator:
+        # http.client raises IncompleteRead for a head without its body.
+        status, _, answer = post(simulator, BODY, sign_headers(simulator.url, BODY))
+    assert status == 200 and len(base64.b64decode(answer["Plaintext"])) == 16
+
+
 def test_api_misuse() -> None:
     with pytest.raises(UsageError):
         SimulatedKms(port=70000)

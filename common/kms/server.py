@@ -135,6 +135,8 @@ def _refuse_overloaded(request: socket.socket, service: KmsService) -> None:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's own (not in its stubs)
+    _pending_body = b""  # the body flush_headers writes with the head
 
     def version_string(self) -> str:
         return "Server"  # what KMS sends in its Server header
@@ -213,10 +215,20 @@ class _Handler(BaseHTTPRequestHandler):
             if close:
                 self.send_header("Connection", "close")
                 self.close_connection = True
-            self.end_headers()
-            self.wfile.write(answer.body)
+            self._pending_body = answer.body
+            self.end_headers()  # writes the head and the body together: see flush_headers
         except OSError:
             self.close_connection = True
+        finally:
+            self._pending_body = b""
+
+    def flush_headers(self) -> None:
+        # Head and body leave in one write. Written apart, stop() shutting the connection down between the two
+        # would leave the client a 200 without its body, which botocore (not enforcing Content-Length) parses
+        # as an empty success. Now an answer arrives whole or not at all.
+        head = b"".join(self._headers_buffer) if hasattr(self, "_headers_buffer") else b""
+        self._headers_buffer = []
+        self.wfile.write(head + self._pending_body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Errors found by the standard library's request parsing, as JSON like every other answer."""
