@@ -17,10 +17,18 @@ class UsageError(NitrokitError, ValueError):
 
 
 class InputTooLargeError(NitrokitError, ValueError):
-    """An input exceeded a hard size limit before it was parsed."""
+    """An input exceeded a hard size limit before it was parsed.
 
-    def __init__(self, what: str, size: int, limit: int) -> None:
-        super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
+    ``size`` is the input's size, or None when it was read only as far as ``limit + 1`` bytes (more than
+    ``limit``, exact size unknown).
+    """
+
+    def __init__(self, what: str, size: int | None, limit: int) -> None:
+        # size None: the input was read only up to the limit, so its exact size is unknown.
+        if size is None:
+            super().__init__(f"{what} is more than {limit} bytes, over the limit")
+        else:
+            super().__init__(f"{what} is {size} bytes, over the limit of {limit} bytes")
         self.what = what
         self.size = size
         self.limit = limit

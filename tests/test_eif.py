@@ -614,7 +614,7 @@ def test_cli_exit_codes(tmp_path, nitrokit):
     good = tmp_path / "good.eif"
     good.write_bytes(b.assemble(_layout()))
     code, _, err = nitrokit("eif", "describe", str(good), "--max-size", "1000")
-    assert code == 1 and "over the limit" in err
+    assert code == 2 and "over the limit" in err  # an input over its cap is the caller's to fix: exit 2
     code, _, err = nitrokit("eif", "describe", str(good), "--max-size", "10")
     assert code == 2
 

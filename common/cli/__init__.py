@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from common.cli._io import EXIT_FAILURE, EXIT_USAGE, CommandFailed
-from common.errors import NitrokitError, UsageError
+from common.errors import InputTooLargeError, NitrokitError, UsageError
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 _COMMAND_MODULES = (
@@ -49,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except UsageError as exc:
         _print_error(f"usage: {exc}")
+        return EXIT_USAGE
+    except InputTooLargeError as exc:  # an input over its cap: the caller's to fix, like a usage error
+        _print_error(str(exc))
         return EXIT_USAGE
     except NitrokitError as exc:
         _print_error(str(exc))

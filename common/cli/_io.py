@@ -33,14 +33,18 @@ class CommandFailed(Exception):
 
 
 def read_input(source: str, *, limit: int, what: str) -> bytes:
-    """Read ``source`` (a path, or ``-`` for standard input), refusing more than ``limit`` bytes."""
+    """Read ``source`` (a path, or ``-`` for standard input), refusing more than ``limit`` bytes.
+
+    Reads at most ``limit + 1`` bytes; over the limit raises :class:`InputTooLargeError` saying "more than
+    ``limit`` bytes" (the CLI exits 2 for it).
+    """
     if source == "-":
         data = sys.stdin.buffer.read(limit + 1)
     else:
         with Path(source).open("rb") as handle:
             data = handle.read(limit + 1)
     if len(data) > limit:
-        raise InputTooLargeError(what, len(data), limit)
+        raise InputTooLargeError(what, None, limit)  # only limit + 1 bytes were read: the real size is unknown
     return data
 
 
@@ -77,7 +81,9 @@ def parse_pcr_args(items: list[str]) -> dict[int, bytes]:
     pcrs: dict[int, bytes] = {}
     for item in items:
         index_text, sep, value = item.partition("=")
-        if not sep or not index_text.strip().isdigit():
+        index_text = index_text.strip()
+        # isdigit() alone admits other scripts' digits ("٣", "³"); int() would accept some of them.
+        if not sep or not (index_text.isascii() and index_text.isdigit()):
             raise UsageError(f"--pcr {item!r} is not N=HEX")
         index = int(index_text)
         if index in pcrs:
