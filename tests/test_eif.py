@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import struct
+import sys
 
 import cbor2
 import pytest
@@ -634,3 +635,36 @@ def test_errors_are_nitrokit_errors():
     for error in (EifCrcError, EifHeaderError, EifLayoutError, EifMagicError, EifSectionError, EifSignatureError,
                   EifTooLargeError, EifTruncatedError, EifVersionError):
         assert issubclass(error, EifError) and issubclass(error, NitrokitError)
+
+
+def _stdin(monkeypatch, data: bytes, *, tty: bool = False) -> None:
+    stream = io.TextIOWrapper(io.BytesIO(data))
+    monkeypatch.setattr(stream, "isatty", lambda: tty)
+    monkeypatch.setattr(sys, "stdin", stream)
+
+
+def test_cli_describe_reads_standard_input(tmp_path, monkeypatch, nitrokit):
+    image = b.assemble(_layout())
+    path = tmp_path / "good.eif"
+    path.write_bytes(image)
+    code, from_file, _ = nitrokit("eif", "describe", str(path), "--json")
+    assert code == 0
+    _stdin(monkeypatch, image)
+    code, from_stdin, err = nitrokit("eif", "describe", "-", "--json")
+    assert (code, err) == (0, "")
+    assert json.loads(from_stdin) == json.loads(from_file)
+
+
+def test_cli_standard_input_is_bounded(monkeypatch, nitrokit):
+    image = b.assemble(_layout())
+    _stdin(monkeypatch, image)
+    code, out, err = nitrokit("eif", "describe", "-", "--max-size", str(len(image) - 1))
+    assert (code, out) == (2, "") and f"more than {len(image) - 1} bytes" in err
+    _stdin(monkeypatch, image)  # exactly the cap is fine
+    assert nitrokit("eif", "describe", "-", "--max-size", str(len(image)))[0] == 0
+    _stdin(monkeypatch, image[:-100])
+    code, _, err = nitrokit("eif", "describe", "-")
+    assert code == 1 and "declares sections up to byte" in err
+    _stdin(monkeypatch, image, tty=True)
+    code, _, err = nitrokit("eif", "describe", "-")
+    assert code == 2 and "terminal" in err
