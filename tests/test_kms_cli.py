@@ -63,9 +63,10 @@ def stop_all() -> Iterator[list[subprocess.Popen[str]]]:
             process.wait(10)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_serves_until_signal(stop_all: list[subprocess.Popen[str]], signum: signal.Signals) -> None:
-    process = start("--listen", "127.0.0.1:0")
+@pytest.mark.parametrize(("signum", "listen"), [(signal.SIGTERM, "127.0.0.1:0"),
+                                                (signal.SIGINT, "tcp://127.0.0.1:0")])
+def test_serves_until_signal(stop_all: list[subprocess.Popen[str]], signum: signal.Signals, listen: str) -> None:
+    process = start("--listen", listen)
     stop_all.append(process)
     url = first_line(process)
     assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
@@ -131,6 +132,11 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.mark.parametrize("args", [
     ["--listen", "localhost"],
     ["--listen", "127.0.0.1:99999"],
+    ["--listen", "tcp://127.0.0.1"],
+    ["--listen", "tcp://127.0.0.1:99999"],
+    ["--listen", "unix:///tmp/kms.sock"],
+    ["--listen", "vsock://3:8000"],
+    ["--listen", "http://127.0.0.1:0"],
     ["--root", "/nonexistent/root.pem"],
     ["--config", "/nonexistent/kms.toml"],
     ["--pcr", "zero=00"],
@@ -164,4 +170,23 @@ def test_port_in_use_exits_2(cli: Any, capsys: pytest.CaptureFixture[str]) -> No
         taken.listen()
         port = taken.getsockname()[1]
         assert cli(["kms-sim", "--listen", f"127.0.0.1:{port}"]) == 2
-    assert "I/O error" in capsys.readouterr().err
+        assert f"cannot listen on 127.0.0.1:{port}: " in capsys.readouterr().err
+        assert cli(["kms-sim", "--listen", f"tcp://127.0.0.1:{port}"]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}: " in capsys.readouterr().err
+
+
+def test_an_address_not_on_this_host_is_named(cli: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # 192.0.2.1 (TEST-NET-1) is on no interface here: bind() fails without any traffic.
+    assert cli(["kms-sim", "--listen", "192.0.2.1:80"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "nitrokit: cannot listen on 192.0.2.1:80: Cannot assign requested address\n"
+
+
+def test_tcp_listen_addresses_parse() -> None:
+    from common.cli.kms_sim import parse_listen
+
+    assert parse_listen("tcp://127.0.0.1:0") == ("127.0.0.1", 0)
+    assert parse_listen("tcp://[::1]:8443") == ("::1", 8443)
+    assert parse_listen("[::1]:8443") == ("::1", 8443)
+    assert parse_listen("localhost:9") == ("localhost", 9)

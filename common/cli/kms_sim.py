@@ -2,7 +2,9 @@
 
 The first line of standard output is the endpoint URL actually listened on (``--listen 127.0.0.1:0`` picks a
 free port), flushed at once so a script or test can read it and point ``endpoint_url`` at it. One log line
-per request goes to standard error.
+per request goes to standard error. ``--listen`` takes ``HOST:PORT`` or, like every nitrokit address,
+``tcp://HOST:PORT`` (the simulator speaks HTTP over TCP only). An address that cannot be listened on exits 2
+with a message naming it.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ import threading
 from types import FrameType
 from typing import Any
 
-from common.cli._io import EXIT_OK, parse_hex, read_input
+from common.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, parse_hex, read_input
 from common.errors import UsageError
 from common.kms import AttestationConditions, KmsSimConfig, SimulatedKms, load_config
 from common.kms.server import DEFAULT_MAX_CONNECTIONS
+from common.wire.address import TcpAddress, parse_address
 
 _MAX_POLICY_BYTES = 256 * 1024
 
@@ -32,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "credentials (default: AWS's example pair AKIAIOSFODNN7EXAMPLE).",
     )
     parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
-                        help="address to listen on (default 127.0.0.1:0, a free loopback port)")
+                        help="address to listen on, HOST:PORT or tcp://HOST:PORT (default 127.0.0.1:0, a free "
+                             "loopback port)")
     parser.add_argument("--config", metavar="FILE", help="JSON or TOML configuration (see docs/kms-sim.md)")
     parser.add_argument("--root", metavar="fixture|aws|PEM",
                         help="trust root for attestation documents (default fixture: nitrokit's test PKI)")
@@ -63,10 +67,18 @@ def run_kms_sim(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with SimulatedKms(config, host=host, port=port, max_connections=args.max_connections) as kms:
+        kms = SimulatedKms(config, host=host, port=port, max_connections=args.max_connections)
+        try:
+            kms.start()
+        except OSError as exc:  # bind or name resolution: say which address, as a usage error
+            shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            raise CommandFailed(f"cannot listen on {shown}: {exc.strerror or exc}", exit_code=EXIT_USAGE) from None
+        try:
             print(kms.url, flush=True)
             while not stop.wait(0.5):
                 pass
+        finally:
+            kms.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -102,9 +114,15 @@ def build_config(args: argparse.Namespace) -> KmsSimConfig:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
+    """``--listen`` as (host, port): ``HOST:PORT``, ``[IPv6]:PORT`` or ``tcp://HOST:PORT``."""
+    if "://" in text:
+        address = parse_address(text)  # AddressError is a UsageError naming what is wrong
+        if not isinstance(address, TcpAddress):
+            raise UsageError(f"--listen {text!r}: the simulated KMS serves HTTP over TCP only; give tcp://HOST:PORT")
+        return address.host, address.port
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise UsageError(f"--listen {text!r} is not HOST:PORT (e.g. 127.0.0.1:0 or [::1]:8443)")
+        raise UsageError(f"--listen {text!r} is not HOST:PORT or tcp://HOST:PORT (e.g. 127.0.0.1:0 or [::1]:8443)")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port_text)
