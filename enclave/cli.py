@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeAlias
 
-from common.cli._io import EXIT_OK, parse_hex, parse_pcr_args, print_json, read_public_key_file, write_output
+from common.cli._io import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandFailed,
+    parse_hex,
+    parse_pcr_args,
+    print_json,
+    read_public_key_file,
+    write_output,
+)
 from common.errors import UsageError
 from common.wire.server import run_until_signal
 from enclave.kms_client import DEFAULT_PARENT, KmsClient
-from enclave.nsm import NSM_KINDS, Nsm, open_nsm
+from enclave.nsm import DEFAULT_DEVICE_PATH, NSM_KINDS, Nsm, NsmUnavailableError, open_nsm
 from enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
 from enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from enclave.service import EnclaveService
@@ -46,11 +56,21 @@ def add_nsm_option(parser: argparse.ArgumentParser) -> None:
 
 
 def nsm_from_args(args: argparse.Namespace, **simulated_options: Any) -> Nsm:
-    """The NSM chosen by ``--nsm``; ``simulated_options`` shape a simulated one and are refused for the device."""
+    """The NSM chosen by ``--nsm``; ``simulated_options`` shape a simulated one and are refused for the device.
+
+    A missing /dev/nsm (outside an enclave) exits 2 saying to use ``--nsm simulated``.
+    """
     if args.nsm == "device":
         if simulated_options:
             raise UsageError(f"{', '.join(sorted(simulated_options))}: for --nsm simulated only")
-        return open_nsm("device")
+        try:
+            return open_nsm("device")
+        except NsmUnavailableError:
+            if os.path.exists(DEFAULT_DEVICE_PATH):
+                raise  # there but unusable (permissions, a driver error): an operation failure, exit 1
+            # Not a failure of the NSM but a wrong choice of it here: a usage error, with what to do instead.
+            raise CommandFailed(f"{DEFAULT_DEVICE_PATH} does not exist: it only exists inside a Nitro enclave; "
+                                "use --nsm simulated elsewhere", exit_code=EXIT_USAGE) from None
     return open_nsm("simulated", **simulated_options)
 
 

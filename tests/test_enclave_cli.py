@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 import common.cli
 from common.attestation import Policy, PolicyError, Verifier, parse_document
 from enclave import cli as enclave_cli
+from enclave.nsm import NsmUnavailableError
 from tests.conftest import FIXTURES, REPO
 
 ROOT = str(FIXTURES / "pki" / "root.pem")
@@ -138,8 +139,20 @@ def test_attest_refuses_to_write_binary_to_a_terminal(capsysbinary: pytest.Captu
 @pytest.mark.parametrize("args", [["attest"], ["describe-pcr", "0"], ["extend-pcr", "16", "00"], ["describe-nsm"]])
 def test_the_default_device_is_absent_here(capsysbinary: pytest.CaptureFixture[bytes], args: list[str]) -> None:
     code, stdout, err = nitrokit(capsysbinary, *args)
-    assert (code, stdout) == (1, b"")
-    assert "/dev/nsm does not exist" in err and "simulated" in err
+    assert (code, stdout) == (2, b"")  # a usage error: the wrong NSM for this machine
+    assert "/dev/nsm does not exist: it only exists inside a Nitro enclave; use --nsm simulated elsewhere" in err
+
+
+def test_a_device_that_exists_but_fails_to_open_is_still_exit_1(capsysbinary: pytest.CaptureFixture[bytes],
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 tmp_path: Path) -> None:
+    def unopenable(kind: str, **options: Any) -> Any:
+        raise NsmUnavailableError("cannot open /dev/nsm: Permission denied")
+
+    monkeypatch.setattr(enclave_cli, "open_nsm", unopenable)
+    monkeypatch.setattr(enclave_cli, "DEFAULT_DEVICE_PATH", str(tmp_path))  # a path that exists
+    code, stdout, err = nitrokit(capsysbinary, "describe-nsm")
+    assert (code, stdout) == (1, b"") and "Permission denied" in err
 
 
 # --- describe-pcr, extend-pcr, describe-nsm -------------------------------------------------------------
