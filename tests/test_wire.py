@@ -582,6 +582,39 @@ def test_async_client(tmp_path):
         server.close()
 
 
+def test_both_clients_take_another_services_operations(tmp_path):
+    # The enclave service's Attest is not a KMS operation: a client must be told it may send it.
+    from common.wire.service import SERVICE_OPERATIONS, attest_request
+
+    seen: list[str] = []
+
+    def attest(body: bytes) -> bytes:
+        request = decode_request(body, operations=SERVICE_OPERATIONS)
+        seen.append(request.operation)
+        return encode_frame(encode_response(Response(id=request.id, response={"AttestationDocument": "AAAA"})))
+
+    server = _ScriptedServer(tmp_path, attest)
+
+    async def main() -> dict[str, object]:
+        async with AsyncWireClient(server.address, timeout=5, operations=SERVICE_OPERATIONS) as client:
+            assert client.operations is SERVICE_OPERATIONS
+            return await client.call("Attest", attest_request(b"nonce"))
+
+    async def refused() -> None:
+        async with AsyncWireClient(server.address, timeout=5) as client:  # the default: KMS operations only
+            await client.call("Attest", attest_request(b"nonce"))
+
+    try:
+        assert asyncio.run(main()) == {"AttestationDocument": "AAAA"}
+        with WireClient(server.address, timeout=5, operations=SERVICE_OPERATIONS) as client:
+            assert client.call("Attest", attest_request(b"nonce")) == {"AttestationDocument": "AAAA"}
+        with pytest.raises(UsageError, match="'Attest' is not one of"):
+            asyncio.run(refused())
+        assert seen == ["Attest", "Attest"]  # the refused call was stopped before anything was sent
+    finally:
+        server.close()
+
+
 def test_tcp_listen_for_clients():
     sock = listen("tcp://127.0.0.1:0")
     with sock:

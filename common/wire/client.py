@@ -39,8 +39,12 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_TIMEOUT = 30.0
 
 
-class WireClient:
-    """A blocking client over one (reused) connection."""
+class _ClientBase:
+    """What both clients share: the options, and encoding a request as a frame body within the limits.
+
+    ``operations`` are the operation names the client may send (default: the KMS operations the parent
+    relays); pass another service's names, e.g. the enclave service's ``Attest``, to call that service.
+    """
 
     def __init__(
         self, address: str | Address, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
@@ -52,6 +56,23 @@ class WireClient:
         self.timeout = timeout
         self.max_frame_size = max_frame_size
         self.operations = operations
+
+    def _encode(self, request: Request) -> bytes:
+        body = encode_request(request, operations=self.operations)
+        _check_size(body, self.max_frame_size)  # before connecting
+        return body
+
+
+class WireClient(_ClientBase):
+    """A blocking client over one (reused) connection."""
+
+    def __init__(
+        self, address: str | Address, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        timeout: float = DEFAULT_TIMEOUT, max_frame_size: int = MAX_FRAME_SIZE,
+        operations: Collection[str] = OPERATIONS,
+    ) -> None:
+        super().__init__(address, connect_timeout=connect_timeout, timeout=timeout, max_frame_size=max_frame_size,
+                         operations=operations)
         self._sock: socket.socket | None = None
 
     def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -60,8 +81,7 @@ class WireClient:
 
     def exchange(self, request: Request) -> Response:
         """Send one request frame and read one response frame; an error response is returned, not raised."""
-        body = encode_request(request, operations=self.operations)
-        _check_size(body, self.max_frame_size)  # before connecting
+        body = self._encode(request)
         sock = self._connection()
         try:
             send_frame(sock, body, timeout=self.timeout, max_size=self.max_frame_size)
@@ -97,17 +117,16 @@ class WireClient:
         return f"WireClient({str(self.address)!r})"
 
 
-class AsyncWireClient:
-    """The asyncio form of :class:`WireClient`. Calls on one client are serialised."""
+class AsyncWireClient(_ClientBase):
+    """The asyncio form of :class:`WireClient` (same options). Calls on one client are serialised."""
 
     def __init__(
         self, address: str | Address, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         timeout: float = DEFAULT_TIMEOUT, max_frame_size: int = MAX_FRAME_SIZE,
+        operations: Collection[str] = OPERATIONS,
     ) -> None:
-        self.address = parse_address(address)
-        self.connect_timeout = connect_timeout
-        self.timeout = timeout
-        self.max_frame_size = max_frame_size
+        super().__init__(address, connect_timeout=connect_timeout, timeout=timeout, max_frame_size=max_frame_size,
+                         operations=operations)
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._lock = asyncio.Lock()
 
@@ -117,8 +136,7 @@ class AsyncWireClient:
 
     async def exchange(self, request: Request) -> Response:
         """Send one request frame and read one response frame; an error response is returned, not raised."""
-        body = encode_request(request)
-        _check_size(body, self.max_frame_size)  # before connecting
+        body = self._encode(request)
         async with self._lock:
             reader, writer = await self._connection()
             try:
@@ -163,9 +181,10 @@ class AsyncWireClient:
 def call(
     address: str | Address, operation: str, request: Mapping[str, Any], *,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, timeout: float = DEFAULT_TIMEOUT,
+    operations: Collection[str] = OPERATIONS,
 ) -> dict[str, Any]:
     """One call on a fresh connection, closed afterwards (see :meth:`WireClient.call`)."""
-    with WireClient(address, connect_timeout=connect_timeout, timeout=timeout) as client:
+    with WireClient(address, connect_timeout=connect_timeout, timeout=timeout, operations=operations) as client:
         return client.call(operation, request)
 
 
