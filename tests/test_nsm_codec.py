@@ -44,7 +44,7 @@ class Scripted(Nsm):
         return cbor2.loads(request)
 
 
-# --- requests: exactly REFERENCE.md section 4 -----------------------------------------------------------
+# --- requests: exactly as in docs/nsm.md, "The protocol" ------------------------------------------------
 
 
 def test_attestation_request_sends_every_field_null_when_absent() -> None:

@@ -6,7 +6,7 @@
         document = nsm.attestation(public_key=spki_der, nonce=nonce)
         locked, value = nsm.describe_pcr(0)
 
-Both implementations speak the NSM's CBOR protocol (REFERENCE.md section 4) through the same codec; they
+Both implementations speak the NSM's CBOR protocol (docs/nsm.md, "The protocol") through the same codec; they
 differ only in the transport: one ioctl on /dev/nsm (:class:`DeviceNsm`) or an in-process handler
 (:class:`SimulatedNsm`). Errors are in :mod:`enclave.nsm.errors`, all subclasses of :class:`NsmError`.
 """

@@ -1,4 +1,4 @@
-"""The NSM's CBOR messages (REFERENCE.md section 4), shared by the device client and the simulator.
+"""The NSM's CBOR messages (docs/nsm.md, "The protocol"), shared by the device client and the simulator.
 
 Requests and responses are serde "externally tagged" enums: a unit variant is a bare text string
 (``"DescribeNSM"``), any other variant a one-entry map from its name to a map of fields
