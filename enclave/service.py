@@ -9,7 +9,7 @@ message (with a fixed context prefix), and the signature proves the message went
 though not who asked for it. The seed and the private key never leave the process.
 
 By default the seed is mixed with the NSM's own random bytes through HKDF. A hostile parent can forge a
-CMS envelope (REFERENCE.md section 6), and without mixing it could then choose the seed, and so the
+CMS envelope (docs/threat-model.md), and without mixing it could then choose the seed, and so the
 identity key.
 """
 

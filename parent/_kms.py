@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.errors import UsageError
+from common.text import escaped
 from common.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
 from common.wire.server import CallFailed
 
@@ -107,7 +108,8 @@ def _make_client(
     except NoRegionError:
         raise UsageError("no AWS region: pass --region or set AWS_REGION (or a region in the profile)") from None
     except (BotoCoreError, ValueError) as exc:
-        raise UsageError(f"cannot create the KMS client: {type(exc).__name__}: {_clip(str(exc))}") from None
+        detail = escaped(str(exc), _MAX_KMS_MESSAGE)
+        raise UsageError(f"cannot create the KMS client: {type(exc).__name__}: {detail}") from None
 
 
 def error_for_exception(exc: BaseException) -> ErrorInfo:
@@ -123,7 +125,7 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
         if not _SAFE_CODE.fullmatch(code):
             code = "KmsError"
         retryable = code in RETRYABLE_KMS_CODES or (isinstance(status, int) and status >= 500)
-        message = _clip(str(error.get("Message") or f"KMS answered HTTP {status}"))
+        message = escaped(str(error.get("Message") or f"KMS answered HTTP {status}"), _MAX_KMS_MESSAGE)
         return ErrorInfo(code=code, message=message, retryable=retryable)
     if isinstance(exc, bce.ConnectTimeoutError | bce.ReadTimeoutError):
         kind = "connecting to" if isinstance(exc, bce.ConnectTimeoutError) else "waiting for an answer from"
@@ -176,7 +178,3 @@ def check_result(operation: Operation, params: Mapping[str, Any], result: Mappin
         raise CallFailed(ErrorCode.INVALID_KMS_RESPONSE, f"{operation.name} response has no Plaintext")
     return response
 
-
-def _clip(text: str) -> str:
-    text = text.encode("unicode_escape").decode("ascii")
-    return text if len(text) <= _MAX_KMS_MESSAGE else text[: _MAX_KMS_MESSAGE - 3] + "..."

@@ -171,7 +171,7 @@ def test_encrypt_refuses_an_oversized_plaintext(keys, tmp_path, capsys):
     (tmp_path / "in").write_bytes(b"x" * (60 * 1024 + 1))
     code = run("cms", "encrypt", "--recipient", str(keys["pub.pem"]), str(tmp_path / "in"),
                "--out", str(tmp_path / "env"))
-    assert code == 1
+    assert code == 2
     assert "over the limit" in capsys.readouterr().err
     assert not (tmp_path / "env").exists()
 

@@ -1,7 +1,7 @@
 """Strict parsing of the bytes an NSM returns into an :class:`AttestationDocument`.
 
 cbor2 does the decoding with duplicate keys refused and a depth cap; this module checks the COSE_Sign1
-framing, that nothing follows the structure, and every payload field's type and size (REFERENCE.md s.3).
+framing, that nothing follows the structure, and every payload field's type and size (docs/attestation.md).
 """
 
 from __future__ import annotations
