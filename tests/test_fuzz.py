@@ -43,7 +43,11 @@ def _files(folder: Path) -> list[Path]:
 
 #: Findings in code this suite does not own, reported and not fixed yet: their regression tests are expected to
 #: fail, with exactly this exception (anything else fails the test). Remove an entry once its fix lands.
-KNOWN_OPEN: dict[str, tuple[type[BaseException], str]] = {}  # findings not fixed yet: none
+KNOWN_OPEN: dict[str, tuple[type[BaseException], str]] = {
+    "wire_response/crash-891efbcd35b1c5c3ce022666f54831ffaab73dc9": (
+        harnesses.FuzzFinding, "common/wire/messages.py: _load lets 1e400 through as float('inf') (the docstring says "
+                               "no NaN/Infinity), so encode_response refuses a response decode_response accepted"),
+}
 
 
 def _crash_params() -> list[Any]:
