@@ -7,9 +7,8 @@ asked), flushed at once so a supervisor or a test can read it; logs go to standa
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
+from common.cli._io import configure_logging
 from common.wire import MAX_FRAME_SIZE
 from common.wire.server import run_until_signal
 from parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig
@@ -69,14 +68,6 @@ def run_parent(args: argparse.Namespace) -> int:
         grace_period=args.grace_period, kms_connect_timeout=args.kms_connect_timeout,
         kms_read_timeout=args.kms_read_timeout, kms_max_attempts=args.kms_max_attempts,
     )
-    _configure_logging(args.log_level)
+    configure_logging("nitrokit", args.log_level)
     return run_until_signal(ParentProxy(config), on_listening=lambda address: print(address, flush=True))
 
-
-def _configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    log = logging.getLogger("nitrokit")
-    log.handlers[:] = [handler]
-    log.setLevel(level.upper())
-    log.propagate = False

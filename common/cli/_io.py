@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -115,3 +116,29 @@ def write_output(dest: str, data: bytes) -> None:
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (as logging's last-resort handler does),
+    so a server thread outliving a swapped or closed stderr never logs into a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_logging(logger_name: str, level: str) -> None:
+    """One line per record on stderr for ``logger_name`` (a server's own logger), at ``level``."""
+    handler = _CurrentStderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    log = logging.getLogger(logger_name)
+    log.handlers[:] = [handler]
+    log.setLevel(level.upper())
+    log.propagate = False

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
 
-from common.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, parse_hex, read_input
+from common.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_hex, read_input
 from common.errors import UsageError
 from common.kms import AttestationConditions, KmsSimConfig, SimulatedKms, load_config
 from common.kms.server import DEFAULT_MAX_CONNECTIONS
@@ -59,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_kms_sim(args: argparse.Namespace) -> int:
     config = build_config(args)
     host, port = parse_listen(args.listen)
-    _configure_logging(args.log_level)
+    configure_logging("nitrokit.kms_sim", args.log_level)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -134,12 +132,3 @@ def _parse_pcr(item: str) -> tuple[int, bytes]:
         raise UsageError(f"--pcr {item[:20]!r} is not N=HEX")
     return int(index_text), parse_hex(value, what=f"--pcr {index_text}")
 
-
-def _configure_logging(level: str) -> None:
-    log = logging.getLogger("nitrokit.kms_sim")
-    log.setLevel(level)
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(handler)
-        log.propagate = False

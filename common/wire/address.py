@@ -57,6 +57,9 @@ _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}
 _DECIMAL = re.compile(r"[0-9]{1,10}")
 _FORMS = "vsock://CID:PORT, unix:///path or tcp://HOST:PORT"
 
+#: Pending connections a listener holds (the kernel caps it at net.core.somaxconn).
+LISTEN_BACKLOG = 1024
+
 
 @dataclass(frozen=True)
 class VsockAddress:
@@ -291,8 +294,11 @@ async def open_connection(
         raise
 
 
-def listen(address: str | Address, *, backlog: int = 128) -> socket.socket:
+def listen(address: str | Address, *, backlog: int = LISTEN_BACKLOG) -> socket.socket:
     """A bound, listening, non-blocking socket for ``address`` (hand it to ``asyncio.start_server(sock=...)``).
+
+    ``backlog`` leaves room for a burst of enclaves connecting at once: a full Unix-socket backlog fails
+    connect() with EAGAIN at once instead of waiting (the kernel caps the value at net.core.somaxconn).
 
     TCP port 0 picks a free port (see :func:`bound_address`). A Unix path that holds a *stale* socket (one
     nobody listens on) is replaced; any other existing file is an error.

@@ -47,7 +47,7 @@ from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from common.errors import InputTooLargeError, NitrokitError, UsageError
-from common.wire.address import Address, UnixAddress, bound_address, parse_address
+from common.wire.address import LISTEN_BACKLOG, Address, UnixAddress, bound_address, parse_address
 from common.wire.address import listen as listen_socket
 from common.wire.errors import (
     ConnectionClosedError,
@@ -191,7 +191,8 @@ class WireServer:
         sock = listen_socket(requested)
         try:
             self._address = bound_address(sock, requested)
-            self._server = await asyncio.start_server(self._on_client, sock=sock)
+            # asyncio calls listen() again with its own backlog (100 by default): keep ours.
+            self._server = await asyncio.start_server(self._on_client, sock=sock, backlog=LISTEN_BACKLOG)
         except BaseException:
             sock.close()
             self._address = None
