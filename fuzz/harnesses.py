@@ -30,6 +30,9 @@ Placeholders keep the committed corpora valid as the calendar moves: in ``kms_re
 (with the fuzz RSA key, without a public key, in debug mode); in ``kms_http`` requests ``@AMZDATE@`` and
 ``@DATE@`` become the current SigV4 timestamp and date.
 
+Everything under test is imported at the top of this module: fuzz/run.py imports it inside
+``atheris.instrument_imports``, and only modules imported there get coverage feedback.
+
 The keys under ``fuzz/keys`` are TEST KEYS made by ``fuzz/make_seeds.py``: published, protecting nothing.
 """
 
@@ -50,6 +53,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -57,6 +63,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from common import cms
 from common.attestation import Policy, Verifier, parse_document
 from common.errors import NitrokitError
+from common.kms import DEFAULT_ACCESS_KEY, CustomKeyStore, KmsSimConfig
+from common.kms._service import KmsService
+from common.kms.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT, _Handler
 from common.testing import build_document, fixture_pki
 from common.testing.documents import default_pcrs, sign_payload
 from common.wire import (
@@ -276,7 +285,7 @@ class _Unexpected(logging.Handler):
 
 @dataclass(frozen=True)
 class _Kms:
-    service: Any  # common.kms._service.KmsService
+    service: KmsService
     placeholders: dict[bytes, bytes]
 
 
@@ -301,9 +310,6 @@ def _no_unexpected_errors() -> Iterator[None]:
 
 @functools.cache
 def _kms() -> _Kms:
-    from common.kms import CustomKeyStore, KmsSimConfig
-    from common.kms._service import KmsService
-
     config = KmsSimConfig(custom_key_stores=(
         CustomKeyStore(id="cks-1234567890abcdef0"),
         CustomKeyStore(id="cks-external", type="EXTERNAL_KEY_STORE"),
@@ -331,12 +337,6 @@ def _substitute(data: bytes, placeholders: dict[bytes, bytes]) -> bytes:
 
 
 def _signed_headers(body: bytes) -> http.client.HTTPMessage:
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    from common.kms import DEFAULT_ACCESS_KEY
-
     request = AWSRequest(method="POST", url=f"http://{KMS_HOST}/", data=body, headers={
         "Host": KMS_HOST, "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": KMS_TARGET})
     credentials = Credentials(DEFAULT_ACCESS_KEY.access_key_id, DEFAULT_ACCESS_KEY.secret_access_key)
@@ -393,15 +393,11 @@ class _Connection:
 
 @functools.cache
 def _fake_server() -> Any:
-    from common.kms.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT
-
     return SimpleNamespace(service=_kms().service, socket_timeout=DEFAULT_SOCKET_TIMEOUT,
                            max_body_bytes=DEFAULT_MAX_BODY_BYTES)
 
 
 def target_kms_http(data: bytes) -> None:
-    from common.kms.server import _Handler
-
     now = datetime.now(UTC)
     data = _substitute(data, {b"@AMZDATE@": now.strftime("%Y%m%dT%H%M%SZ").encode(),
                               b"@DATE@": now.strftime("%Y%m%d").encode()})

@@ -2,7 +2,7 @@
 
     python fuzz/run.py TARGET [--seconds N] [--runs N]     # fuzz; new inputs go to fuzz/corpus/TARGET/
     python fuzz/run.py TARGET --scratch DIR --runs 2000    # the committed corpus read-only, new inputs to DIR
-    python fuzz/run.py TARGET --merge                      # keep only the files that add coverage
+    python fuzz/run.py TARGET --merge                      # keep the seeds and the files that add coverage
     python fuzz/run.py TARGET --replay FILE...             # run inputs through the harness, print tracebacks
     python fuzz/run.py --list
 
@@ -25,8 +25,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
 CRASHES = ROOT / "fuzz" / "crashes"
-#: instrumented for coverage feedback (imported inside atheris.instrument_imports)
-INSTRUMENTED = ("common", "fuzz", "asn1crypto")
+#: instrumented for coverage feedback (imported inside atheris.instrument_imports): ours, asn1crypto (the CMS
+#: parser runs on it) and the standard library's HTTP parsing (the simulated KMS's request handler runs on it)
+INSTRUMENTED = ("common", "fuzz", "asn1crypto", "http.server", "http.client", "email")
 #: libFuzzer's -max_len per target: a little above the largest sensible input, so time goes to useful sizes.
 MAX_LEN = {
     "attestation_parse": 12288, "attestation_verify": 12288, "attestation_signed": 8192,
@@ -130,36 +131,41 @@ def _replay(target: str, files: list[Path]) -> int:
 
 
 def _merge(target: str, corpus: Path, options: list[str], extra: list[str]) -> int:
-    """Merge the corpus into an empty folder (libFuzzer keeps a minimal covering set), then swap it in.
+    """Keep the seeds, and of the other files only those that reach code the seeds do not.
 
-    libFuzzer runs the merge in child processes (this script again), so a crash while merging does not lose
-    anything; the seeds are kept whatever the merge says, so the corpus always starts from valid inputs.
+    libFuzzer merges into a folder that starts with the seeds: a file is kept if it adds coverage to what is
+    already there. Coverage here means edges only (``-use_counters=0``, unless another value is given), not
+    hit counts: that keeps the committed corpora small, and longer runs grow them back. libFuzzer runs the
+    merge in child processes (this script again), so a crash while merging loses nothing.
     """
     import subprocess
 
+    before = sorted(corpus.iterdir())
+    seeds = [path for path in before if path.name.startswith("seed-")]
     with tempfile.TemporaryDirectory(prefix=f"fuzz-merge-{target}-") as scratch:
         merged = Path(scratch) / "merged"
         merged.mkdir()
+        for path in seeds:
+            shutil.copy2(path, merged / path.name)
         env = {**os.environ, _TARGET_ENV: target}
+        counters = [] if any(arg.startswith("-use_counters=") for arg in extra) else ["-use_counters=0"]
         # The child is this script again: it hands these libFuzzer arguments straight to atheris.
-        command = [sys.executable, str(Path(__file__).resolve()), *options, "-merge=1",
+        command = [sys.executable, str(Path(__file__).resolve()), *options, "-merge=1", *counters,
                    f"-artifact_prefix={scratch}/", *extra, str(merged), str(corpus)]
         result = subprocess.run(command, env=env, check=False)  # noqa: S603
         if result.returncode != 0:
             print(f"merge failed with status {result.returncode}; {corpus} left as it was", file=sys.stderr)
             return result.returncode
-        before = sorted(corpus.iterdir())
-        seeds = {path.read_bytes() for path in before if path.name.startswith("seed-")}
         kept = {path.name for path in merged.iterdir()}
         for path in before:
             if path.name not in kept and not path.name.startswith("seed-"):
                 path.unlink()
         for path in merged.iterdir():
-            if not (corpus / path.name).exists() and path.read_bytes() not in seeds:
+            if not (corpus / path.name).exists():
                 shutil.copy2(path, corpus / path.name)
-        after = sorted(corpus.iterdir())
+    after = sorted(corpus.iterdir())
     size = sum(path.stat().st_size for path in after)
-    print(f"{target}: {len(before)} -> {len(after)} files, {size} bytes")
+    print(f"{target}: {len(before)} -> {len(after)} files ({len(seeds)} seeds), {size} bytes")
     return 0
 
 
