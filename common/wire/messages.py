@@ -15,6 +15,7 @@ or :class:`~common.wire.errors.UnknownOperationError` (and only those) for any b
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 from collections.abc import Collection, Mapping
@@ -221,7 +222,8 @@ def decode_response(body: bytes) -> Response:
 def _load(body: bytes) -> dict[str, Any]:
     try:
         # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        obj = json.loads(bytes(body).decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        obj = json.loads(bytes(body).decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant,
+                         parse_float=_finite_float)
     except UnicodeDecodeError:
         raise MalformedFrameError("frame body is not UTF-8") from None
     except RecursionError:
@@ -232,6 +234,13 @@ def _load(body: bytes) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise MalformedFrameError("frame body must be a JSON object")
     return obj
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 is valid JSON but becomes infinity, which JSON cannot carry back
+        raise ValueError("a number out of range")
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
