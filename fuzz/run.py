@@ -20,6 +20,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,13 +131,22 @@ def _replay(target: str, files: list[Path]) -> int:
     return 1 if failed else 0
 
 
+def _corpus_filter(target: str) -> Callable[[bytes], bool] | None:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from fuzz import harnesses
+
+    return harnesses.CORPUS_FILTERS.get(target)
+
+
 def _merge(target: str, corpus: Path, options: list[str], extra: list[str]) -> int:
     """Keep the seeds, and of the other files only those that reach code the seeds do not.
 
     libFuzzer merges into a folder that starts with the seeds: a file is kept if it adds coverage to what is
     already there. Coverage here means edges only (``-use_counters=0``, unless another value is given), not
-    hit counts: that keeps the committed corpora small, and longer runs grow them back. libFuzzer runs the
-    merge in child processes (this script again), so a crash while merging loses nothing.
+    hit counts: that keeps the committed corpora small, and longer runs grow them back. Targets with a filter
+    in ``harnesses.CORPUS_FILTERS`` also drop what it refuses. libFuzzer runs the merge in child processes
+    (this script again), so a crash while merging loses nothing.
     """
     import subprocess
 
@@ -157,11 +167,14 @@ def _merge(target: str, corpus: Path, options: list[str], extra: list[str]) -> i
             print(f"merge failed with status {result.returncode}; {corpus} left as it was", file=sys.stderr)
             return result.returncode
         kept = {path.name for path in merged.iterdir()}
+        keep = _corpus_filter(target)
+        if keep is not None:
+            kept = {name for name in kept if name.startswith("seed-") or keep((merged / name).read_bytes())}
         for path in before:
             if path.name not in kept and not path.name.startswith("seed-"):
                 path.unlink()
         for path in merged.iterdir():
-            if not (corpus / path.name).exists():
+            if path.name in kept and not (corpus / path.name).exists():
                 shutil.copy2(path, corpus / path.name)
     after = sorted(corpus.iterdir())
     size = sum(path.stat().st_size for path in after)

@@ -43,11 +43,7 @@ def _files(folder: Path) -> list[Path]:
 
 #: Findings in code this suite does not own, reported and not fixed yet: their regression tests are expected to
 #: fail, with exactly this exception (anything else fails the test). Remove an entry once its fix lands.
-KNOWN_OPEN: dict[str, tuple[type[BaseException], str]] = {
-    "wire_response/crash-891efbcd35b1c5c3ce022666f54831ffaab73dc9": (
-        harnesses.FuzzFinding, "common/wire/messages.py: _load lets 1e400 through as float('inf') (the docstring says "
-                               "no NaN/Infinity), so encode_response refuses a response decode_response accepted"),
-}
+KNOWN_OPEN: dict[str, tuple[type[BaseException], str]] = {}  # none open now
 
 
 def _crash_params() -> list[Any]:
@@ -71,6 +67,13 @@ def test_every_target_has_seeds_and_a_runner_entry():
     for target in TARGETS:
         assert any(path.name.startswith("seed-") for path in _files(CORPUS / target)), target
     assert set(harnesses.__all__) >= {f"target_{name}" for name in TARGETS}
+
+
+def test_merged_corpora_keep_what_their_filter_keeps():
+    assert set(harnesses.CORPUS_FILTERS) <= set(TARGETS)
+    for target, keep in harnesses.CORPUS_FILTERS.items():
+        refused = [path.name for path in _files(CORPUS / target) if not keep(path.read_bytes())]
+        assert not [name for name in refused if not name.startswith("seed-")], target
 
 
 def test_crash_folders_name_real_targets():
@@ -139,6 +142,23 @@ def test_fixed_finding_gets_its_typed_error(name, error, message):
         data = sign_payload(data, harnesses.leaf()[1])
     with pytest.raises(error, match=message):
         harnesses._verifier().verify(data, at=harnesses.FIXED_AT)
+
+
+def test_fixed_findings_outside_attestation_get_typed_errors():
+    """The simulated KMS's and the wire decoder's findings, fixed by their owners."""
+    from common.kms.server import _Handler
+    from common.wire import MalformedFrameError, decode_response
+
+    with pytest.raises(MalformedFrameError, match="not valid JSON"):
+        decode_response((CRASHES / "wire_response" / "crash-891efbcd35b1c5c3ce022666f54831ffaab73dc9").read_bytes())
+    now = datetime.now(UTC)
+    for name, status in (("crash-b6d62264eadd7826f969059a1c3afe1ec6a70f06", b"400"),
+                         ("review-host-bracket", b"400")):
+        data = (CRASHES / "kms_http" / name).read_bytes()
+        connection = harnesses._Connection(data.replace(b"@AMZDATE@", now.strftime("%Y%m%dT%H%M%SZ").encode())
+                                           .replace(b"@DATE@", now.strftime("%Y%m%d").encode()))
+        _Handler(connection, ("127.0.0.1", 1), harnesses._fake_server())  # type: ignore[arg-type]
+        assert bytes(connection.sent).startswith(b"HTTP/1.1 " + status + b" "), (name, bytes(connection.sent)[:200])
 
 
 def test_timestamp_bound_is_the_end_of_year_9999():
