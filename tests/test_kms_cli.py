@@ -24,12 +24,10 @@ from common.testing.documents import default_pcrs
 from tests.conftest import REPO
 from tests.test_kms_support import good_document, recipient, rsa_key
 
-RUN_CLI = "import sys, common.cli as c; raise SystemExit(c.main(sys.argv[1:]))"
-
 
 def start(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-c", RUN_CLI, "kms-sim", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "common", "kms-sim", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

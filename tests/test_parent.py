@@ -684,14 +684,8 @@ def test_start_up_errors_are_usage_errors(aws_env, tmp_path, monkeypatch):
         ProxyThread(ProxyConfig(listen=f"unix://{tmp_path}/file", region="us-east-1")).start()
 
 
-_CLI = ("import common.cli as c\n"
-        "if 'parent.cli' not in c._COMMAND_MODULES:\n"
-        "    c._COMMAND_MODULES += ('parent.cli',)\n"
-        "raise SystemExit(c.main())\n")
-
-
 def _start_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, "-c", _CLI, "parent", *args], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "common", "parent", *args], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
@@ -753,7 +747,7 @@ def test_cli_prints_the_address_first_and_exits_0_after_finishing_calls_in_fligh
     (["--listen", "tcp://127.0.0.1:0", "--read-timeout", "-1"], "read_timeout"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, args, fragment):
-    result = subprocess.run([sys.executable, "-c", _CLI, "parent", *args], cwd=REPO, env=_cli_env(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "common", "parent", *args], cwd=REPO, env=_cli_env(tmp_path),
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr and result.stdout == ""
