@@ -10,6 +10,7 @@ the error in its own typed error.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from typing import Any
 
 import cbor2
@@ -22,6 +23,17 @@ DEFAULT_MAX_DEPTH = 8
 
 class CborError(NitrokitError, ValueError):
     """The bytes are not exactly one well-formed CBOR item within the limits."""
+
+
+def kind(value: object) -> str:
+    """A CBOR-flavoured name for a decoded value's type ("byte string", "map", "tag 18"...), for messages."""
+    names = {bytes: "byte string", str: "text", int: "integer", bool: "boolean", float: "float",
+             list: "array", tuple: "array", dict: "map", type(None): "null"}
+    if isinstance(value, cbor2.CBORTag):
+        return f"tag {value.tag}"
+    if isinstance(value, Mapping):
+        return "map"
+    return names.get(type(value), type(value).__name__)
 
 
 def decode_exactly(data: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH, text_or_bytes_keys_only: bool = False) -> Any:

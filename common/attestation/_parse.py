@@ -15,7 +15,7 @@ import cbor2
 from common.attestation._cose import COSE_SIGN1_TAG, ES384, ES384_SIGNATURE_BYTES
 from common.attestation.errors import MalformedDocumentError
 from common.attestation.models import AttestationDocument
-from common.cbor import CborError, decode_exactly
+from common.cbor import CborError, decode_exactly, kind
 from common.errors import InputTooLargeError
 from common.text import clip
 
@@ -53,25 +53,25 @@ def parse_document(data: bytes) -> AttestationDocument:
                                          field="COSE_Sign1")
         top, tagged = top.value, True
     if not isinstance(top, list | tuple):
-        raise MalformedDocumentError(f"expected a 4-element array, got {_kind(top)}", field="COSE_Sign1")
+        raise MalformedDocumentError(f"expected a 4-element array, got {kind(top)}", field="COSE_Sign1")
     if len(top) != 4:
         raise MalformedDocumentError(f"expected 4 elements, got {len(top)}", field="COSE_Sign1")
     protected, unprotected, payload, signature = top
 
     _check_protected_header(protected)
     if not isinstance(unprotected, Mapping):
-        raise MalformedDocumentError(f"expected a map, got {_kind(unprotected)}", field="unprotected header")
+        raise MalformedDocumentError(f"expected a map, got {kind(unprotected)}", field="unprotected header")
     if not isinstance(payload, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {_kind(payload)}", field="payload")
+        raise MalformedDocumentError(f"expected a byte string, got {kind(payload)}", field="payload")
     if not isinstance(signature, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {_kind(signature)}", field="signature")
+        raise MalformedDocumentError(f"expected a byte string, got {kind(signature)}", field="signature")
     if len(signature) != ES384_SIGNATURE_BYTES:
         raise MalformedDocumentError(
             f"{len(signature)} bytes, expected {ES384_SIGNATURE_BYTES} (raw r||s for P-384)", field="signature")
 
     fields = _decode_exactly(payload, what="payload")
     if not isinstance(fields, Mapping):
-        raise MalformedDocumentError(f"expected a map, got {_kind(fields)}", field="payload")
+        raise MalformedDocumentError(f"expected a map, got {kind(fields)}", field="payload")
     return _build_document(fields, tagged=tagged, protected=protected, payload=payload, signature=signature)
 
 
@@ -85,10 +85,10 @@ def _decode_exactly(data: bytes, *, what: str) -> Any:
 
 def _check_protected_header(protected: object) -> None:
     if not isinstance(protected, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {_kind(protected)}", field="protected header")
+        raise MalformedDocumentError(f"expected a byte string, got {kind(protected)}", field="protected header")
     header = _decode_exactly(protected, what="protected header")
     if not isinstance(header, Mapping):
-        raise MalformedDocumentError(f"expected a map, got {_kind(header)}", field="protected header")
+        raise MalformedDocumentError(f"expected a map, got {kind(header)}", field="protected header")
     if _ALG_LABEL not in header:
         raise MalformedDocumentError("no algorithm (label 1)", field="protected header")
     alg = header[_ALG_LABEL]
@@ -131,7 +131,7 @@ def _build_document(fields: Mapping[Any, Any], *, tagged: bool, protected: bytes
 
 def _module_id(value: object) -> str:
     if not isinstance(value, str):
-        raise MalformedDocumentError(f"expected text, got {_kind(value)}", field="module_id")
+        raise MalformedDocumentError(f"expected text, got {kind(value)}", field="module_id")
     if not value:
         raise MalformedDocumentError("empty", field="module_id")
     if len(value) > MAX_MODULE_ID_CHARS:
@@ -141,7 +141,7 @@ def _module_id(value: object) -> str:
 
 def _digest(value: object) -> str:
     if not isinstance(value, str):
-        raise MalformedDocumentError(f"expected text, got {_kind(value)}", field="digest")
+        raise MalformedDocumentError(f"expected text, got {kind(value)}", field="digest")
     if value != EXPECTED_DIGEST:
         raise MalformedDocumentError(f"{clip(value)!r}, expected {EXPECTED_DIGEST!r}", field="digest")
     return value
@@ -150,7 +150,7 @@ def _digest(value: object) -> str:
 def _timestamp(value: object) -> int:
     # bool is an int subclass in Python, but CBOR true/false is not an unsigned integer.
     if type(value) is not int:
-        raise MalformedDocumentError(f"expected an unsigned integer, got {_kind(value)}", field="timestamp")
+        raise MalformedDocumentError(f"expected an unsigned integer, got {kind(value)}", field="timestamp")
     if value <= 0 or value >= 253402300800000:  # 10000-01-01T00:00Z: issued_at must fit in a datetime
         raise MalformedDocumentError(f"{value} is out of range (milliseconds since the epoch)",
                                      field="timestamp")
@@ -159,7 +159,7 @@ def _timestamp(value: object) -> int:
 
 def _pcrs(value: object) -> Mapping[int, bytes]:
     if not isinstance(value, Mapping):
-        raise MalformedDocumentError(f"expected a map, got {_kind(value)}", field="pcrs")
+        raise MalformedDocumentError(f"expected a map, got {kind(value)}", field="pcrs")
     if not value:
         raise MalformedDocumentError("empty map", field="pcrs")
     pcrs: dict[int, bytes] = {}
@@ -169,7 +169,7 @@ def _pcrs(value: object) -> Mapping[int, bytes]:
         if not 0 <= index < PCR_COUNT:
             raise MalformedDocumentError(f"index {index} is outside 0..{PCR_COUNT - 1}", field="pcrs")
         if not isinstance(digest, bytes):
-            raise MalformedDocumentError(f"expected a byte string, got {_kind(digest)}", field=f"pcrs[{index}]")
+            raise MalformedDocumentError(f"expected a byte string, got {kind(digest)}", field=f"pcrs[{index}]")
         if len(digest) not in PCR_LENGTHS:
             raise MalformedDocumentError(f"{len(digest)} bytes, expected 32, 48 or 64", field=f"pcrs[{index}]")
         pcrs[index] = digest
@@ -178,7 +178,7 @@ def _pcrs(value: object) -> Mapping[int, bytes]:
 
 def _der_bytes(value: object, *, field: str) -> bytes:
     if not isinstance(value, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {_kind(value)}", field=field)
+        raise MalformedDocumentError(f"expected a byte string, got {kind(value)}", field=field)
     if not value:
         raise MalformedDocumentError("empty", field=field)
     if len(value) > MAX_CERTIFICATE_BYTES:
@@ -188,7 +188,7 @@ def _der_bytes(value: object, *, field: str) -> bytes:
 
 def _cabundle(value: object) -> tuple[bytes, ...]:
     if not isinstance(value, list | tuple):
-        raise MalformedDocumentError(f"expected an array, got {_kind(value)}", field="cabundle")
+        raise MalformedDocumentError(f"expected an array, got {kind(value)}", field="cabundle")
     if not value:
         raise MalformedDocumentError("empty array (it must hold at least the root)", field="cabundle")
     if len(value) > MAX_CABUNDLE_ENTRIES:
@@ -200,19 +200,9 @@ def _optional_bytes(value: object, *, field: str) -> bytes | None:
     if value is None:
         return None
     if not isinstance(value, bytes):
-        raise MalformedDocumentError(f"expected a byte string or null, got {_kind(value)}", field=field)
+        raise MalformedDocumentError(f"expected a byte string or null, got {kind(value)}", field=field)
     if len(value) > MAX_OPTIONAL_FIELD_BYTES:
         raise MalformedDocumentError(f"{len(value)} bytes, over {MAX_OPTIONAL_FIELD_BYTES}", field=field)
     return value
 
-
-def _kind(value: object) -> str:
-    """A CBOR-flavoured name for a decoded value's type, for error messages."""
-    names = {bytes: "byte string", str: "text", int: "integer", bool: "boolean", float: "float",
-             list: "array", tuple: "array", dict: "map", type(None): "null"}
-    if isinstance(value, cbor2.CBORTag):
-        return f"tag {value.tag}"
-    if isinstance(value, Mapping):
-        return "map"
-    return names.get(type(value), type(value).__name__)
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 
 from common.attestation._cose import COSE_SIGN1_TAG, sig_structure
-from common.cbor import CborError, decode_exactly
+from common.cbor import CborError, decode_exactly, kind
 from common.eif.errors import EifSignatureError
 from common.eif.models import EifSignature
 
@@ -74,13 +74,13 @@ def parse_signature_section(data: bytes) -> tuple[x509.Certificate, bytes]:
     """Return the signing certificate and the COSE_Sign1 bytes of the one PCR signature in ``data``."""
     top = _decode_exactly(data, what="signature section")
     if not isinstance(top, list | tuple):
-        raise EifSignatureError(f"signature section: expected an array, got {_kind(top)}")
+        raise EifSignatureError(f"signature section: expected an array, got {kind(top)}")
     if len(top) != 1:
         raise EifSignatureError(
             f"signature section: {len(top)} PCR signatures, expected exactly one (PCR0, as nitro-cli writes)")
     entry = top[0]
     if not isinstance(entry, Mapping):
-        raise EifSignatureError(f"signature section: entry is {_kind(entry)}, expected a map")
+        raise EifSignatureError(f"signature section: entry is {kind(entry)}, expected a map")
     if set(entry) != {_CERT_KEY, _SIG_KEY}:
         keys = sorted(repr(k) for k in entry)
         raise EifSignatureError(f"signature section: entry keys {keys}, expected {_CERT_KEY!r} and {_SIG_KEY!r}")
@@ -178,7 +178,7 @@ def _byte_array(value: object, *, field: str) -> bytes:
         if all(type(item) is int and 0 <= item <= 255 for item in value):
             return bytes(value)
         raise EifSignatureError(f"{field}: array holds something other than bytes 0..255")
-    raise EifSignatureError(f"{field}: expected a byte array, got {_kind(value)}")
+    raise EifSignatureError(f"{field}: expected a byte array, got {kind(value)}")
 
 
 def _decode_exactly(data: bytes, *, what: str) -> Any:
@@ -187,14 +187,3 @@ def _decode_exactly(data: bytes, *, what: str) -> Any:
     except CborError as exc:
         raise EifSignatureError(f"{what}: {exc}") from None
 
-
-def _kind(value: object) -> str:
-    if isinstance(value, Mapping):
-        return "a map"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, bytes):
-        return "a byte string"
-    if isinstance(value, str):
-        return "a text string"
-    return type(value).__name__
