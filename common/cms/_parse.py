@@ -120,25 +120,8 @@ def _parse_kms_layout(data: bytes) -> EnvelopedData | None:
         return None
     if data[pos:] != CLOSE or len(iv) != IV_LENGTH or not content or len(content) % _BLOCK:
         return None
-    return EnvelopedData(
-        version=2,
-        recipient_version=2,
-        rid=rid,
-        key_encryption_algorithm=OID_RSAES_OAEP,
-        oaep_hash_algorithm=OID_SHA256,
-        oaep_hash_null_parameters=True,
-        mgf_algorithm=OID_MGF1,
-        mgf_hash_algorithm=OID_SHA256,
-        mgf_hash_null_parameters=True,
-        content_type=OID_DATA,
-        content_encryption_algorithm=OID_AES256_CBC,
-        iv=iv,
-        content_form=form,
-        chunk_sizes=chunk_sizes,
-        indefinite_length=True,
-        encrypted_key=encrypted_key,
-        encrypted_content=content,
-    )
+    return _accepted_shape(rid=rid, iv=iv, form=form, chunk_sizes=chunk_sizes, indefinite=True,
+                           encrypted_key=encrypted_key, encrypted_content=content)
 
 
 def _read_length(data: bytes, pos: int) -> tuple[int, int]:
@@ -250,6 +233,15 @@ def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
         raise CmsFormatError(
             f"encryptedContent is {len(content)} bytes, expected a positive multiple of {_BLOCK}"
         )
+    return _accepted_shape(rid=rid, iv=iv, form=form, chunk_sizes=chunk_sizes, indefinite=indefinite,
+                           encrypted_key=encrypted_key, encrypted_content=content, oaep_null=oaep_null,
+                           mgf_null=mgf_null)
+
+
+def _accepted_shape(*, rid: bytes, iv: bytes, form: ContentForm, chunk_sizes: tuple[int, ...], indefinite: bool,
+                    encrypted_key: bytes, encrypted_content: bytes, oaep_null: bool = True,
+                    mgf_null: bool = True) -> EnvelopedData:
+    """The one shape both parse paths accept; only these fields vary from envelope to envelope."""
     return EnvelopedData(
         version=2,
         recipient_version=2,
@@ -267,7 +259,7 @@ def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
         chunk_sizes=chunk_sizes,
         indefinite_length=indefinite,
         encrypted_key=encrypted_key,
-        encrypted_content=content,
+        encrypted_content=encrypted_content,
     )
 
 
