@@ -29,7 +29,6 @@ from types import TracebackType
 from typing import Any, Self
 
 from common.wire import (
-    MAX_FRAME_SIZE,
     OPERATIONS,
     Address,
     ErrorCode,
@@ -53,6 +52,9 @@ __all__ = ["DEFAULT_LISTEN", "ParentProxy", "ProxyConfig", "ProxyThread"]
 DEFAULT_LISTEN = "vsock://any:8000"
 
 
+_SERVER_DEFAULTS = ServerLimits()
+
+
 @dataclass(frozen=True)
 class ProxyConfig:
     """Everything the proxy needs; every limit has a default and a bound (times in seconds)."""
@@ -63,19 +65,17 @@ class ProxyConfig:
     profile: str | None = None
     #: relay requests without a Recipient (their answers carry Plaintext through the parent)
     allow_plaintext: bool = False
-    max_connections: int = 128
     #: KMS calls in flight overall (= worker threads = boto3 connection pool)
     max_inflight: int = 32
-    max_inflight_per_connection: int = 4
-    max_frame_size: int = MAX_FRAME_SIZE
-    #: once a frame has started, the rest must arrive within this; also the limit for a peer to take an answer
-    read_timeout: float = 10.0
-    #: a connection with no call in flight and no frame started is closed after this
-    idle_timeout: float = 120.0
     #: how long a call may wait for a free worker before it is answered Busy
     queue_timeout: float = 5.0
-    #: on stop, how long calls in flight may take to finish before their connections are cut
-    grace_period: float = 30.0
+    # The server's limits, as ServerLimits documents them (same defaults):
+    max_connections: int = _SERVER_DEFAULTS.max_connections
+    max_inflight_per_connection: int = _SERVER_DEFAULTS.max_inflight_per_connection
+    max_frame_size: int = _SERVER_DEFAULTS.max_frame_size
+    read_timeout: float = _SERVER_DEFAULTS.read_timeout
+    idle_timeout: float = _SERVER_DEFAULTS.idle_timeout
+    grace_period: float = _SERVER_DEFAULTS.grace_period
     kms_connect_timeout: float = 2.0
     kms_read_timeout: float = 5.0
     #: attempts per call, including botocore's standard-mode retries
