@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import Row, best_rates, print_table, row
-from common.attestation import Verifier
-from common.testing import build_document, fixture_pki
-from common.testing.pki import utc
+from nitrokit.attestation import Verifier
+from nitrokit.testing import build_document, fixture_pki
+from nitrokit.testing.pki import utc
 
 AT = utc(2025, 6, 1, 12)
 

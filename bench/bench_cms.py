@@ -23,9 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import Row, print_table, row
-from common.cms import decrypt, encrypt_for_recipient, parse_enveloped_data
-from common.cms._build import OAEP_SHA256
-from common.cms._parse import _parse_general
+from nitrokit.cms import decrypt, encrypt_for_recipient, parse_enveloped_data
+from nitrokit.cms._build import OAEP_SHA256
+from nitrokit.cms._parse import _parse_general
 
 OPEN_TARGET = 0.9
 

@@ -6,7 +6,7 @@ Three real processes, on loopback (this machine has 2 cores: they share them, wi
 
 - the simulated KMS (``nitrokit kms-sim``: the KMS JSON protocol, SigV4, attestation checked);
 - the parent proxy (``nitrokit parent``, production defaults) on a Unix socket, relaying with boto3;
-- this process: the enclaves, one thread each, each a :class:`~enclave.kms_client.KmsClient` with its own
+- this process: the enclaves, one thread each, each a :class:`~nitrokit.enclave.kms_client.KmsClient` with its own
   simulated NSM and RSA-2048 identity: attestation document in, CiphertextForRecipient out, opened here.
 
 Figures at 1, 8 and 64 concurrent enclaves, each calling back to back:
@@ -44,13 +44,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import Row, best_rates, print_table, rate, row
-from common import cms
-from common.cms._build import OAEP_SHA256
-from common.kms import DEFAULT_ACCESS_KEY
-from common.testing.processes import NitrokitProcess, simulator_environment
-from enclave.keys import EphemeralKeyPair
-from enclave.kms_client import IdentityPolicy, KmsClient
-from enclave.nsm import SimulatedNsm
+from nitrokit import cms
+from nitrokit.cms._build import OAEP_SHA256
+from nitrokit.enclave.keys import EphemeralKeyPair
+from nitrokit.enclave.kms_client import IdentityPolicy, KmsClient
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.kms import DEFAULT_ACCESS_KEY
+from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 
 CONCURRENCY = (1, 8, 64)
 NUMBER_OF_BYTES = 32

@@ -6,7 +6,7 @@ Measured in the same run, interleaved (bench/_harness.py):
 
 - raw P-384 ECDSA verify and raw RSA-2048 OAEP-SHA256 encrypt (cryptography/OpenSSL): the crypto a
   Recipient call can not avoid (one COSE signature check with a warm Verifier, one RSA encryption);
-- the attestation check (the simulator's Verifier, warm) and the envelope build (common.cms), each beside
+- the attestation check (the simulator's Verifier, warm) and the envelope build (nitrokit.cms), each beside
   its raw crypto;
 - calls over HTTP/1.1 keep-alive with http.client (a pre-signed request) and through a boto3 client, with
   the server's own time, its attestation check and its envelope build timed from inside the running
@@ -41,11 +41,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import Row, best_rates, print_table, row
-from common.attestation import Policy, Verifier
-from common.cms import encrypt_for_recipient
-from common.cms._build import OAEP_SHA256
-from common.kms import DEFAULT_ACCESS_KEY, KmsSimConfig, SimulatedKms, _generate_random, _sigv4
-from common.testing import build_document, fixture_pki
+from nitrokit.attestation import Policy, Verifier
+from nitrokit.cms import encrypt_for_recipient
+from nitrokit.cms._build import OAEP_SHA256
+from nitrokit.kms import DEFAULT_ACCESS_KEY, KmsSimConfig, SimulatedKms, _generate_random, _sigv4
+from nitrokit.testing import build_document, fixture_pki
 
 COUNT = 32
 ROUNDS = 5

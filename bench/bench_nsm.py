@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._harness import Row, best_rates, print_table, row
-from common.testing.pki import utc
-from enclave.keys import EphemeralKeyPair
-from enclave.nsm import SimulatedNsm
+from nitrokit.enclave.keys import EphemeralKeyPair
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.testing.pki import utc
 
 AT = utc(2025, 6, 1, 12)
 

@@ -4,11 +4,11 @@
 
 What runs where (2 cores here: every process below shares them):
 
-- the simulated KMS (:class:`common.kms.SimulatedKms`) in this process, on a loopback port;
+- the simulated KMS (:class:`nitrokit.kms.SimulatedKms`) in this process, on a loopback port;
 - the parent proxy as a real ``nitrokit parent`` child process on a Unix socket, with the production defaults
   except ``--max-connections`` (raised to fit the load; the default is 128);
-- the enclaves: one thread per connection in this process, each a :class:`~common.wire.client.WireClient`
-  making GenerateRandom calls with a Recipient and opening each answer with ``common.cms.decrypt``. They
+- the enclaves: one thread per connection in this process, each a :class:`~nitrokit.wire.client.WireClient`
+  making GenerateRandom calls with a Recipient and opening each answer with ``nitrokit.cms.decrypt``. They
   share a few pre-made identities (RSA-2048 key + simulated-NSM attestation document), one per 16
   connections: ``KmsClient`` would make a key per connection, and 200 key generations would measure RSA key
   generation, not the parent. There are no retries: a single failed call is a failure of the run.
@@ -41,17 +41,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import cms
-from common.kms import SimulatedKms
-from common.testing.processes import NitrokitProcess, simulator_environment
-from common.wire.address import connect, parse_address
-from common.wire.client import WireClient
-from common.wire.errors import WireError
-from common.wire.framing import encode_frame
-from common.wire.kms import generate_random_request, parse_generate_random_response
-from common.wire.messages import Request, encode_request
-from enclave.keys import EphemeralKeyPair
-from enclave.nsm import SimulatedNsm
+from nitrokit import cms
+from nitrokit.enclave.keys import EphemeralKeyPair
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.kms import SimulatedKms
+from nitrokit.testing.processes import NitrokitProcess, simulator_environment
+from nitrokit.wire.address import connect, parse_address
+from nitrokit.wire.client import WireClient
+from nitrokit.wire.errors import WireError
+from nitrokit.wire.framing import encode_frame
+from nitrokit.wire.kms import generate_random_request, parse_generate_random_response
+from nitrokit.wire.messages import Request, encode_request
 
 CONNECTIONS = 200
 CALLS = 50

@@ -1,5 +1,5 @@
-"""``python -m common`` runs the ``nitrokit`` command line."""
+"""``python -m nitrokit`` runs the ``nitrokit`` command line."""
 
-from common.cli import main
+from nitrokit.cli import main
 
 raise SystemExit(main())

@@ -15,8 +15,8 @@ from typing import Any
 
 import cbor2
 
-from common.errors import NitrokitError
-from common.text import clip
+from nitrokit.errors import NitrokitError
+from nitrokit.text import clip
 
 DEFAULT_MAX_DEPTH = 8
 

@@ -18,7 +18,7 @@ principal (``"Principal": {"AWS": "<role ARN>"}``) and is a key-policy statement
 administrators' statement (a key policy made of this statement alone would lock everyone else out).
 ``role_arn`` together with ``kms:GenerateRandom`` is refused, because such a key-policy statement would never
 apply. nitrokit's simulated KMS loads the same statement as its conditions
-(``common.kms.AttestationConditions.from_json(statement)``), so a policy can be tried offline first.
+(``nitrokit.kms.AttestationConditions.from_json(statement)``), so a policy can be tried offline first.
 
 Choices: the default action is ``kms:GenerateRandom`` only, the one operation nitrokit's enclave service
 calls (least privilege); ``actions`` may add the other operations that take a Recipient, and nothing else,
@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from common.errors import UsageError
+from nitrokit.errors import UsageError
 
 __all__ = [
     "DEFAULT_ACTIONS",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeAlias
 
-from common.cli._io import (
+from nitrokit.cli._io import (
     EXIT_OK,
     EXIT_USAGE,
     CommandFailed,
@@ -26,13 +26,13 @@ from common.cli._io import (
     read_public_key_file,
     write_output,
 )
-from common.errors import UsageError
-from common.wire.server import run_until_signal
-from enclave.kms_client import DEFAULT_PARENT, KmsClient
-from enclave.nsm import DEFAULT_DEVICE_PATH, NSM_KINDS, Nsm, NsmUnavailableError, open_nsm
-from enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
-from enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
-from enclave.service import EnclaveService
+from nitrokit.enclave.kms_client import DEFAULT_PARENT, KmsClient
+from nitrokit.enclave.nsm import DEFAULT_DEVICE_PATH, NSM_KINDS, Nsm, NsmUnavailableError, open_nsm
+from nitrokit.enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
+from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
+from nitrokit.enclave.service import EnclaveService
+from nitrokit.errors import UsageError
+from nitrokit.wire.server import run_until_signal
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 

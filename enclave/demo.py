@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common.cli._io import EXIT_OK
-from common.kms import SimulatedKms
-from common.testing.processes import NitrokitProcess, simulator_environment
-from enclave.kms_client import KmsClient
-from enclave.nsm import SimulatedNsm
+from nitrokit.cli._io import EXIT_OK
+from nitrokit.enclave.kms_client import KmsClient
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.kms import SimulatedKms
+from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 
 DEFAULT_BYTES = 32
 

@@ -6,12 +6,12 @@
   CiphertextForRecipient, the envelope is not for our key, it does not decrypt, or it holds the wrong number
   of bytes. The parent is untrusted: treat this as a possible attack, not a transient fault.
 
-NSM failures raise :class:`enclave.nsm.NsmError`. All of these are :class:`~common.errors.NitrokitError`.
+NSM failures raise :class:`nitrokit.enclave.nsm.NsmError`. All of these are :class:`~nitrokit.errors.NitrokitError`.
 """
 
 from __future__ import annotations
 
-from common.errors import NitrokitError
+from nitrokit.errors import NitrokitError
 
 
 class EnclaveKmsError(NitrokitError):

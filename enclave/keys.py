@@ -5,7 +5,7 @@ encrypts its answer to that key (CiphertextForRecipient), and only the enclave c
 
     pair = EphemeralKeyPair.generate()                        # RSA-2048; bits=3072 or 4096 on request
     document = nsm.attestation(public_key=pair.public_key_der)
-    plaintext = common.cms.decrypt(ciphertext_for_recipient, pair.private_key)
+    plaintext = nitrokit.cms.decrypt(ciphertext_for_recipient, pair.private_key)
 
 The private key lives only in this process's memory: it is never serialised, written, logged or shown by
 repr(), and the pair refuses to be pickled or copied. Keep one pair per request and drop it afterwards.
@@ -19,7 +19,7 @@ from typing import NoReturn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.errors import UsageError
+from nitrokit.errors import UsageError
 
 RSA_KEY_SIZES = (2048, 3072, 4096)
 DEFAULT_RSA_KEY_SIZE = 2048
@@ -63,7 +63,7 @@ class EphemeralKeyPair:
 
     @property
     def private_key(self) -> rsa.RSAPrivateKey:
-        """The private key, for decrypting (e.g. ``common.cms.decrypt``). Never log, serialise or store it."""
+        """The private key, for decrypting (e.g. ``nitrokit.cms.decrypt``). Never log, serialise or store it."""
         return self._private_key
 
     @property

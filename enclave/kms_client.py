@@ -28,15 +28,15 @@ from typing import Self
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from common import cms
-from common.errors import UsageError
-from common.wire.address import Address, parse_address
-from common.wire.client import WireClient
-from common.wire.errors import RemoteError, WireError
-from common.wire.kms import generate_random_request, parse_generate_random_response
-from enclave.errors import KmsCallError, UntrustedAnswerError
-from enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair
-from enclave.nsm import Nsm
+from nitrokit import cms
+from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
+from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair
+from nitrokit.enclave.nsm import Nsm
+from nitrokit.errors import UsageError
+from nitrokit.wire.address import Address, parse_address
+from nitrokit.wire.client import WireClient
+from nitrokit.wire.errors import RemoteError, WireError
+from nitrokit.wire.kms import generate_random_request, parse_generate_random_response
 
 #: The parent instance as an enclave sees it (CID 3), on nitrokit's default port.
 DEFAULT_PARENT = "vsock://3:8000"

@@ -4,8 +4,8 @@ Installed with nitrokit and loaded automatically (entry point ``pytest11: nitrok
 ``-p no:nitrokit``). Fixtures:
 
 - ``kms_sim_config``, ``kms_sim``, ``kms_client``: a simulated KMS on a free loopback port, fresh per test,
-  and a boto3 client for it (:mod:`common.kms.pytest_fixtures`);
-- ``simulated_nsm``: a :class:`~enclave.nsm.SimulatedNsm` whose documents verify against the fixture root;
+  and a boto3 client for it (:mod:`nitrokit.kms.pytest_fixtures`);
+- ``simulated_nsm``: a :class:`~nitrokit.enclave.nsm.SimulatedNsm` whose documents verify against the fixture root;
   override ``simulated_nsm_options`` to set PCRs, module id or debug mode;
 - ``fixture_root``: the fixture PKI's root certificate, for ``Verifier(root=fixture_root)``.
 
@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from common.kms.pytest_fixtures import kms_client, kms_sim, kms_sim_config
-from common.testing import fixture_pki
-from enclave.nsm import SimulatedNsm
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.kms.pytest_fixtures import kms_client, kms_sim, kms_sim_config
+from nitrokit.testing import fixture_pki
 
 __all__ = ["fixture_root", "kms_client", "kms_sim", "kms_sim_config", "simulated_nsm", "simulated_nsm_options"]
 

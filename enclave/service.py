@@ -24,14 +24,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from common.errors import UsageError
-from common.wire.address import Address
-from common.wire.errors import InvalidRequestError
-from common.wire.messages import ErrorCode, Request
-from common.wire.server import CallFailed, ServerLimits, WireServer
-from common.wire.service import ATTEST, SERVICE_OPERATIONS, SIGN, SIGNATURE_CONTEXT
-from enclave.kms_client import KmsClient
-from enclave.nsm import Nsm, NsmError
+from nitrokit.enclave.kms_client import KmsClient
+from nitrokit.enclave.nsm import Nsm, NsmError
+from nitrokit.errors import UsageError
+from nitrokit.wire.address import Address
+from nitrokit.wire.errors import InvalidRequestError
+from nitrokit.wire.messages import ErrorCode, Request
+from nitrokit.wire.server import CallFailed, ServerLimits, WireServer
+from nitrokit.wire.service import ATTEST, SERVICE_OPERATIONS, SIGN, SIGNATURE_CONTEXT
 
 SEED_BYTES = 32
 DEFAULT_LISTEN = "vsock://any:5005"

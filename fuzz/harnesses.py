@@ -1,7 +1,7 @@
 """Fuzz targets: one ``target_<name>(data: bytes) -> None`` per parser, decoder or request handler.
 
 Each target feeds ``data`` to the code under test and lets nitrokit's typed errors
-(:class:`~common.errors.NitrokitError` and its subclasses) pass silently: those are the documented answer to bad
+(:class:`~nitrokit.errors.NitrokitError` and its subclasses) pass silently: those are the documented answer to bad
 input. Anything else that escapes (``KeyError``, ``TypeError``, ``RecursionError``, ...) is a finding, and so is
 a broken invariant, raised as :class:`FuzzFinding`: a decoded message that does not decode to itself again once
 re-encoded, or a simulated KMS that answers a 500 for an unexpected exception or returns an envelope that does
@@ -14,8 +14,8 @@ attestation_parse      ``parse_document(data)``
 attestation_verify     ``Verifier(root=fixture root).verify(data, at=FIXED_AT, max_age=..., policy=POLICY)``
 attestation_signed     ``data`` is a payload, COSE-signed here with the fuzz leaf key, then verified as above,
                        so mutated payloads get past the signature to the chain, time and policy steps
-cms_parse              ``common.cms.parse_enveloped_data(data)``
-cms_decrypt            ``common.cms.decrypt(data, fuzz key)`` (the seeds are envelopes for that key)
+cms_parse              ``nitrokit.cms.parse_enveloped_data(data)``
+cms_decrypt            ``nitrokit.cms.decrypt(data, fuzz key)`` (the seeds are envelopes for that key)
 wire_request           a request body: ``decode_request``, the operation's ``decode_request``, then both
                        re-encoded and decoded again (the same message must come back)
 wire_response          a response body: ``decode_response``, ``parse_generate_random_response``, round trip
@@ -60,15 +60,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from common import cms
-from common.attestation import Policy, Verifier, parse_document
-from common.errors import NitrokitError
-from common.kms import DEFAULT_ACCESS_KEY, CustomKeyStore, KmsSimConfig
-from common.kms._service import KmsService
-from common.kms.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT, _Handler
-from common.testing import build_document, fixture_pki
-from common.testing.documents import default_pcrs, sign_payload
-from common.wire import (
+from nitrokit import cms
+from nitrokit.attestation import Policy, Verifier, parse_document
+from nitrokit.errors import NitrokitError
+from nitrokit.kms import DEFAULT_ACCESS_KEY, CustomKeyStore, KmsSimConfig
+from nitrokit.kms._service import KmsService
+from nitrokit.kms.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT, _Handler
+from nitrokit.testing import build_document, fixture_pki
+from nitrokit.testing.documents import default_pcrs, sign_payload
+from nitrokit.wire import (
     OPERATIONS,
     ConnectionClosedError,
     InvalidRequestError,
@@ -82,7 +82,7 @@ from common.wire import (
     parse_generate_random_response,
     read_frame,
 )
-from common.wire.messages import MAX_ERROR_MESSAGE_LENGTH
+from nitrokit.wire.messages import MAX_ERROR_MESSAGE_LENGTH
 
 __all__ = [
     "CORPUS_FILTERS",

@@ -5,7 +5,7 @@
     python fuzz/make_seeds.py --new-keys # new keys too: the committed cms_decrypt corpus then no longer opens
 
 Seeds are named ``seed-*``; the fuzzer adds its own files (named by their SHA-1) beside them. Everything here
-is made with nitrokit's own builders (fixture PKI, ``build_document``, ``common.cms``, ``common.wire``); no real
+is made with nitrokit's own builders (fixture PKI, ``build_document``, ``nitrokit.cms``, ``nitrokit.wire``); no real
 AWS sample is copied into the corpora.
 """
 
@@ -29,8 +29,8 @@ def make_keys(*, force: bool) -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from common.testing import fixture_pki
     from fuzz.harnesses import FIXED_AT
+    from nitrokit.testing import fixture_pki
 
     KEYS.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
@@ -50,10 +50,11 @@ def seeds() -> dict[str, dict[str, bytes]]:
     import cbor2
     from cryptography.hazmat.primitives import serialization
 
-    from common import cms
-    from common.testing import build_document, fixture_pki
-    from common.testing.documents import build_payload, sign_payload
-    from common.wire import (
+    from fuzz import harnesses
+    from nitrokit import cms
+    from nitrokit.testing import build_document, fixture_pki
+    from nitrokit.testing.documents import build_payload, sign_payload
+    from nitrokit.wire import (
         ErrorInfo,
         Request,
         Response,
@@ -62,7 +63,6 @@ def seeds() -> dict[str, dict[str, bytes]]:
         encode_response,
         generate_random_request,
     )
-    from fuzz import harnesses
 
     cert, key = harnesses.leaf()
     spki = harnesses.cms_public_key_der()

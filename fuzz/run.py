@@ -28,7 +28,7 @@ CORPUS = ROOT / "fuzz" / "corpus"
 CRASHES = ROOT / "fuzz" / "crashes"
 #: instrumented for coverage feedback (imported inside atheris.instrument_imports): ours, asn1crypto (the CMS
 #: parser runs on it) and the standard library's HTTP parsing (the simulated KMS's request handler runs on it)
-INSTRUMENTED = ("common", "fuzz", "asn1crypto", "http.server", "http.client", "email")
+INSTRUMENTED = ("nitrokit", "fuzz", "asn1crypto", "http.server", "http.client", "email")
 #: libFuzzer's -max_len per target: a little above the largest sensible input, so time goes to useful sizes.
 MAX_LEN = {
     "attestation_parse": 12288, "attestation_verify": 12288, "attestation_signed": 8192,

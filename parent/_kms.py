@@ -1,7 +1,7 @@
 """The parent's side of a KMS call: a boto3 client, the call itself, and the mapping of its failures.
 
 Everything here is synchronous and runs in the proxy's worker threads. Failures become
-:class:`~common.wire.server.CallFailed` (the server's error-response exception, re-exported here) carrying
+:class:`~nitrokit.wire.server.CallFailed` (the server's error-response exception, re-exported here) carrying
 the ``{code, message, retryable}`` the enclave receives; nothing of a request or response body is put in a
 message or a log.
 """
@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from common.errors import UsageError
-from common.text import escaped
-from common.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
-from common.wire.server import CallFailed
+from nitrokit.errors import UsageError
+from nitrokit.text import escaped
+from nitrokit.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
+from nitrokit.wire.server import CallFailed
 
 __all__ = ["RETRYABLE_KMS_CODES", "CallFailed", "KmsRelay", "check_result", "error_for_exception"]
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from common.cli._io import configure_logging
-from common.wire import MAX_FRAME_SIZE
-from common.wire.server import run_until_signal
-from parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig
+from nitrokit.cli._io import configure_logging
+from nitrokit.parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig
+from nitrokit.wire import MAX_FRAME_SIZE
+from nitrokit.wire.server import run_until_signal
 
 _DEFAULTS = ProxyConfig()
 

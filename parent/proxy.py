@@ -9,9 +9,9 @@
     with ProxyThread(ProxyConfig(listen="tcp://127.0.0.1:0"), kms_client=client) as running:
         WireClient(running.address).call("GenerateRandom", ...)
 
-The serving is :class:`common.wire.server.WireServer`'s (docs/protocol.md): connections, frames, calls in
+The serving is :class:`nitrokit.wire.server.WireServer`'s (docs/protocol.md): connections, frames, calls in
 flight per connection, read and idle timeouts, protocol-error refusals and the graceful stop, all bounded by
-the :class:`~common.wire.server.ServerLimits` the config builds. This module adds what is the parent's own:
+the :class:`~nitrokit.wire.server.ServerLimits` the config builds. This module adds what is the parent's own:
 KMS calls in flight overall (``max_inflight`` worker threads; a call waits at most ``queue_timeout`` for one,
 else ``Busy``) and the relay itself. A slow, stalled or hostile peer only ever holds its own connection.
 
@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from common.wire import (
+from nitrokit.parent._kms import KmsRelay, check_result
+from nitrokit.wire import (
     OPERATIONS,
     Address,
     ErrorCode,
@@ -36,7 +37,7 @@ from common.wire import (
     Request,
     parse_address,
 )
-from common.wire.server import (
+from nitrokit.wire.server import (
     CallFailed,
     ServerLimits,
     ServerThread,
@@ -44,7 +45,6 @@ from common.wire.server import (
     check_count,
     check_seconds,
 )
-from parent._kms import KmsRelay, check_result
 
 __all__ = ["DEFAULT_LISTEN", "ParentProxy", "ProxyConfig", "ProxyThread"]
 

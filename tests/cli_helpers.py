@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
+import pytest
+
+import nitrokit.cli
 from tests.conftest import REPO
 
 
+def only_commands(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    """Build the real dispatcher from these command modules only (no other group, no registered side)."""
+    monkeypatch.setattr(nitrokit.cli, "_CORE_COMMANDS", modules)
+    monkeypatch.setattr(nitrokit.cli, "_registered_commands", lambda: iter(()))
+
+
 def run_cli(*args: str, input: bytes | None = None, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-m", "common", *args], input=input, capture_output=True, cwd=REPO,
-                          env=env, timeout=timeout, check=False)
+    return subprocess.run([sys.executable, "-m", "nitrokit", *args], input=input, capture_output=True, cwd=REPO,
+                          timeout=timeout, check=False)

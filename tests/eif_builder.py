@@ -1,9 +1,9 @@
-"""An EIF writer for tests, written from the format description and independent of common.eif.
+"""An EIF writer for tests, written from the format description and independent of nitrokit.eif.
 
 It lays files out as aws-nitro-enclaves-image-format's ``EifBuilder`` does (header, then kernel, cmdline,
 metadata, ramdisks, signature back to back; section_offsets point at each 12-byte section header; CRC32 over
 everything but the CRC field) and can also produce the broken files the reader must refuse. It never imports
-common.eif, so the tests' expected PCRs are computed independently of the code under test.
+nitrokit.eif, so the tests' expected PCRs are computed independently of the code under test.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from common.testing.documents import build_payload, sign_payload
+from nitrokit.testing.documents import build_payload, sign_payload
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)

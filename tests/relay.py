@@ -8,7 +8,7 @@ import threading
 from types import TracebackType
 from typing import Self
 
-from common.wire.address import Address, bound_address, connect, listen, parse_address
+from nitrokit.wire.address import Address, bound_address, connect, listen, parse_address
 
 
 class RecordingRelay:

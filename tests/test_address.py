@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from common.errors import UsageError
-from common.wire import (
+from nitrokit.errors import UsageError
+from nitrokit.wire import (
     VMADDR_CID_ANY,
     AddressError,
     TcpAddress,

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.attestation import SignatureError, Verifier, parse_document
-from common.attestation._cose import PROTECTED_ES384
-from common.testing import build_document, fixture_pki
-from common.testing.documents import build_payload
+from nitrokit.attestation import SignatureError, Verifier, parse_document
+from nitrokit.attestation._cose import PROTECTED_ES384
+from nitrokit.testing import build_document, fixture_pki
+from nitrokit.testing.documents import build_payload
 from tests.pki_helpers import T0, der
 
 cose_messages = pytest.importorskip("pycose.messages")

@@ -7,12 +7,12 @@ from typing import Any
 import cbor2
 import pytest
 
-from common.attestation import MalformedDocumentError, parse_document
-from common.attestation._cose import PROTECTED_ES384, encode_sign1
-from common.attestation._parse import MAX_DOCUMENT_BYTES
-from common.errors import InputTooLargeError
-from common.testing.documents import build_payload
-from common.testing.pki import fixture_pki
+from nitrokit.attestation import MalformedDocumentError, parse_document
+from nitrokit.attestation._cose import PROTECTED_ES384, encode_sign1
+from nitrokit.attestation._parse import MAX_DOCUMENT_BYTES
+from nitrokit.errors import InputTooLargeError
+from nitrokit.testing.documents import build_payload
+from nitrokit.testing.pki import fixture_pki
 from tests.conftest import vector_files
 from tests.pki_helpers import T0, der
 

@@ -9,10 +9,10 @@ import cbor2
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.attestation import AttestationError, Policy, Verifier, parse_document
-from common.attestation._cose import PROTECTED_ES384, encode_sign1
-from common.errors import InputTooLargeError
-from common.testing import build_document, fixture_pki
+from nitrokit.attestation import AttestationError, Policy, Verifier, parse_document
+from nitrokit.attestation._cose import PROTECTED_ES384, encode_sign1
+from nitrokit.errors import InputTooLargeError
+from nitrokit.testing import build_document, fixture_pki
 from tests.pki_helpers import T0
 
 DOCUMENT = build_document(at=T0, nonce=b"n", user_data=b"u")

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.attestation import (
+from nitrokit.attestation import (
     AWS_NITRO_ROOT_G1_SHA256,
     AttestationError,
     CertificateValidityError,
@@ -28,9 +28,9 @@ from common.attestation import (
     parse_document,
     roots,
 )
-from common.attestation._cose import encode_sign1
-from common.errors import UsageError
-from common.testing import build_document, fixture_pki
+from nitrokit.attestation._cose import encode_sign1
+from nitrokit.errors import UsageError
+from nitrokit.testing import build_document, fixture_pki
 from tests.conftest import FIXTURES, vector_files, vector_path
 from tests.pki_helpers import (
     CA_USAGE,
@@ -323,7 +323,7 @@ def test_garbage_certificates_are_chain_errors(fixture_verifier: Verifier) -> No
     leaf, key = pki.issue_leaf(not_before=T0)
     bundle = list(pki.cabundle)
     bundle[2] = b"\x30\x03\x02\x01\x00"
-    from common.testing.documents import build_payload, sign_payload
+    from nitrokit.testing.documents import build_payload, sign_payload
 
     data = sign_payload(build_payload(timestamp=T0, certificate=der(leaf), cabundle=bundle), key)
     with pytest.raises(ChainError, match=r"not a DER X\.509 certificate"):

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.testing import build_document
+from nitrokit.testing import build_document
 from tests.cli_helpers import run_cli
 from tests.conftest import FIXTURES, vector_path
 from tests.pki_helpers import T0

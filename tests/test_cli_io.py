@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import common.cli as cli
-from common.cli._io import EXIT_USAGE, parse_pcr_args, read_input
-from common.errors import InputTooLargeError, UsageError
+import nitrokit.cli as cli
+from nitrokit.cli._io import EXIT_USAGE, parse_pcr_args, read_input
+from nitrokit.errors import InputTooLargeError, UsageError
+from tests.cli_helpers import only_commands
 
 
 def test_over_the_cap_says_more_than_the_limit_not_a_made_up_size(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def test_the_cli_exits_2_for_an_input_over_its_cap(tmp_path: Path, monkeypatch: 
     module = type(sys)("nitrokit_test_readcap")
     module.register = _register  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "nitrokit_test_readcap", module)
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("nitrokit_test_readcap",))
+    only_commands(monkeypatch, "nitrokit_test_readcap")
     path = tmp_path / "five"
     path.write_bytes(b"12345")
     assert cli.main(["readcap", str(path)]) == EXIT_USAGE

@@ -1,4 +1,4 @@
-"""common.cms against the real KMS samples, OpenSSL, and the shape KMS emits."""
+"""nitrokit.cms against the real KMS samples, OpenSSL, and the shape KMS emits."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-import common.cms._build as build_module
-from common.cms import (
+import nitrokit.cms._build as build_module
+from nitrokit.cms import (
     MAX_ENVELOPE_SIZE,
     MAX_PLAINTEXT_SIZE,
     CmsDecryptionError,
@@ -32,8 +32,8 @@ from common.cms import (
     parse_enveloped_data,
     recipient_key_id,
 )
-from common.cms._parse import _parse_general, _parse_kms_layout
-from common.errors import InputTooLargeError, NitrokitError, UsageError
+from nitrokit.cms._parse import _parse_general, _parse_kms_layout
+from nitrokit.errors import InputTooLargeError, NitrokitError, UsageError
 from tests.conftest import vector_files, vector_path
 
 SUBDIR = "kms-recipient"
@@ -69,7 +69,7 @@ def enclaver_key() -> rsa.RSAPrivateKey:
 
 def walk(data: bytes) -> list[tuple[int, bytes, bytes | int]]:
     """Every TLV as (depth, header bytes, value), with the per-envelope random values (OCTET STRINGs and the
-    [0] rid/primitive content) replaced by their length. Written here, independently of common.cms."""
+    [0] rid/primitive content) replaced by their length. Written here, independently of nitrokit.cms."""
     out: list[tuple[int, bytes, bytes | int]] = []
 
     def node(pos: int, depth: int) -> int:

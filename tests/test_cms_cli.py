@@ -1,4 +1,4 @@
-"""``nitrokit cms decrypt|encrypt|inspect`` through the real dispatcher (common.cli.main)."""
+"""``nitrokit cms decrypt|encrypt|inspect`` through the real dispatcher (cli.main)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-import common.cli
-from common.cli import cms as cms_cli
-from common.cms import CmsDecryptionError, decrypt, parse_enveloped_data
+from nitrokit import cli
+from nitrokit.cli import cms as cms_cli
+from nitrokit.cms import CmsDecryptionError, decrypt, parse_enveloped_data
+from tests.cli_helpers import only_commands
 from tests.conftest import vector_files, vector_path
 
 SUBDIR = "kms-recipient"
@@ -25,11 +26,11 @@ ENCLAVER_PLAINTEXT = bytes.fromhex("3be82c440f06cb4d44c4c2ec3bf30d472407d3a9125a
 @pytest.fixture(autouse=True)
 def only_cms_commands(monkeypatch):
     # The real dispatcher and error mapping, without importing every other command group.
-    monkeypatch.setattr(common.cli, "_COMMAND_MODULES", ("common.cli.cms",))
+    only_commands(monkeypatch, "nitrokit.cli.cms")
 
 
 def run(*argv: str) -> int:
-    return common.cli.main(list(argv))
+    return cli.main(list(argv))
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_decrypt_refuses_to_print_plaintext_on_a_terminal(tmp_path, monkeypatch,
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    from common.cms import encrypt_for_recipient
+    from nitrokit.cms import encrypt_for_recipient
 
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key = tmp_path / "key.pem"

@@ -1,6 +1,6 @@
 """Malformed and hostile CiphertextForRecipient inputs: only typed errors, never a traceback or plaintext.
 
-Variants are built by a small BER writer below that is independent of common.cms; with the pieces of a real
+Variants are built by a small BER writer below that is independent of nitrokit.cms; with the pieces of a real
 sample it reproduces that sample byte for byte (tested), so each variant differs from KMS output in exactly
 the one place the test names.
 """
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.cms import (
+from nitrokit.cms import (
     MAX_ENVELOPE_SIZE,
     CmsDecryptionError,
     CmsError,
@@ -31,8 +31,8 @@ from common.cms import (
     parse_enveloped_data,
     recipient_key_id,
 )
-from common.cms._parse import _parse_general, _parse_kms_layout
-from common.errors import InputTooLargeError
+from nitrokit.cms._parse import _parse_general, _parse_kms_layout
+from nitrokit.errors import InputTooLargeError
 from tests.conftest import vector_files, vector_path
 
 SUBDIR = "kms-recipient"

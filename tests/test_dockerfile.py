@@ -215,7 +215,7 @@ def lock_entries() -> dict[str, tuple[str, list[str]]]:
 
 def test_lock_entries_are_pinned_and_hashed():
     entries = lock_entries()
-    assert len(entries) >= 10
+    assert len(entries) >= 5
 
 
 def test_lock_covers_pyproject_dependencies_and_build_requirements():
@@ -321,10 +321,30 @@ def test_install_steps_and_cmd_run_in_a_scratch_venv(installed, instructions):
                              capture_output=True, text=True, timeout=120, check=False)
         assert sub.returncode == 0, sub.stderr
     # The installed copy is what ran (not the repository on sys.path), and it wrote no bytecode.
-    probe = subprocess.run([str(root / "opt/nitrokit/bin/python"), "-c", "import common; print(common.__file__)"],
+    probe = subprocess.run([str(root / "opt/nitrokit/bin/python"), "-c", "import nitrokit; print(nitrokit.__file__)"],
                            cwd=root, env=_clean_env(env), capture_output=True, text=True, timeout=60, check=False)
     assert probe.stdout.strip().startswith(str(root / "opt/nitrokit/lib")), probe.stdout + probe.stderr
     assert not list((root / "opt/nitrokit").rglob("*.pyc"))
+
+
+def _site_packages(root: Path) -> Path:
+    return next((root / "opt/nitrokit/lib").glob("python3.*/site-packages"))
+
+
+def test_the_image_carries_no_boto3_and_no_private_key(installed):
+    root, env = installed
+    site = _site_packages(root)
+    for name in ("boto3", "botocore", "s3transfer", "jmespath"):
+        assert not (site / name).exists(), f"{name} is in the enclave image"
+    keys = [path for path in (root / "opt/nitrokit").rglob("*.pem") if b"PRIVATE KEY" in path.read_bytes()]
+    assert keys == []
+    assert (site / "nitrokit/testing/pki/root.pem").is_file()  # the public fixture root stays (kms-sim, verify)
+    # Every enclave command group loads without boto3, and the simulated NSM says why it cannot sign.
+    program = str(root / "opt/nitrokit/bin/nitrokit")
+    attest = subprocess.run([program, "enclave", "attest", "--nsm", "simulated"], cwd=root, env=_clean_env(env),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert attest.returncode == 2, attest.stderr
+    assert "TEST keys are not installed" in attest.stderr and "Traceback" not in attest.stderr
 
 
 def test_scratch_venv_has_exactly_the_locked_versions(installed):
@@ -335,17 +355,17 @@ def test_scratch_venv_has_exactly_the_locked_versions(installed):
     installed_versions = {str(canonicalize_name(n)): v for n, _, v in
                           (line.partition("==") for line in result.stdout.split())}
     expected = {name: version for name, (version, _) in lock_entries().items()}
-    assert installed_versions.pop("nitrokit") == tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
-        "version"]
+    import nitrokit
+    assert installed_versions.pop("nitrokit") == nitrokit.__version__
     assert installed_versions == expected
 
 
 def test_pip_refuses_a_lock_whose_hash_does_not_match(tmp_path, instructions):
     """The Dockerfile's locked install, pointed at a lock with one wrong hash, must fail (and install nothing)."""
     words = next(w for w in pip_installs(instructions) if "-r" in w)
-    version, hashes = lock_entries()["six"]
+    version, hashes = lock_entries()["asn1crypto"]
     bad_lock = tmp_path / "bad.lock"
-    bad_lock.write_text(f"six=={version} --hash=sha256:{'0' * 64}\n")
+    bad_lock.write_text(f"asn1crypto=={version} --hash=sha256:{'0' * 64}\n")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     args = list(words[words.index("install") + 1 :])
@@ -360,7 +380,7 @@ def test_pip_refuses_a_lock_whose_hash_does_not_match(tmp_path, instructions):
     assert "DO NOT MATCH THE HASHES" in output
     # pip names the hash it got: that of the real file, which the true lock lists.
     assert any(h in output for h in hashes)
-    assert not list(venv.rglob("six.py"))
+    assert not list(venv.rglob("asn1crypto"))
 
 
 def _cmd_for_the_simulated_stack(command: list[str], *, listen: str, parent: str) -> list[str]:
@@ -372,16 +392,20 @@ def _cmd_for_the_simulated_stack(command: list[str], *, listen: str, parent: str
     return swapped
 
 
-def test_the_cmd_serves_attestation_against_the_simulated_stack(installed, instructions, tmp_path):
-    from common.attestation import Policy, Verifier
-    from common.kms import SimulatedKms
-    from common.testing import fixture_pki
-    from common.testing.processes import NitrokitProcess, simulator_environment
-    from common.wire.client import WireClient
-    from common.wire.service import SERVICE_OPERATIONS, attest_request, parse_attest_response
+def test_the_cmd_serves_attestation_against_the_simulated_stack(installed, instructions, tmp_path, request):
+    from nitrokit.attestation import Policy, Verifier
+    from nitrokit.kms import SimulatedKms
+    from nitrokit.testing import fixture_pki
+    from nitrokit.testing.processes import NitrokitProcess, simulator_environment
+    from nitrokit.wire.client import WireClient
+    from nitrokit.wire.service import SERVICE_OPERATIONS, attest_request, parse_attest_response
 
     root, env = installed
     command = json.loads(next(i.args for i in stages(instructions)[-1] if i.keyword == "CMD"))
+    # The image has no /dev/nsm here and no TEST keys: lend the simulated NSM the fixture keys for this run only.
+    pki = _site_packages(root) / "nitrokit/testing/pki"
+    lent = [shutil.copy2(key, pki / key.name) for key in (REPO / "common/testing/pki").glob("*.key.pem")]
+    request.addfinalizer(lambda: [Path(key).unlink() for key in lent])
     with SimulatedKms() as kms, NitrokitProcess("parent", "--listen", f"unix://{tmp_path / 'parent.sock'}",
                                                 "--endpoint-url", kms.url, "--region", "us-east-1",
                                                 env=simulator_environment()) as parent:

@@ -17,18 +17,18 @@ from typing import Any
 
 import pytest
 
-from common import cms
-from common.kms import AttestationConditions, SimulatedKms
-from common.testing.processes import NitrokitProcess, simulator_environment
-from common.wire.address import bound_address, listen, parse_address
-from common.wire.client import WireClient
-from common.wire.errors import RemoteError
-from common.wire.framing import recv_frame, send_frame
-from common.wire.kms import generate_random_request
-from common.wire.messages import ErrorInfo, Response, decode_request, encode_response
-from enclave.errors import KmsCallError, UntrustedAnswerError
-from enclave.kms_client import IdentityPolicy, KmsClient, RetryPolicy
-from enclave.nsm import SimulatedNsm
+from nitrokit import cms
+from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
+from nitrokit.enclave.kms_client import IdentityPolicy, KmsClient, RetryPolicy
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.kms import AttestationConditions, SimulatedKms
+from nitrokit.testing.processes import NitrokitProcess, simulator_environment
+from nitrokit.wire.address import bound_address, listen, parse_address
+from nitrokit.wire.client import WireClient
+from nitrokit.wire.errors import RemoteError
+from nitrokit.wire.framing import recv_frame, send_frame
+from nitrokit.wire.kms import generate_random_request
+from nitrokit.wire.messages import ErrorInfo, Response, decode_request, encode_response
 from tests.cli_helpers import run_cli
 from tests.relay import RecordingRelay
 
@@ -195,7 +195,7 @@ class ForgingParent:
 
 
 def _document_key(request: dict[str, Any]) -> bytes:
-    from common.attestation import parse_document
+    from nitrokit.attestation import parse_document
 
     document = base64.b64decode(request["Recipient"]["AttestationDocument"])
     key = parse_document(document).public_key
@@ -235,7 +235,7 @@ def test_forged_answers_are_refused(name: str, tmp_path: Path) -> None:
 
 
 def test_an_envelope_for_another_key_is_refused(tmp_path: Path) -> None:
-    from enclave.keys import EphemeralKeyPair
+    from nitrokit.enclave.keys import EphemeralKeyPair
 
     other = EphemeralKeyPair.generate()
     forger = ForgingParent(tmp_path, lambda r: Response(id=None, response={
@@ -279,7 +279,7 @@ def test_no_parent_is_a_typed_error(tmp_path: Path) -> None:
 
 
 def test_bad_sizes_are_usage_errors() -> None:
-    from common.errors import UsageError
+    from nitrokit.errors import UsageError
 
     client = KmsClient(nsm=SimulatedNsm(), parent="unix:///nonexistent")
     for bad in (0, 1025, -1, "8"):

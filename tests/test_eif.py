@@ -1,6 +1,6 @@
 """EIF reading: PCRs equal to an independent computation, strict refusal of broken files, bounded reads.
 
-Every image here is built by tests/eif_builder.py (which never imports common.eif) and every expected PCR is
+Every image here is built by tests/eif_builder.py (which never imports nitrokit.eif) and every expected PCR is
 computed with hashlib straight from the definitions, so a shared mistake would have to be made twice.
 """
 
@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import common.cli as cli
-from common.eif import (
+import nitrokit.cli as cli
+from nitrokit.eif import (
     EifCrcError,
     EifError,
     EifHeaderError,
@@ -39,9 +39,10 @@ from common.eif import (
     describe_eif,
     pcr8_for_certificate,
 )
-from common.eif._parse import READ_CHUNK
-from common.errors import InputTooLargeError, NitrokitError, UsageError
+from nitrokit.eif._parse import READ_CHUNK
+from nitrokit.errors import InputTooLargeError, NitrokitError, UsageError
 from tests import eif_builder as b
+from tests.cli_helpers import only_commands
 
 KERNEL = bytes(range(256)) * 40
 CMDLINE = b"reboot=k panic=30 pci=off nomodules console=ttyS0 random.trust_cpu=on"
@@ -578,7 +579,7 @@ def test_random_signature_sections_raise_only_typed_errors(section):
 @pytest.fixture
 def nitrokit(monkeypatch, capsys):
     # Only this command group: the real dispatcher and error mapping, without importing every other group.
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("common.cli.eif",))
+    only_commands(monkeypatch, "nitrokit.cli.eif")
 
     def run(*args: str) -> tuple[int, str, str]:
         code = cli.main(list(args))

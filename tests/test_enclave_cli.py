@@ -14,17 +14,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-import common.cli
-from common.attestation import Policy, PolicyError, Verifier, parse_document
-from enclave import cli as enclave_cli
-from enclave.nsm import NsmUnavailableError
+from nitrokit import cli
+from nitrokit.attestation import Policy, PolicyError, Verifier, parse_document
+from nitrokit.enclave import cli as enclave_cli
+from nitrokit.enclave.nsm import NsmUnavailableError
 from tests.conftest import FIXTURES, REPO
 
 ROOT = str(FIXTURES / "pki" / "root.pem")
 
 
 def nitrokit(capsysbinary: pytest.CaptureFixture[bytes], *args: str) -> tuple[int, bytes, str]:
-    code = common.cli.main(["enclave", *args])
+    code = cli.main(["enclave", *args])
     out, err = capsysbinary.readouterr()
     return code, out, err.decode()
 
@@ -170,7 +170,7 @@ def test_describe_pcr_errors(capsysbinary: pytest.CaptureFixture[bytes]) -> None
     code, _, err = nitrokit(capsysbinary, "describe-pcr", "65536", "--nsm", "simulated")
     assert code == 2 and "0..65535" in err
     with pytest.raises(SystemExit) as exited:
-        common.cli.main(["enclave", "describe-pcr", "three", "--nsm", "simulated"])
+        cli.main(["enclave", "describe-pcr", "three", "--nsm", "simulated"])
     assert exited.value.code == 2
 
 
@@ -199,7 +199,7 @@ def test_describe_nsm(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
 
 def test_help_mentions_the_simulated_nsm_has_no_state(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     with pytest.raises(SystemExit):
-        common.cli.main(["enclave", "extend-pcr", "--help"])
+        cli.main(["enclave", "extend-pcr", "--help"])
     out, _ = capsysbinary.readouterr()
     assert b"keeps no state between commands" in out
 
@@ -214,7 +214,7 @@ def test_register_builds_a_standalone_group() -> None:
 
 
 def test_attest_piped_into_verify_as_processes() -> None:
-    wire = "import sys, common.cli as c; raise SystemExit(c.main(sys.argv[1:]))"
+    wire = "import sys, nitrokit.cli as c; raise SystemExit(c.main(sys.argv[1:]))"
     env = dict(os.environ, PYTHONPATH=str(REPO))
 
     def run(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

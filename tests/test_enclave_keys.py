@@ -11,12 +11,12 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from common import cms
-from common.attestation import Policy, Verifier
-from common.errors import UsageError
-from common.testing import fixture_pki
-from enclave.keys import EphemeralKeyPair
-from enclave.nsm import SimulatedNsm
+from nitrokit import cms
+from nitrokit.attestation import Policy, Verifier
+from nitrokit.enclave.keys import EphemeralKeyPair
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.errors import UsageError
+from nitrokit.testing import fixture_pki
 
 T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)
 

@@ -13,14 +13,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.attestation import Policy, PolicyError, Verifier
-from common.kms import AttestationConditions, SimulatedKms
-from common.testing import fixture_pki
-from common.testing.processes import NitrokitProcess, ProcessStartError, simulator_environment
-from common.wire.client import WireClient
-from common.wire.errors import RemoteError
-from common.wire.service import SERVICE_OPERATIONS, attest_request, parse_attest_response
-from enclave.service import derive_identity_key
+from nitrokit.attestation import Policy, PolicyError, Verifier
+from nitrokit.enclave.service import derive_identity_key
+from nitrokit.kms import AttestationConditions, SimulatedKms
+from nitrokit.testing import fixture_pki
+from nitrokit.testing.processes import NitrokitProcess, ProcessStartError, simulator_environment
+from nitrokit.wire.client import WireClient
+from nitrokit.wire.errors import RemoteError
+from nitrokit.wire.service import SERVICE_OPERATIONS, attest_request, parse_attest_response
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_identity_derivation_is_deterministic_and_seed_bound() -> None:
 
 
 def test_the_identity_signs_and_the_attested_key_verifies(service: NitrokitProcess) -> None:
-    from common.wire.service import parse_sign_response, sign_request, verify_service_signature
+    from nitrokit.wire.service import parse_sign_response, sign_request, verify_service_signature
 
     document = Verifier(root=fixture_pki().root).verify(_attest(service.first_line, b"n")).document
     assert document.public_key is not None

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from common.kms import Faults, SimulatedKms
-from common.testing.processes import NitrokitProcess, simulator_environment
-from enclave.errors import KmsCallError
-from enclave.kms_client import KmsClient, RetryPolicy
-from enclave.nsm import SimulatedNsm
+from nitrokit.enclave.errors import KmsCallError
+from nitrokit.enclave.kms_client import KmsClient, RetryPolicy
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.kms import Faults, SimulatedKms
+from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 
 SIZES = (16, 24, 32, 48)  # varied, so a value of the wrong length shows
 CONNECT_TIMEOUT = 1.0

@@ -22,11 +22,11 @@ from typing import Any
 import cbor2
 import pytest
 
-from common.attestation import ChainError, MalformedDocumentError, parse_document
-from common.cms import decrypt
-from common.testing.documents import sign_payload
 from fuzz import harnesses
 from fuzz.run import MAX_LEN
+from nitrokit.attestation import ChainError, MalformedDocumentError, parse_document
+from nitrokit.cms import decrypt
+from nitrokit.testing.documents import sign_payload
 from tests.conftest import REPO, VECTORS
 
 CORPUS = REPO / "fuzz" / "corpus"
@@ -146,8 +146,8 @@ def test_fixed_finding_gets_its_typed_error(name, error, message):
 
 def test_fixed_findings_outside_attestation_get_typed_errors():
     """The simulated KMS's and the wire decoder's findings, fixed by their owners."""
-    from common.kms.server import _Handler
-    from common.wire import MalformedFrameError, decode_response
+    from nitrokit.kms.server import _Handler
+    from nitrokit.wire import MalformedFrameError, decode_response
 
     with pytest.raises(MalformedFrameError, match="not valid JSON"):
         decode_response((CRASHES / "wire_response" / "crash-891efbcd35b1c5c3ce022666f54831ffaab73dc9").read_bytes())
@@ -204,7 +204,7 @@ def test_kms_seed_with_recipient_is_answered_with_an_envelope():
 
 
 def test_kms_http_seed_reaches_the_signature_check():
-    from common.kms.server import _Handler
+    from nitrokit.kms.server import _Handler
 
     data = (CORPUS / "kms_http" / "seed-post").read_bytes()
     now = datetime.now(UTC)
@@ -234,7 +234,7 @@ def test_harness_silences_typed_errors_only(monkeypatch):
 
 
 def test_kms_harness_reports_an_unexpected_error_the_service_turned_into_a_500(monkeypatch):
-    from common.kms import _generate_random
+    from nitrokit.kms import _generate_random
 
     def broken(params, context):
         raise ZeroDivisionError("bug")
@@ -247,8 +247,8 @@ def test_kms_harness_reports_an_unexpected_error_the_service_turned_into_a_500(m
 
 
 def test_wire_harnesses_check_the_round_trip(monkeypatch):
-    from common.wire import encode_frame, encode_request, generate_random_request
-    from common.wire.messages import Request
+    from nitrokit.wire import encode_frame, encode_request, generate_random_request
+    from nitrokit.wire.messages import Request
 
     body = encode_request(Request(operation="GenerateRandom", request=generate_random_request(8), id="r1"))
     harnesses.target_wire_request(body)

@@ -17,17 +17,17 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import common.cli
-from common.cms import decrypt
-from common.kms import DEFAULT_ACCESS_KEY
-from common.testing.documents import default_pcrs
+from nitrokit import cli as nitrokit_cli
+from nitrokit.cms import decrypt
+from nitrokit.kms import DEFAULT_ACCESS_KEY
+from nitrokit.testing.documents import default_pcrs
 from tests.conftest import REPO
 from tests.test_kms_support import good_document, recipient, rsa_key
 
 
 def start(*args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "common", "kms-sim", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "nitrokit", "kms-sim", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -124,7 +124,7 @@ def test_pcr_options(stop_all: list[subprocess.Popen[str]]) -> None:
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Any:
-    return common.cli.main
+    return nitrokit_cli.main
 
 
 @pytest.mark.parametrize("args", [
@@ -182,7 +182,7 @@ def test_an_address_not_on_this_host_is_named(cli: Any, capsys: pytest.CaptureFi
 
 
 def test_tcp_listen_addresses_parse() -> None:
-    from common.cli.kms_sim import parse_listen
+    from nitrokit.cli.kms_sim import parse_listen
 
     assert parse_listen("tcp://127.0.0.1:0") == ("127.0.0.1", 0)
     assert parse_listen("tcp://[::1]:8443") == ("::1", 8443)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from common.attestation import aws_nitro_root
-from common.errors import UsageError
-from common.kms import (
+from nitrokit.attestation import aws_nitro_root
+from nitrokit.errors import UsageError
+from nitrokit.kms import (
     DEFAULT_ACCESS_KEY,
     AccessKey,
     AttestationConditions,
@@ -21,8 +21,8 @@ from common.kms import (
     KmsSimConfig,
     load_config,
 )
-from common.kms.conditions import context_from_pcrs
-from common.testing import fixture_pki
+from nitrokit.kms.conditions import context_from_pcrs
+from nitrokit.testing import fixture_pki
 from tests.test_kms_support import foreign_pki
 
 PCR0 = "ab" * 48

@@ -16,9 +16,9 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from common.cms import decrypt, parse_enveloped_data, recipient_key_id
-from common.kms import AttestationConditions, CustomKeyStore, KmsSimConfig, SimulatedKms
-from common.testing.documents import default_pcrs
+from nitrokit.cms import decrypt, parse_enveloped_data, recipient_key_id
+from nitrokit.kms import AttestationConditions, CustomKeyStore, KmsSimConfig, SimulatedKms
+from nitrokit.testing.documents import default_pcrs
 from tests.test_kms_support import foreign_pki, good_document, recipient, rsa_key, spki
 
 NO_CLIENT_VALIDATION = Config(parameter_validation=False)

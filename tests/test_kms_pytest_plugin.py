@@ -17,9 +17,9 @@ from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives import serialization
 
-from common import cms
-from common.attestation import Verifier
-from common.kms import KmsSimConfig
+from nitrokit import cms
+from nitrokit.attestation import Verifier
+from nitrokit.kms import KmsSimConfig
 
 
 def test_plaintext(kms_client):
@@ -67,13 +67,13 @@ class TestDebugNsm:
         return {"debug": True}
 
     def test_debug_documents(self, simulated_nsm):
-        from common.attestation import parse_document
+        from nitrokit.attestation import parse_document
         assert parse_document(simulated_nsm.attestation()).is_debug
 '''
 
 
 def _entry_point_installed() -> bool:
-    return any(ep.name == "nitrokit" and ep.value == "enclave.pytest_plugin"
+    return any(ep.name == "nitrokit" and ep.value == "nitrokit.enclave.pytest_plugin"
                for ep in metadata.entry_points(group="pytest11"))
 
 
@@ -85,7 +85,7 @@ def user_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> py
 
 
 def test_fixtures_available_with_the_plugin_module(user_suite: pytest.Pytester) -> None:
-    args = ["-q"] if _entry_point_installed() else ["-q", "-p", "enclave.pytest_plugin"]
+    args = ["-q"] if _entry_point_installed() else ["-q", "-p", "nitrokit.enclave.pytest_plugin"]
     result = user_suite.runpytest_subprocess(*args)
     result.assert_outcomes(passed=6)
 

@@ -18,9 +18,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from common.cms import decrypt
-from common.errors import UsageError
-from common.kms import Faults, KmsSimConfig, SimulatedKms
+from nitrokit.cms import decrypt
+from nitrokit.errors import UsageError
+from nitrokit.kms import Faults, KmsSimConfig, SimulatedKms
 from tests.test_kms_support import CONTENT_TYPE, good_document, post, recipient, rsa_key, sign_headers
 
 BODY = b'{"NumberOfBytes": 16}'
@@ -262,7 +262,7 @@ def test_an_answer_cut_by_stop_is_whole_or_absent(monkeypatch: pytest.MonkeyPatc
     # stop() shuts connections down at any moment. Cut one right after the server's first write of an answer:
     # the client must have the whole answer (head and body together), never a head whose body is missing,
     # which botocore would parse as an empty 200 success.
-    from common.kms import server as server_module
+    from nitrokit.kms import server as server_module
 
     original_setup = server_module._Handler.setup
 
@@ -435,7 +435,7 @@ def test_one_log_line_per_request_without_secrets(sim: SimulatedKms, caplog: pyt
 
 def test_a_bug_in_the_simulator_is_a_500_with_a_log_line(monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    from common.kms import _generate_random
+    from nitrokit.kms import _generate_random
 
     def broken(*_: Any) -> None:
         raise RuntimeError("simulated bug")

@@ -19,7 +19,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from common.kms import DEFAULT_ACCESS_KEY, AccessKey, KmsSimConfig, SimulatedKms
+from nitrokit.kms import DEFAULT_ACCESS_KEY, AccessKey, KmsSimConfig, SimulatedKms
 from tests.test_kms_support import clock_shift_hook, post, sign_headers
 
 ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1}, proxies={})

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from common.kms import DEFAULT_ACCESS_KEY, AccessKey, SimulatedKms
-from common.testing import FixturePki
-from common.testing.documents import build_document
-from common.testing.pki import ca_key_usage
+from nitrokit.kms import DEFAULT_ACCESS_KEY, AccessKey, SimulatedKms
+from nitrokit.testing import FixturePki
+from nitrokit.testing.documents import build_document
+from nitrokit.testing.pki import ca_key_usage
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET = "TrentService.GenerateRandom"

@@ -11,8 +11,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from common.errors import NitrokitError, UsageError
-from enclave.nsm import (
+from nitrokit.enclave.nsm import (
     ErrorCode,
     Nsm,
     NsmDescription,
@@ -22,6 +21,7 @@ from enclave.nsm import (
     PcrState,
     _codec,
 )
+from nitrokit.errors import NitrokitError, UsageError
 
 PCR = bytes(range(48))
 

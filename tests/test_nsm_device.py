@@ -19,8 +19,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from common.attestation import Verifier
-from enclave.nsm import (
+from nitrokit.attestation import Verifier
+from nitrokit.enclave.nsm import (
     DeviceNsm,
     ErrorCode,
     NsmError,
@@ -31,7 +31,7 @@ from enclave.nsm import (
     _codec,
     open_nsm,
 )
-from enclave.nsm.device import NSM_IOCTL_RAW, IoVec, NsmRawMessage
+from nitrokit.enclave.nsm.device import NSM_IOCTL_RAW, IoVec, NsmRawMessage
 from tests.conftest import FIXTURES
 
 T0 = datetime(2025, 6, 1, 12, tzinfo=UTC)

@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.attestation import Policy, PolicyError, Verifier, parse_document
-from common.errors import UsageError
-from enclave.nsm import ErrorCode, NsmError, NsmInputTooLargeError, SimulatedNsm, _codec, open_nsm
-from enclave.nsm.simulated import LEAF_REUSE_MARGIN, default_pcrs
+from nitrokit.attestation import Policy, PolicyError, Verifier, parse_document
+from nitrokit.enclave.nsm import ErrorCode, NsmError, NsmInputTooLargeError, SimulatedNsm, _codec, open_nsm
+from nitrokit.enclave.nsm.simulated import LEAF_REUSE_MARGIN, default_pcrs
+from nitrokit.errors import UsageError
 from tests.conftest import FIXTURES
 
 T0 = datetime(2025, 6, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -80,7 +80,7 @@ def test_documents_verify_against_the_fixture_root_with_exactly_the_requested_fi
 
 
 def test_documents_do_not_verify_against_the_aws_root() -> None:
-    from common.attestation import ChainError
+    from nitrokit.attestation import ChainError
 
     with pytest.raises(ChainError):
         Verifier().verify(simulated().attestation(), at=T0)

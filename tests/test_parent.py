@@ -1,6 +1,6 @@
 """The parent proxy over real Unix and TCP sockets, relaying to a real KMS endpoint over HTTP with boto3.
 
-The KMS endpoint is the simulated KMS (common.kms) where it can play the part, and a small stand-in HTTP
+The KMS endpoint is the simulated KMS (nitrokit.kms) where it can play the part, and a small stand-in HTTP
 server (below) where a test needs KMS to misbehave in ways the simulator does not: throttling, odd bodies,
 a forged Plaintext, an answer that never comes, or a call held open until the test releases it.
 """
@@ -29,11 +29,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.cms import decrypt
-from common.errors import UsageError
-from common.kms import AttestationConditions, SimulatedKms
-from common.testing.documents import build_document
-from common.wire import (
+from nitrokit.cms import decrypt
+from nitrokit.errors import UsageError
+from nitrokit.kms import AttestationConditions, SimulatedKms
+from nitrokit.parent._kms import RETRYABLE_KMS_CODES, error_for_exception
+from nitrokit.parent.proxy import ParentProxy, ProxyConfig, ProxyThread
+from nitrokit.testing.documents import build_document
+from nitrokit.wire import (
     MAX_FRAME_SIZE,
     AsyncWireClient,
     ErrorCode,
@@ -52,8 +54,6 @@ from common.wire import (
     recv_frame,
     send_frame,
 )
-from parent._kms import RETRYABLE_KMS_CODES, error_for_exception
-from parent.proxy import ParentProxy, ProxyConfig, ProxyThread
 from tests.conftest import REPO
 
 # -- fixtures ---------------------------------------------------------------------------------------------------
@@ -685,7 +685,7 @@ def test_start_up_errors_are_usage_errors(aws_env, tmp_path, monkeypatch):
 
 
 def _start_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen([sys.executable, "-m", "common", "parent", *args], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-m", "nitrokit", "parent", *args], cwd=REPO, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
@@ -747,7 +747,7 @@ def test_cli_prints_the_address_first_and_exits_0_after_finishing_calls_in_fligh
     (["--listen", "tcp://127.0.0.1:0", "--read-timeout", "-1"], "read_timeout"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, args, fragment):
-    result = subprocess.run([sys.executable, "-m", "common", "parent", *args], cwd=REPO, env=_cli_env(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "nitrokit", "parent", *args], cwd=REPO, env=_cli_env(tmp_path),
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr and result.stdout == ""

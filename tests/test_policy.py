@@ -17,18 +17,19 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import common.cli as cli
-from common.cms import decrypt
-from common.kms import AttestationConditions, KmsSimConfig, SimulatedKms
-from common.kms_policy import (
+import nitrokit.cli as cli
+from nitrokit.cms import decrypt
+from nitrokit.kms import AttestationConditions, KmsSimConfig, SimulatedKms
+from nitrokit.kms_policy import (
     DEFAULT_ACTIONS,
     IMAGE_SHA384_KEY,
     RECIPIENT_ACTIONS,
     KeyPolicyError,
     build_statement,
 )
-from common.testing.documents import build_document
+from nitrokit.testing.documents import build_document
 from tests import eif_builder as b
+from tests.cli_helpers import only_commands
 
 PCR0 = "ab" * 48
 PCR1 = "cd" * 48
@@ -134,7 +135,7 @@ def test_accepted_principals_and_explicit_zero():
 
 
 def test_key_policy_error_is_a_usage_error():
-    from common.errors import NitrokitError, UsageError
+    from nitrokit.errors import NitrokitError, UsageError
     assert issubclass(KeyPolicyError, UsageError) and issubclass(KeyPolicyError, NitrokitError)
 
 
@@ -143,7 +144,7 @@ def test_key_policy_error_is_a_usage_error():
 @pytest.fixture
 def nitrokit(monkeypatch, capsys):
     # Only these command groups: the real dispatcher and error mapping, without importing every other group.
-    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("common.cli.eif", "common.cli.policy"))
+    only_commands(monkeypatch, "nitrokit.cli.eif", "nitrokit.cli.policy")
 
     def run(*args: str) -> tuple[int, str, str]:
         code = cli.main(list(args))

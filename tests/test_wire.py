@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.errors import UsageError
-from common.wire import (
+from nitrokit.errors import UsageError
+from nitrokit.wire import (
     GENERATE_RANDOM,
     MAX_FRAME_SIZE,
     PROTOCOL_VERSION,
@@ -55,7 +55,7 @@ from common.wire import (
     recv_frame,
     send_frame,
 )
-from common.wire.messages import MAX_ERROR_MESSAGE_LENGTH
+from nitrokit.wire.messages import MAX_ERROR_MESSAGE_LENGTH
 
 DOC = b"\x84D\xa1\x01\x388\xa0" + bytes(range(256)) * 4  # stands in for a document: the protocol never parses it
 
@@ -584,7 +584,7 @@ def test_async_client(tmp_path):
 
 def test_both_clients_take_another_services_operations(tmp_path):
     # The enclave service's Attest is not a KMS operation: a client must be told it may send it.
-    from common.wire.service import SERVICE_OPERATIONS, attest_request
+    from nitrokit.wire.service import SERVICE_OPERATIONS, attest_request
 
     seen: list[str] = []
 

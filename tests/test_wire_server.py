@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from common.errors import UsageError
-from common.wire import (
+from nitrokit.errors import UsageError
+from nitrokit.wire import (
     MAX_FRAME_SIZE,
     AsyncWireClient,
     ErrorCode,
@@ -39,7 +39,7 @@ from common.wire import (
     parse_address,
     recv_frame,
 )
-from common.wire.server import CallFailed, ServerLimits, ServerThread, WireServer
+from nitrokit.wire.server import CallFailed, ServerLimits, ServerThread, WireServer
 from tests.conftest import REPO
 
 ECHO = {"Echo"}
@@ -359,7 +359,7 @@ def test_start_up_errors_are_raised_by_server_thread_start(tmp_path):
 
 _CHILD = """
 import sys
-from common.wire.server import ServerLimits, WireServer, run_until_signal
+from nitrokit.wire.server import ServerLimits, WireServer, run_until_signal
 
 async def echo(request):
     return {"Echo": request.request.get("Text")}

@@ -2,17 +2,17 @@
 
 The public API::
 
-    from common.attestation import Verifier, Policy
+    from nitrokit.attestation import Verifier, Policy
 
     result = Verifier().verify(document_bytes, at=None, max_age=None, policy=Policy(pcrs={0: "..."}))
     result.document.pcrs[0], result.chain, result.checks
 
 ``parse_document`` parses without verifying (for inspection only: nothing in an unverified document is
-trustworthy). Errors are in :mod:`common.attestation.errors`, all subclasses of ``AttestationError``.
+trustworthy). Errors are in :mod:`nitrokit.attestation.errors`, all subclasses of ``AttestationError``.
 """
 
-from common.attestation._parse import MAX_DOCUMENT_BYTES, PCR_COUNT, PCR_LENGTHS, parse_document
-from common.attestation.errors import (
+from nitrokit.attestation._parse import MAX_DOCUMENT_BYTES, PCR_COUNT, PCR_LENGTHS, parse_document
+from nitrokit.attestation.errors import (
     AttestationError,
     CertificateValidityError,
     ChainError,
@@ -22,10 +22,10 @@ from common.attestation.errors import (
     SignatureError,
     TrustRootError,
 )
-from common.attestation.models import AttestationDocument, VerificationResult
-from common.attestation.policy import Policy
-from common.attestation.roots import AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root, load_root
-from common.attestation.verifier import Verifier
+from nitrokit.attestation.models import AttestationDocument, VerificationResult
+from nitrokit.attestation.policy import Policy
+from nitrokit.attestation.roots import AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root, load_root
+from nitrokit.attestation.verifier import Verifier
 
 __all__ = [
     "AWS_NITRO_ROOT_G1_SHA256",

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import SignatureAlgorithmOID
 
-from common.attestation.errors import CertificateValidityError, ChainError
+from nitrokit.attestation.errors import CertificateValidityError, ChainError
 
 _Ext = TypeVar("_Ext", bound=x509.ExtensionType)
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import cbor2
 
-from common.attestation._cose import COSE_SIGN1_TAG, ES384, ES384_SIGNATURE_BYTES
-from common.attestation.errors import MalformedDocumentError
-from common.attestation.models import AttestationDocument
-from common.cbor import CborError, decode_exactly, kind
-from common.errors import InputTooLargeError
-from common.text import clip
+from nitrokit.attestation._cose import COSE_SIGN1_TAG, ES384, ES384_SIGNATURE_BYTES
+from nitrokit.attestation.errors import MalformedDocumentError
+from nitrokit.attestation.models import AttestationDocument
+from nitrokit.cbor import CborError, decode_exactly, kind
+from nitrokit.errors import InputTooLargeError
+from nitrokit.text import clip
 
 # A real document is about 4.4 KB and the NSM's response buffer is 12 KiB; 32 KiB leaves room for
 # 1024-byte optional fields without letting anyone feed us megabytes.

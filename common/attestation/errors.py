@@ -14,7 +14,7 @@ Every message names the step and the field.
 
 from __future__ import annotations
 
-from common.errors import NitrokitError
+from nitrokit.errors import NitrokitError
 
 
 class AttestationError(NitrokitError):

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
-from common.attestation._parse import PCR_COUNT, PCR_LENGTHS
-from common.attestation.errors import PolicyError
-from common.attestation.models import AttestationDocument
-from common.errors import UsageError
+from nitrokit.attestation._parse import PCR_COUNT, PCR_LENGTHS
+from nitrokit.attestation.errors import PolicyError
+from nitrokit.attestation.models import AttestationDocument
+from nitrokit.errors import UsageError
 
 
 class Check(Protocol):

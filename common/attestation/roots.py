@@ -14,7 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from common.attestation.errors import TrustRootError
+from nitrokit.attestation.errors import TrustRootError
 
 AWS_NITRO_ROOT_G1_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
 _AWS_ROOT_RESOURCE = "roots/aws-nitro-enclaves-root-g1.pem"
@@ -26,7 +26,7 @@ RootSource = x509.Certificate | bytes | str | Path
 @functools.cache
 def aws_nitro_root() -> x509.Certificate:
     """The AWS Nitro Enclaves root G1, loaded from the package and fingerprint-checked."""
-    pem = resources.files("common.attestation").joinpath(_AWS_ROOT_RESOURCE).read_bytes()
+    pem = resources.files("nitrokit.attestation").joinpath(_AWS_ROOT_RESOURCE).read_bytes()
     root = _load_certificate_bytes(pem, what="packaged AWS Nitro root")
     fingerprint = hashlib.sha256(root.public_bytes(serialization.Encoding.DER)).hexdigest()
     if fingerprint != AWS_NITRO_ROOT_G1_SHA256:

@@ -2,7 +2,7 @@
 
     result = Verifier().verify(document_bytes, policy=Policy(pcrs={0: "ab12..."}))
 
-1. parse      strict COSE_Sign1 + payload checks (:mod:`common.attestation._parse`)
+1. parse      strict COSE_Sign1 + payload checks (:mod:`nitrokit.attestation._parse`)
 2. time       the document is not from the future, and not older than ``max_age`` if given
 3. chain      trusted root -> cabundle intermediates -> signing certificate, all valid at ``at``
 4. signature  ES384 over the COSE Sig_structure with the signing certificate's key
@@ -20,14 +20,14 @@ from datetime import UTC, datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from common.attestation import _chain
-from common.attestation._cose import verify_es384
-from common.attestation._parse import parse_document
-from common.attestation.errors import ChainError, DocumentTimeError, SignatureError, TrustRootError
-from common.attestation.models import AttestationDocument, VerificationResult
-from common.attestation.policy import Policy
-from common.attestation.roots import RootSource, aws_nitro_root, load_root
-from common.errors import UsageError
+from nitrokit.attestation import _chain
+from nitrokit.attestation._cose import verify_es384
+from nitrokit.attestation._parse import parse_document
+from nitrokit.attestation.errors import ChainError, DocumentTimeError, SignatureError, TrustRootError
+from nitrokit.attestation.models import AttestationDocument, VerificationResult
+from nitrokit.attestation.policy import Policy
+from nitrokit.attestation.roots import RootSource, aws_nitro_root, load_root
+from nitrokit.errors import UsageError
 
 DEFAULT_FUTURE_SKEW = timedelta(minutes=5)
 DEFAULT_CACHE_SIZE = 1024
@@ -75,7 +75,7 @@ class Verifier:
     ) -> VerificationResult:
         """Verify ``document`` (raw bytes or an already parsed document) at time ``at`` (default: now).
 
-        Raises a subclass of :class:`~common.attestation.errors.AttestationError` naming the failed step.
+        Raises a subclass of :class:`~nitrokit.attestation.errors.AttestationError` naming the failed step.
         """
         at = _resolve_time(at)
         if max_age is not None and (not isinstance(max_age, timedelta) or max_age < timedelta(0)):

@@ -17,7 +17,7 @@ from typing import Any
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from common.errors import InputTooLargeError, UsageError
+from nitrokit.errors import InputTooLargeError, UsageError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography import x509
 
-from common.attestation import (
+from nitrokit.attestation import (
     MAX_DOCUMENT_BYTES,
     AttestationDocument,
     AttestationError,
@@ -18,7 +18,7 @@ from common.attestation import (
     Verifier,
     parse_document,
 )
-from common.cli._io import (
+from nitrokit.cli._io import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
@@ -30,7 +30,7 @@ from common.cli._io import (
     read_input,
     read_public_key_file,
 )
-from common.errors import UsageError
+from nitrokit.errors import UsageError
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
@@ -189,7 +189,7 @@ def _root_from_arg(value: str | None) -> x509.Certificate | str | None:
     if value is None or value == "aws":
         return None
     if value == "fixture":
-        from common.testing import fixture_pki
+        from nitrokit.testing import fixture_pki
 
         return fixture_pki().root
     return value

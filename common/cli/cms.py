@@ -4,7 +4,7 @@
 - ``cms encrypt --recipient PUBLIC.pem|SPKI.der [IN|-] [--out FILE|-]``: a KMS-shaped envelope;
 - ``cms inspect IN [--json]``: versions, rid, algorithms, IV, content length and form (nothing decrypted).
 
-Envelope inputs may be raw BER/DER or base64 (detected). Exit codes follow :mod:`common.cli`: 1 when an
+Envelope inputs may be raw BER/DER or base64 (detected). Exit codes follow :mod:`nitrokit.cli`: 1 when an
 envelope cannot be parsed or opened, 2 for usage errors such as a key that is not RSA 2048/3072/4096.
 """
 
@@ -16,7 +16,7 @@ import sys
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.cli._io import (
+from nitrokit.cli._io import (
     EXIT_OK,
     CommandFailed,
     decode_binary_or_base64,
@@ -24,7 +24,7 @@ from common.cli._io import (
     read_input,
     write_output,
 )
-from common.cms import (
+from nitrokit.cms import (
     MAX_ENVELOPE_SIZE,
     MAX_PLAINTEXT_SIZE,
     CmsFormatError,
@@ -34,8 +34,8 @@ from common.cms import (
     encrypt_for_recipient,
     parse_enveloped_data,
 )
-from common.cms._model import describe_oid
-from common.errors import UsageError
+from nitrokit.cms._model import describe_oid
+from nitrokit.errors import UsageError
 
 # Base64 text of a maximal envelope is 4/3 its size plus line breaks; parse_enveloped_data caps the rest.
 _MAX_ENVELOPE_INPUT = 2 * MAX_ENVELOPE_SIZE

@@ -10,7 +10,7 @@ temporary file (deleted on exit), in 1 MiB chunks and never past the cap: ``--ma
 :data:`DEFAULT_MAX_STDIN_EIF_BYTES` (4 GiB, not the 16 GiB allowed for files, since it is a copy on the temporary
 directory's disk). More than that is refused before anything is parsed. A terminal on standard input is refused.
 
-Exit codes follow :mod:`common.cli`: 1 when the file is not a valid EIF (the message says why), 2 for usage
+Exit codes follow :mod:`nitrokit.cli`: 1 when the file is not a valid EIF (the message says why), 2 for usage
 and I/O errors and for input over the size cap.
 """
 
@@ -21,9 +21,9 @@ import sys
 import tempfile
 from typing import BinaryIO
 
-from common.cli._io import EXIT_OK, print_json
-from common.eif import DEFAULT_MAX_EIF_BYTES, HEADER_SIZE, EifDescription, describe_eif
-from common.errors import InputTooLargeError, UsageError
+from nitrokit.cli._io import EXIT_OK, print_json
+from nitrokit.eif import DEFAULT_MAX_EIF_BYTES, HEADER_SIZE, EifDescription, describe_eif
+from nitrokit.errors import InputTooLargeError, UsageError
 
 #: Default cap for an EIF read from standard input (it is copied to a temporary file first).
 DEFAULT_MAX_STDIN_EIF_BYTES = 4 * 1024**3

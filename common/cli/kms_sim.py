@@ -16,11 +16,11 @@ import threading
 from types import FrameType
 from typing import Any
 
-from common.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_hex, read_input
-from common.errors import UsageError
-from common.kms import AttestationConditions, KmsSimConfig, SimulatedKms, load_config
-from common.kms.server import DEFAULT_MAX_CONNECTIONS
-from common.wire.address import TcpAddress, parse_address
+from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_hex, read_input
+from nitrokit.errors import UsageError
+from nitrokit.kms import AttestationConditions, KmsSimConfig, SimulatedKms, load_config
+from nitrokit.kms.server import DEFAULT_MAX_CONNECTIONS
+from nitrokit.wire.address import TcpAddress, parse_address
 
 _MAX_POLICY_BYTES = 256 * 1024
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from common.cli._io import EXIT_OK, print_json
-from common.kms_policy import DEFAULT_ACTIONS, DEFAULT_SID, RECIPIENT_ACTIONS, KeyPolicyError, build_statement
+from nitrokit.cli._io import EXIT_OK, print_json
+from nitrokit.kms_policy import DEFAULT_ACTIONS, DEFAULT_SID, RECIPIENT_ACTIONS, KeyPolicyError, build_statement
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

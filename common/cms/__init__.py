@@ -20,10 +20,10 @@ The two calls other parts of nitrokit rely on (keep them stable)::
 
 and for inspection ``parse_enveloped_data(data) -> EnvelopedData`` and ``recipient_key_id(public_key)``.
 
-Errors (all :class:`~common.errors.NitrokitError`): :class:`CmsFormatError` (names what differs),
+Errors (all :class:`~nitrokit.errors.NitrokitError`): :class:`CmsFormatError` (names what differs),
 :class:`RecipientMismatchError` (another key's envelope; found before any RSA operation),
 :class:`CmsDecryptionError` (one message for every later failure), :class:`UnsupportedKeyError` (not RSA
-2048/3072/4096), :class:`~common.errors.InputTooLargeError` (over :data:`MAX_ENVELOPE_SIZE` or
+2048/3072/4096), :class:`~nitrokit.errors.InputTooLargeError` (over :data:`MAX_ENVELOPE_SIZE` or
 :data:`MAX_PLAINTEXT_SIZE`).
 
 The envelope is not authenticated: anyone with the public key can make one, and AES-CBC is malleable.
@@ -32,12 +32,12 @@ See docs/cms.md.
 
 from __future__ import annotations
 
-from common.cms._build import MAX_PLAINTEXT_SIZE, encrypt_for_recipient
-from common.cms._decrypt import decrypt
-from common.cms._keys import SUPPORTED_RSA_BITS, recipient_key_id
-from common.cms._model import EnvelopedData
-from common.cms._parse import MAX_ENVELOPE_SIZE, parse_enveloped_data
-from common.cms.errors import (
+from nitrokit.cms._build import MAX_PLAINTEXT_SIZE, encrypt_for_recipient
+from nitrokit.cms._decrypt import decrypt
+from nitrokit.cms._keys import SUPPORTED_RSA_BITS, recipient_key_id
+from nitrokit.cms._model import EnvelopedData
+from nitrokit.cms._parse import MAX_ENVELOPE_SIZE, parse_enveloped_data
+from nitrokit.cms.errors import (
     CmsDecryptionError,
     CmsError,
     CmsFormatError,

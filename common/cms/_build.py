@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from common.cms._keys import load_recipient_key, spki_der
-from common.cms._shape import (
+from nitrokit.cms._keys import load_recipient_key, spki_der
+from nitrokit.cms._shape import (
     CHUNK_SIZE,
     CLOSE,
     END_OF_CONTENTS,
@@ -20,7 +20,7 @@ from common.cms._shape import (
     TEMPLATES,
     octet_string_header,
 )
-from common.errors import InputTooLargeError, UsageError
+from nitrokit.errors import InputTooLargeError, UsageError
 
 # Large enough for any KMS payload (4 KiB at most) with room to spare, small enough that every envelope
 # we build (with an RSA-4096 recipient) stays under MAX_ENVELOPE_SIZE and so opens with our own parser.
@@ -36,7 +36,7 @@ def encrypt_for_recipient(plaintext: bytes, recipient_public_key: bytes | rsa.RS
 
     ``recipient_public_key`` is DER or PEM SubjectPublicKeyInfo bytes (the attestation document's
     ``public_key`` field) or an ``RSAPublicKey``; RSA 2048, 3072 or 4096 bits, anything else raises
-    :class:`~common.cms.errors.UnsupportedKeyError`. A fresh content key and IV come from ``os.urandom``.
+    :class:`~nitrokit.cms.errors.UnsupportedKeyError`. A fresh content key and IV come from ``os.urandom``.
     """
     if isinstance(plaintext, bytearray | memoryview):
         plaintext = bytes(plaintext)

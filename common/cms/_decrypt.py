@@ -8,11 +8,11 @@ from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from common.cms._build import CONTENT_KEY_LENGTH, OAEP_SHA256
-from common.cms._keys import check_rsa_size, private_key_id
-from common.cms._model import EnvelopedData
-from common.cms._parse import parse_enveloped_data
-from common.cms.errors import CmsDecryptionError, RecipientMismatchError, UnsupportedKeyError
+from nitrokit.cms._build import CONTENT_KEY_LENGTH, OAEP_SHA256
+from nitrokit.cms._keys import check_rsa_size, private_key_id
+from nitrokit.cms._model import EnvelopedData
+from nitrokit.cms._parse import parse_enveloped_data
+from nitrokit.cms.errors import CmsDecryptionError, RecipientMismatchError, UnsupportedKeyError
 
 
 def decrypt(envelope: bytes | EnvelopedData, private_key: rsa.RSAPrivateKey) -> bytes:

@@ -7,7 +7,7 @@ import hashlib
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 
-from common.cms.errors import UnsupportedKeyError
+from nitrokit.cms.errors import UnsupportedKeyError
 
 # KMS accepts RSA 2048/3072/4096 recipient keys; so do we, and nothing else.
 SUPPORTED_RSA_BITS = (2048, 3072, 4096)

@@ -44,7 +44,7 @@ def describe_oid(dotted: str) -> str:
 class EnvelopedData:
     """A CiphertextForRecipient that passed the shape check, with its skeleton and its ciphertexts.
 
-    Only :func:`~common.cms.parse_enveloped_data` makes these; the algorithm fields are recorded as
+    Only :func:`~nitrokit.cms.parse_enveloped_data` makes these; the algorithm fields are recorded as
     found (they can only hold the one accepted value each) so ``inspect`` and tests can compare skeletons.
     """
 

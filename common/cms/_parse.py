@@ -13,7 +13,7 @@ from typing import Any
 from asn1crypto import cms, core
 from asn1crypto import parser as asn1_parser
 
-from common.cms._model import (
+from nitrokit.cms._model import (
     OID_AES256_CBC,
     OID_DATA,
     OID_ENVELOPED_DATA,
@@ -24,7 +24,7 @@ from common.cms._model import (
     EnvelopedData,
     describe_oid,
 )
-from common.cms._shape import (
+from nitrokit.cms._shape import (
     CLOSE,
     END_OF_CONTENTS,
     INDEFINITE_CONTEXT_0,
@@ -32,8 +32,8 @@ from common.cms._shape import (
     RID_LENGTH,
     TEMPLATES,
 )
-from common.cms.errors import CmsFormatError
-from common.errors import InputTooLargeError, UsageError
+from nitrokit.cms.errors import CmsFormatError
+from nitrokit.errors import InputTooLargeError, UsageError
 
 # KMS's CiphertextForRecipient is at most 6144 bytes; a 4 KiB plaintext for RSA-4096 is under 5 KiB. The cap
 # leaves room for anything legitimate (our own envelopes of up to MAX_PLAINTEXT_SIZE included) while keeping
@@ -53,8 +53,8 @@ _RECIPIENT_INFO_NAMES = {
 def parse_enveloped_data(data: bytes) -> EnvelopedData:
     """Parse a CiphertextForRecipient (raw BER/DER bytes) and check it has the shape KMS produces.
 
-    Raises :class:`~common.errors.InputTooLargeError` over :data:`MAX_ENVELOPE_SIZE` bytes and
-    :class:`~common.cms.errors.CmsFormatError` (naming what differs) for anything else it does not accept.
+    Raises :class:`~nitrokit.errors.InputTooLargeError` over :data:`MAX_ENVELOPE_SIZE` bytes and
+    :class:`~nitrokit.cms.errors.CmsFormatError` (naming what differs) for anything else it does not accept.
     """
     if isinstance(data, bytearray | memoryview):
         data = bytes(data)

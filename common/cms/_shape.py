@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from asn1crypto import algos, cms, core
 
-from common.cms._keys import SUPPORTED_RSA_BITS
+from nitrokit.cms._keys import SUPPORTED_RSA_BITS
 
 INDEFINITE_SEQUENCE = b"\x30\x80"
 INDEFINITE_CONTEXT_0 = b"\xa0\x80"  # [0] constructed, indefinite length

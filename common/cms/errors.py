@@ -1,4 +1,4 @@
-"""Errors raised by :mod:`common.cms`.
+"""Errors raised by :mod:`nitrokit.cms`.
 
 Catch :class:`CmsError` for "this envelope could not be used". The subclasses tell apart the three cases a
 caller may want to handle differently:
@@ -16,7 +16,7 @@ Messages never contain key material or plaintext.
 
 from __future__ import annotations
 
-from common.errors import NitrokitError, UsageError
+from nitrokit.errors import NitrokitError, UsageError
 
 __all__ = [
     "CmsDecryptionError",
@@ -28,7 +28,7 @@ __all__ = [
 
 
 class CmsError(NitrokitError):
-    """Base class of every error :mod:`common.cms` raises on purpose."""
+    """Base class of every error :mod:`nitrokit.cms` raises on purpose."""
 
 
 class CmsFormatError(CmsError, ValueError):

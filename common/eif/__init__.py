@@ -2,7 +2,7 @@
 
 The public API::
 
-    from common.eif import describe_eif
+    from nitrokit.eif import describe_eif
 
     description = describe_eif("enclave.eif")        # path, bytes or a seekable binary file
     description.measurements.pcr0                     # 48 bytes; also pcr1, pcr2, pcr8 (signed images)
@@ -13,14 +13,14 @@ The values equal ``nitro-cli build-enclave`` / ``describe-eif`` output: PCR0 = S
 SHA-384(kernel || cmdline || all ramdisks)), PCR1 the same over kernel, cmdline and the first ramdisk, PCR2
 over the remaining ramdisks, PCR8 over the DER signing certificate. The reader is strict (the CRC, every
 offset and size, section order and counts are checked; nothing past the declared end is read) and streams
-the file in bounded chunks. See docs/enclave-images.md and :mod:`common.eif._parse` for the exact rules.
+the file in bounded chunks. See docs/enclave-images.md and :mod:`nitrokit.eif._parse` for the exact rules.
 
-Errors are :class:`~common.eif.errors.EifError` subclasses (all :class:`~common.errors.NitrokitError`).
+Errors are :class:`~nitrokit.eif.errors.EifError` subclasses (all :class:`~nitrokit.errors.NitrokitError`).
 """
 
 from __future__ import annotations
 
-from common.eif._parse import (
+from nitrokit.eif._parse import (
     DEFAULT_MAX_EIF_BYTES,
     EIF_MAGIC,
     HEADER_SIZE,
@@ -32,8 +32,8 @@ from common.eif._parse import (
     SUPPORTED_VERSIONS,
     describe_eif,
 )
-from common.eif._signature import pcr8_for_certificate, pcr_extend_from_zero
-from common.eif.errors import (
+from nitrokit.eif._signature import pcr8_for_certificate, pcr_extend_from_zero
+from nitrokit.eif.errors import (
     EifCrcError,
     EifError,
     EifHeaderError,
@@ -45,7 +45,7 @@ from common.eif.errors import (
     EifTruncatedError,
     EifVersionError,
 )
-from common.eif.models import (
+from nitrokit.eif.models import (
     NITRO_CLI_HASH_ALGORITHM,
     EifDescription,
     EifHeader,

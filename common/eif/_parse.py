@@ -17,7 +17,7 @@ Measurements (``EifReader::from_eif`` and ``utils::get_pcrs``; QEMU's ``hw/core/
 - PCR0 over kernel || cmdline || every ramdisk, in file order;
 - PCR1 over kernel || cmdline || the first ramdisk (the bootstrap Amazon provides);
 - PCR2 over the other ramdisks (the application; SHA-384 of nothing if there is only one);
-- PCR8 over the DER signing certificate of the signature section (see :mod:`common.eif._signature`).
+- PCR8 over the DER signing certificate of the signature section (see :mod:`nitrokit.eif._signature`).
 Metadata and signature sections are covered by the CRC but by no PCR.
 
 Stricter than nitro-cli (which walks sections until EOF and ignores the offset table): every declared
@@ -39,13 +39,13 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-from common.eif._signature import (
+from nitrokit.eif._signature import (
     check_pcr0_signature,
     parse_signature_section,
     pcr8_for_certificate,
     pcr_extend_from_zero,
 )
-from common.eif.errors import (
+from nitrokit.eif.errors import (
     EifCrcError,
     EifHeaderError,
     EifLayoutError,
@@ -55,7 +55,7 @@ from common.eif.errors import (
     EifTruncatedError,
     EifVersionError,
 )
-from common.eif.models import (
+from nitrokit.eif.models import (
     EIF_FLAG_ARM64,
     EifDescription,
     EifHeader,
@@ -63,7 +63,7 @@ from common.eif.models import (
     Measurements,
     SectionType,
 )
-from common.errors import UsageError
+from nitrokit.errors import UsageError
 
 EIF_MAGIC = b".eif"
 MAX_SECTIONS = 32
@@ -104,7 +104,7 @@ def describe_eif(source: EifSource, *, max_bytes: int = DEFAULT_MAX_EIF_BYTES,
     ``source`` is a path, the file's bytes, or a seekable binary file object (read from its start). For a
     signed image the PCR0 signature is verified against the embedded certificate and must sign this image's
     PCR0 (``verify_signature=False`` skips that check; PCR8 is computed either way). Raises an
-    :class:`~common.eif.errors.EifError` subclass naming what is wrong; :class:`EifTooLargeError` if the
+    :class:`~nitrokit.eif.errors.EifError` subclass naming what is wrong; :class:`EifTooLargeError` if the
     file is over ``max_bytes``.
     """
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < HEADER_SIZE:

@@ -27,10 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.utils import CryptographyDeprecationWarning
 
-from common.attestation._cose import COSE_SIGN1_TAG, sig_structure
-from common.cbor import CborError, decode_exactly, kind
-from common.eif.errors import EifSignatureError
-from common.eif.models import EifSignature
+from nitrokit.attestation._cose import COSE_SIGN1_TAG, sig_structure
+from nitrokit.cbor import CborError, decode_exactly, kind
+from nitrokit.eif.errors import EifSignatureError
+from nitrokit.eif.models import EifSignature
 
 MAX_CBOR_DEPTH = 6
 MAX_CERTIFICATE_BYTES = 16 * 1024

@@ -11,12 +11,12 @@ the file broke, so a caller (or a CI job comparing PCRs) can report it precisely
         ...
 
 Messages name the field or section and, where it helps, the byte offset. :class:`EifTooLargeError` is also an
-:class:`~common.errors.InputTooLargeError`, so code that handles every size cap the same way still can.
+:class:`~nitrokit.errors.InputTooLargeError`, so code that handles every size cap the same way still can.
 """
 
 from __future__ import annotations
 
-from common.errors import InputTooLargeError, NitrokitError
+from nitrokit.errors import InputTooLargeError, NitrokitError
 
 __all__ = [
     "EifCrcError",

@@ -75,7 +75,7 @@ class Measurements:
     pcr8: bytes | None = None
 
     def as_dict(self) -> dict[int, bytes]:
-        """The PCRs by index, ready for :class:`common.attestation.Policy` or the KMS key policy builder."""
+        """The PCRs by index, ready for :class:`nitrokit.attestation.Policy` or the KMS key policy builder."""
         pcrs = {0: self.pcr0, 1: self.pcr1, 2: self.pcr2}
         if self.pcr8 is not None:
             pcrs[8] = self.pcr8

@@ -6,19 +6,19 @@ attestation document verified (against nitrokit's fixture root by default) and t
 ``CiphertextForRecipient``. Attestation conditions (the ``kms:RecipientAttestation:*`` policy keys), custom
 key stores and injected faults make the error paths testable. See docs/kms-sim.md.
 
-    from common.kms import SimulatedKms, KmsSimConfig, AttestationConditions
+    from nitrokit.kms import SimulatedKms, KmsSimConfig, AttestationConditions
 
     config = KmsSimConfig(conditions=AttestationConditions.require(pcrs={0: pcr0_hex}))
     with SimulatedKms(config) as kms:
         kms.client().generate_random(NumberOfBytes=32, Recipient={...})
 
-Command line: ``nitrokit kms-sim``. pytest fixtures: ``-p common.kms.pytest_fixtures``.
+Command line: ``nitrokit kms-sim``. pytest fixtures: ``-p nitrokit.kms.pytest_fixtures``.
 """
 
-from common.kms.conditions import AttestationConditions
-from common.kms.config import DEFAULT_ACCESS_KEY, AccessKey, CustomKeyStore, Faults, KmsSimConfig, load_config
-from common.kms.errors import KmsConfigError, KmsServiceError, KmsSimError
-from common.kms.server import SimulatedKms
+from nitrokit.kms.conditions import AttestationConditions
+from nitrokit.kms.config import DEFAULT_ACCESS_KEY, AccessKey, CustomKeyStore, Faults, KmsSimConfig, load_config
+from nitrokit.kms.errors import KmsConfigError, KmsServiceError, KmsSimError
+from nitrokit.kms.server import SimulatedKms
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",

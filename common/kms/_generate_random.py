@@ -33,12 +33,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from common.attestation import AttestationError, Policy, Verifier
-from common.cms import SUPPORTED_RSA_BITS, encrypt_for_recipient
-from common.errors import InputTooLargeError
-from common.kms.conditions import AttestationConditions, context_from_pcrs
-from common.kms.config import CustomKeyStore
-from common.kms.errors import KmsServiceError
+from nitrokit.attestation import AttestationError, Policy, Verifier
+from nitrokit.cms import SUPPORTED_RSA_BITS, encrypt_for_recipient
+from nitrokit.errors import InputTooLargeError
+from nitrokit.kms.conditions import AttestationConditions, context_from_pcrs
+from nitrokit.kms.config import CustomKeyStore
+from nitrokit.kms.errors import KmsServiceError
 
 MIN_BYTES = 1
 MAX_BYTES = 1024

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
-from common.attestation import Verifier
-from common.kms import _generate_random, _sigv4
-from common.kms.conditions import AttestationConditions
-from common.kms.config import Faults, KmsSimConfig
-from common.kms.errors import KmsConfigError, KmsServiceError
+from nitrokit.attestation import Verifier
+from nitrokit.kms import _generate_random, _sigv4
+from nitrokit.kms.conditions import AttestationConditions
+from nitrokit.kms.config import Faults, KmsSimConfig
+from nitrokit.kms.errors import KmsConfigError, KmsServiceError
 
 logger = logging.getLogger("nitrokit.kms_sim")
 

@@ -27,8 +27,8 @@ from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from common.kms.config import AccessKey
-from common.kms.errors import KmsServiceError
+from nitrokit.kms.config import AccessKey
+from nitrokit.kms.errors import KmsServiceError
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "kms"

@@ -22,7 +22,7 @@ the way IAM does, restricted to what the simulator can know:
 
 ``Principal``, ``Action``, ``Resource`` and ``Sid`` are read and ignored: the simulator has one caller and no
 keys. ``Effect`` must be ``Allow``. Anything else (another condition key or operator, ``Deny`` statements,
-malformed hex) raises :class:`~common.kms.errors.KmsConfigError` when the conditions are built, so a policy
+malformed hex) raises :class:`~nitrokit.kms.errors.KmsConfigError` when the conditions are built, so a policy
 the simulator cannot evaluate is refused rather than half-applied.
 """
 
@@ -33,8 +33,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common.attestation import PCR_COUNT
-from common.kms.errors import KmsConfigError
+from nitrokit.attestation import PCR_COUNT
+from nitrokit.kms.errors import KmsConfigError
 
 __all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
 

@@ -16,7 +16,7 @@ or TOML file with :func:`load_config`::
     type = "AWS_CLOUDHSM"             # or "EXTERNAL_KEY_STORE"
     connection_state = "CONNECTED"    # CONNECTING, DISCONNECTED, DISCONNECTING, FAILED
 
-    [conditions]                      # or a KMS key-policy statement / document: see common.kms.conditions
+    [conditions]                      # or a KMS key-policy statement / document: see nitrokit.kms.conditions
     "kms:RecipientAttestation:PCR0" = "<96 hex digits>"
 
     [faults]
@@ -27,7 +27,7 @@ or TOML file with :func:`load_config`::
     latency_ms = 0                    # added to every authenticated call
     seed = 0                          # optional, makes the rates reproducible
 
-Unknown keys are refused (:class:`~common.kms.errors.KmsConfigError`), so a typo never turns a check off.
+Unknown keys are refused (:class:`~nitrokit.kms.errors.KmsConfigError`), so a typo never turns a check off.
 """
 
 from __future__ import annotations
@@ -41,10 +41,10 @@ from typing import Any
 
 from cryptography import x509
 
-from common.attestation import AttestationError, aws_nitro_root, load_root
-from common.kms.conditions import AttestationConditions
-from common.kms.errors import KmsConfigError
-from common.testing import fixture_pki
+from nitrokit.attestation import AttestationError, aws_nitro_root, load_root
+from nitrokit.kms.conditions import AttestationConditions
+from nitrokit.kms.errors import KmsConfigError
+from nitrokit.testing import fixture_pki
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",

@@ -1,8 +1,8 @@
 """Errors of the simulated KMS.
 
-Two kinds, both :class:`~common.errors.NitrokitError`:
+Two kinds, both :class:`~nitrokit.errors.NitrokitError`:
 
-- :class:`KmsConfigError` (a :class:`~common.errors.UsageError`): the simulator's configuration is invalid
+- :class:`KmsConfigError` (a :class:`~nitrokit.errors.UsageError`): the simulator's configuration is invalid
   (unknown key, bad value, a policy statement it cannot evaluate). Raised when the config is built or
   loaded, never while serving, so a typo can not silently turn a check off.
 - :class:`KmsServiceError`: one AWS error answer (``__type``, HTTP status, message). The server raises it
@@ -12,7 +12,7 @@ Two kinds, both :class:`~common.errors.NitrokitError`:
 
 from __future__ import annotations
 
-from common.errors import NitrokitError, UsageError
+from nitrokit.errors import NitrokitError, UsageError
 
 __all__ = ["KmsConfigError", "KmsServiceError", "KmsSimError"]
 

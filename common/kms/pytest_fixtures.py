@@ -1,10 +1,10 @@
 """pytest fixtures for the simulated KMS (the KMS half of nitrokit's pytest plugin).
 
-Load with ``-p common.kms.pytest_fixtures`` (or through nitrokit's pytest plugin entry point). Tests then get:
+Load with ``-p nitrokit.kms.pytest_fixtures`` (or through nitrokit's pytest plugin entry point). Tests then get:
 
-- ``kms_sim_config``: the :class:`~common.kms.KmsSimConfig` to start with (defaults); override this fixture
+- ``kms_sim_config``: the :class:`~nitrokit.kms.KmsSimConfig` to start with (defaults); override this fixture
   in a conftest.py or test module to change credentials, root, conditions, key stores or faults;
-- ``kms_sim``: a running :class:`~common.kms.SimulatedKms` on a free loopback port, fresh for each test (it
+- ``kms_sim``: a running :class:`~nitrokit.kms.SimulatedKms` on a free loopback port, fresh for each test (it
   starts in milliseconds, and no state leaks from one test to the next);
 - ``kms_client``: a boto3 KMS client for it, with the configured region and credentials.
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from common.kms.config import KmsSimConfig
-from common.kms.server import SimulatedKms
+from nitrokit.kms.config import KmsSimConfig
+from nitrokit.kms.server import SimulatedKms
 
 __all__ = ["kms_client", "kms_sim", "kms_sim_config"]
 

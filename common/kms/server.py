@@ -1,6 +1,6 @@
 """The simulated KMS over HTTP/1.1, and :class:`SimulatedKms`, its Python API for tests.
 
-    from common.kms import SimulatedKms
+    from nitrokit.kms import SimulatedKms
 
     with SimulatedKms() as kms:            # a free loopback port, fixture root, AWS's example credentials
         client = kms.client()              # a plain boto3 KMS client pointed at kms.url
@@ -27,11 +27,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from common.errors import UsageError
-from common.kms._service import CONTENT_TYPE, Answer, KmsService
-from common.kms.conditions import AttestationConditions
-from common.kms.config import Faults, KmsSimConfig
-from common.kms.errors import KmsServiceError
+from nitrokit.errors import UsageError
+from nitrokit.kms._service import CONTENT_TYPE, Answer, KmsService
+from nitrokit.kms.conditions import AttestationConditions
+from nitrokit.kms.config import Faults, KmsSimConfig
+from nitrokit.kms.errors import KmsServiceError
 
 if TYPE_CHECKING:
     from botocore.config import Config

@@ -4,7 +4,7 @@ Everything here is for tests and simulations. The private keys under ``pki/`` ar
 this repository: nothing signed by them proves anything about a real enclave.
 """
 
-from common.testing.documents import build_document
-from common.testing.pki import FixturePki, fixture_pki, fixture_root_pem
+from nitrokit.testing.documents import build_document
+from nitrokit.testing.pki import FixturePki, fixture_pki, fixture_root_pem
 
 __all__ = ["FixturePki", "build_document", "fixture_pki", "fixture_root_pem"]

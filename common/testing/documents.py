@@ -16,8 +16,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.attestation._cose import PROTECTED_ES384, encode_sign1, sign_es384
-from common.testing.pki import FixturePki, fixture_pki
+from nitrokit.attestation._cose import PROTECTED_ES384, encode_sign1, sign_es384
+from nitrokit.testing.pki import FixturePki, fixture_pki
 
 DEFAULT_MODULE_ID = "i-0fixture0000000000-enc0000000000000000"
 

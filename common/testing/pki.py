@@ -8,6 +8,7 @@ calendar moves: the fixture CAs are valid until 2059, unlike AWS's short-lived i
 from __future__ import annotations
 
 import functools
+import importlib.resources.abc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -16,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from nitrokit.errors import UsageError
 
 CA_NAMES = ("root", "regional", "zonal", "instance")
 LEAF_LIFETIME = timedelta(hours=3)
@@ -83,19 +86,41 @@ def _key_usage(*, digital_signature: bool = False, content_commitment: bool = Fa
     )
 
 
+class FixtureKeysMissingError(UsageError):
+    """The fixture PKI's TEST private keys are not installed (an enclave image built by Dockerfile.enclave)."""
+
+
+def _pki_folder() -> resources.abc.Traversable:
+    return resources.files("nitrokit.testing").joinpath("pki")
+
+
 @functools.cache
-def fixture_pki() -> FixturePki:
-    """The fixture PKI shipped in the package (loaded once per process)."""
-    folder = resources.files("common.testing").joinpath("pki")
-    cas = tuple(x509.load_pem_x509_certificate(folder.joinpath(f"{name}.pem").read_bytes()) for name in CA_NAMES)
-    key = serialization.load_pem_private_key(folder.joinpath("instance.key.pem").read_bytes(), password=None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return FixturePki(cas=cas, instance_key=key)
+def fixture_root() -> x509.Certificate:
+    """The fixture root certificate: public, so it is there even where the TEST keys are not."""
+    return x509.load_pem_x509_certificate(fixture_root_pem())
 
 
 def fixture_root_pem() -> bytes:
     """The fixture root certificate as PEM (the same bytes as fixtures/pki/root.pem)."""
-    return fixture_pki().root.public_bytes(serialization.Encoding.PEM)
+    return _pki_folder().joinpath("root.pem").read_bytes()
+
+
+@functools.cache
+def fixture_pki() -> FixturePki:
+    """The fixture PKI shipped in the package, TEST keys included (loaded once per process).
+
+    Raises :class:`FixtureKeysMissingError` where the keys were left out, as in the enclave image.
+    """
+    folder = _pki_folder()
+    key_file = folder.joinpath("instance.key.pem")
+    if not key_file.is_file():
+        raise FixtureKeysMissingError(
+            "the fixture PKI's TEST keys are not installed here (an enclave image leaves them out), so nothing "
+            "can be signed by the simulated NSM; use --nsm device inside an enclave, or a full nitrokit install")
+    cas = tuple(x509.load_pem_x509_certificate(folder.joinpath(f"{name}.pem").read_bytes()) for name in CA_NAMES)
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return FixturePki(cas=cas, instance_key=key)
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:

@@ -4,7 +4,7 @@
         parent.first_line        # the address it listens on
     # stopped with SIGTERM on exit (SIGKILL if it does not stop within the grace time)
 
-:func:`simulator_environment` is the environment for a parent that talks to a :class:`~common.kms.SimulatedKms`.
+:func:`simulator_environment` is the environment for a parent that talks to a :class:`~nitrokit.kms.SimulatedKms`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import IO, Self
 
-from common.errors import NitrokitError
+from nitrokit.errors import NitrokitError
 
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
@@ -31,7 +31,7 @@ class ProcessStartError(NitrokitError):
 
 
 class NitrokitProcess:
-    """A ``python -m common ARGS`` child whose first stdout line is read on start."""
+    """A ``python -m nitrokit ARGS`` child whose first stdout line is read on start."""
 
     def __init__(self, *args: str, env: Mapping[str, str] | None = None,
                  start_timeout: float = START_TIMEOUT) -> None:
@@ -44,7 +44,7 @@ class NitrokitProcess:
 
     def start(self) -> str:
         self.process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, arguments as a list
-            [sys.executable, "-m", "common", *self._args], env=self._env, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "nitrokit", *self._args], env=self._env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         lines: queue.Queue[str] = queue.Queue()
         stdout = self.process.stdout
@@ -93,12 +93,12 @@ class NitrokitProcess:
 
 
 def simulator_environment() -> dict[str, str]:
-    """An environment for a ``nitrokit parent`` child that talks to a :class:`~common.kms.SimulatedKms`.
+    """An environment for a ``nitrokit parent`` child that talks to a :class:`~nitrokit.kms.SimulatedKms`.
 
     The simulator's default credentials, and no real AWS configuration, profile or metadata service, so the
     child can never reach real AWS with someone's credentials.
     """
-    from common.kms import DEFAULT_ACCESS_KEY
+    from nitrokit.kms import DEFAULT_ACCESS_KEY
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
     env.update({

@@ -3,21 +3,21 @@
 An enclave sends a KMS request to the parent instance, which relays it to AWS KMS and sends the answer back.
 Each message is one frame: a 4-byte big-endian length, then a UTF-8 JSON body (docs/protocol.md)::
 
-    from common.wire import WireClient, generate_random_request, parse_generate_random_response
+    from nitrokit.wire import WireClient, generate_random_request, parse_generate_random_response
 
     with WireClient("vsock://3:8000") as client:
         answer = client.call("GenerateRandom", generate_random_request(32, attestation_document=doc))
     ciphertext = parse_generate_random_response(answer).ciphertext_for_recipient
 
-Modules: :mod:`~common.wire.address` (``parse_address``, ``connect``, ``listen``, ``open_connection``),
-:mod:`~common.wire.framing` (frames over sockets and asyncio streams), :mod:`~common.wire.messages`
-(request/response bodies, error codes), :mod:`~common.wire.kms` (the operation allow-list and the KMS
-request/response shapes), :mod:`~common.wire.client` (blocking and asyncio clients),
-:mod:`~common.wire.server` (the bounded asyncio server the parent proxy and the enclave service run) and
-:mod:`~common.wire.errors`.
+Modules: :mod:`~nitrokit.wire.address` (``parse_address``, ``connect``, ``listen``, ``open_connection``),
+:mod:`~nitrokit.wire.framing` (frames over sockets and asyncio streams), :mod:`~nitrokit.wire.messages`
+(request/response bodies, error codes), :mod:`~nitrokit.wire.kms` (the operation allow-list and the KMS
+request/response shapes), :mod:`~nitrokit.wire.client` (blocking and asyncio clients),
+:mod:`~nitrokit.wire.server` (the bounded asyncio server the parent proxy and the enclave service run) and
+:mod:`~nitrokit.wire.errors`.
 """
 
-from common.wire.address import (
+from nitrokit.wire.address import (
     VMADDR_CID_ANY,
     VMADDR_CID_HOST,
     VMADDR_CID_PARENT,
@@ -31,8 +31,8 @@ from common.wire.address import (
     open_connection,
     parse_address,
 )
-from common.wire.client import AsyncWireClient, WireClient, call
-from common.wire.errors import (
+from nitrokit.wire.client import AsyncWireClient, WireClient, call
+from nitrokit.wire.errors import (
     AddressError,
     ConnectionClosedError,
     FrameTooLargeError,
@@ -49,7 +49,7 @@ from common.wire.errors import (
     WireError,
     WireTimeoutError,
 )
-from common.wire.framing import (
+from nitrokit.wire.framing import (
     HEADER_SIZE,
     MAX_FRAME_SIZE,
     decode_frame,
@@ -60,7 +60,7 @@ from common.wire.framing import (
     send_frame,
     write_frame,
 )
-from common.wire.kms import (
+from nitrokit.wire.kms import (
     GENERATE_RANDOM,
     OPERATIONS,
     RSAES_OAEP_SHA_256,
@@ -69,7 +69,7 @@ from common.wire.kms import (
     generate_random_request,
     parse_generate_random_response,
 )
-from common.wire.messages import (
+from nitrokit.wire.messages import (
     PROTOCOL_VERSION,
     ErrorCode,
     ErrorInfo,
@@ -81,7 +81,7 @@ from common.wire.messages import (
     encode_response,
     new_request_id,
 )
-from common.wire.server import (
+from nitrokit.wire.server import (
     CallFailed,
     Handler,
     ServerLimits,

@@ -9,8 +9,8 @@ local use. Every command that takes an address parses it with :func:`parse_addre
     server = listen(parse_address("tcp://127.0.0.1:0"))
     reader, writer = await open_connection(address, timeout=5.0)
 
-Invalid text raises :class:`~common.wire.errors.AddressError` naming what is wrong; a valid vsock address on
-a system without ``socket.AF_VSOCK`` raises :class:`~common.wire.errors.TransportUnavailableError` when a
+Invalid text raises :class:`~nitrokit.wire.errors.AddressError` naming what is wrong; a valid vsock address on
+a system without ``socket.AF_VSOCK`` raises :class:`~nitrokit.wire.errors.TransportUnavailableError` when a
 socket is made, not when it is parsed.
 """
 
@@ -27,8 +27,8 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import UsageError
-from common.wire.errors import AddressError, TransportError, TransportUnavailableError, WireTimeoutError
+from nitrokit.errors import UsageError
+from nitrokit.wire.errors import AddressError, TransportError, TransportUnavailableError, WireTimeoutError
 
 __all__ = [
     "VMADDR_CID_ANY",
@@ -226,8 +226,8 @@ def _tcp_targets(address: TcpAddress, *, passive: bool) -> list[tuple[int, Any]]
 def connect(address: str | Address, *, timeout: float) -> socket.socket:
     """Connect to ``address`` within ``timeout`` seconds and return the (blocking) connected socket.
 
-    Raises :class:`~common.wire.errors.WireTimeoutError` on timeout and
-    :class:`~common.wire.errors.TransportError` if the connection is refused or fails.
+    Raises :class:`~nitrokit.wire.errors.WireTimeoutError` on timeout and
+    :class:`~nitrokit.wire.errors.TransportError` if the connection is refused or fails.
     """
     address = parse_address(address)
     _check_timeout(timeout)

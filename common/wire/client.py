@@ -9,9 +9,9 @@
     async with AsyncWireClient("unix:///run/nitrokit.sock") as client:
         answer = await client.call("GenerateRandom", {...})
 
-``call`` returns the KMS JSON response, or raises :class:`~common.wire.errors.RemoteError` (the parent or KMS
-answered with an error; ``.code``, ``.retryable``), :class:`~common.wire.errors.TransportError` (connect
-failed, connection lost, timeout; retryable) or :class:`~common.wire.errors.ProtocolError` (the answer broke
+``call`` returns the KMS JSON response, or raises :class:`~nitrokit.wire.errors.RemoteError` (the parent or KMS
+answered with an error; ``.code``, ``.retryable``), :class:`~nitrokit.wire.errors.TransportError` (connect
+failed, connection lost, timeout; retryable) or :class:`~nitrokit.wire.errors.ProtocolError` (the answer broke
 the protocol). A client keeps its connection between calls and opens a new one when the old one was closed
 by the peer or failed; it never resends a request by itself, so retries are the caller's decision.
 One client makes one call at a time; use one client per concurrent caller.
@@ -26,11 +26,11 @@ from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from common.wire.address import Address, connect, open_connection, parse_address
-from common.wire.errors import FrameTooLargeError, MalformedFrameError, RemoteError
-from common.wire.framing import MAX_FRAME_SIZE, read_frame, recv_frame, send_frame, write_frame
-from common.wire.kms import OPERATIONS
-from common.wire.messages import Request, Response, decode_response, encode_request
+from nitrokit.wire.address import Address, connect, open_connection, parse_address
+from nitrokit.wire.errors import FrameTooLargeError, MalformedFrameError, RemoteError
+from nitrokit.wire.framing import MAX_FRAME_SIZE, read_frame, recv_frame, send_frame, write_frame
+from nitrokit.wire.kms import OPERATIONS
+from nitrokit.wire.messages import Request, Response, decode_response, encode_request
 
 __all__ = ["AsyncWireClient", "WireClient", "call"]
 

@@ -1,4 +1,4 @@
-"""Errors raised by :mod:`common.wire`: addresses, framing, the enclave-parent protocol and its clients.
+"""Errors raised by :mod:`nitrokit.wire`: addresses, framing, the enclave-parent protocol and its clients.
 
 Every class carries ``retryable``: whether the same call may succeed if made again later (on a new
 connection). A client's retry loop can rely on it alone::
@@ -12,7 +12,7 @@ connection). A client's retry loop can rely on it alone::
 
 The tree:
 
-- :class:`AddressError` (also a :class:`~common.errors.UsageError`): an address string is invalid, or names
+- :class:`AddressError` (also a :class:`~nitrokit.errors.UsageError`): an address string is invalid, or names
   a transport this system lacks (:class:`TransportUnavailableError`).
 - :class:`ProtocolError`: bytes that break the protocol. Each subclass has the ``code`` the parent sends back
   in its error response before it closes the connection.
@@ -24,7 +24,7 @@ Messages name what was wrong and never contain message bodies, random bytes, key
 
 from __future__ import annotations
 
-from common.errors import NitrokitError, UsageError
+from nitrokit.errors import NitrokitError, UsageError
 
 __all__ = [
     "AddressError",
@@ -46,7 +46,7 @@ __all__ = [
 
 
 class WireError(NitrokitError):
-    """Base class of every error :mod:`common.wire` raises on purpose."""
+    """Base class of every error :mod:`nitrokit.wire` raises on purpose."""
 
     retryable = False
 
@@ -140,7 +140,7 @@ class RemoteError(WireError):
     """The peer answered with an error response ``{code, message, retryable}``.
 
     Codes ending in ``Exception`` (``AccessDeniedException``, ``ThrottlingException``...) are KMS's own,
-    passed through; the others are the parent's (see :class:`common.wire.ErrorCode` and docs/protocol.md).
+    passed through; the others are the parent's (see :class:`nitrokit.wire.ErrorCode` and docs/protocol.md).
     """
 
     def __init__(self, code: str, message: str, *, retryable: bool, request_id: str | None = None) -> None:

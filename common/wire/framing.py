@@ -16,8 +16,8 @@ import socket
 import struct
 import time
 
-from common.errors import UsageError
-from common.wire.errors import (
+from nitrokit.errors import UsageError
+from nitrokit.wire.errors import (
     ConnectionClosedError,
     FrameTooLargeError,
     IdleTimeoutError,
@@ -145,9 +145,9 @@ async def read_frame(
     """Read one frame's body.
 
     Without ``idle_timeout`` the whole frame must arrive within ``timeout`` seconds of the call. With it, the
-    first byte may take up to ``idle_timeout`` seconds (else :class:`~common.wire.errors.IdleTimeoutError`,
+    first byte may take up to ``idle_timeout`` seconds (else :class:`~nitrokit.wire.errors.IdleTimeoutError`,
     with nothing consumed) and the rest of the frame must follow within ``timeout`` seconds of that byte.
-    A clean close before the first byte raises :class:`~common.wire.errors.ConnectionClosedError` with
+    A clean close before the first byte raises :class:`~nitrokit.wire.errors.ConnectionClosedError` with
     ``clean=True``.
     """
     loop = asyncio.get_running_loop()

@@ -4,9 +4,9 @@ A request carries exactly the JSON the KMS API takes (AWS JSON 1.1): member name
 blobs as standard base64 strings with padding. Each :class:`Operation` converts between that JSON and the
 Python form boto3 takes and returns (blobs as ``bytes``), checking every member on the way in:
 
-- ``decode_request(json) -> params`` (parent side; :class:`~common.wire.errors.InvalidRequestError` names
+- ``decode_request(json) -> params`` (parent side; :class:`~nitrokit.wire.errors.InvalidRequestError` names
   the member that is missing, unknown, of the wrong type or out of range);
-- ``encode_request(params) -> json`` (client side; a :class:`~common.errors.UsageError` for bad params);
+- ``encode_request(params) -> json`` (client side; a :class:`~nitrokit.errors.UsageError` for bad params);
 - ``encode_response(result) -> json`` (parent side, from a boto3 result; ``ResponseMetadata`` and members
   this module does not know are dropped);
 - ``decode_response(json) -> result`` (client side; unknown members are ignored, nulls count as absent).
@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.errors import UsageError
-from common.text import clip
-from common.wire.errors import InvalidRequestError, InvalidResponseError
+from nitrokit.errors import UsageError
+from nitrokit.text import clip
+from nitrokit.wire.errors import InvalidRequestError, InvalidResponseError
 
 __all__ = [
     "GENERATE_RANDOM",

@@ -7,8 +7,8 @@ Version 1 (docs/protocol.md is the specification)::
     error     {"version": 1, "id": "7f3a..." | null, "error": {"code": "...", "message": "...", "retryable": false}}
 
 Bodies are UTF-8 JSON objects with no duplicate keys, no NaN/Infinity and no other top-level keys. Decoding
-raises :class:`~common.wire.errors.MalformedFrameError`, :class:`~common.wire.errors.UnsupportedVersionError`
-or :class:`~common.wire.errors.UnknownOperationError` (and only those) for any bad input, each carrying the
+raises :class:`~nitrokit.wire.errors.MalformedFrameError`, :class:`~nitrokit.wire.errors.UnsupportedVersionError`
+or :class:`~nitrokit.wire.errors.UnknownOperationError` (and only those) for any bad input, each carrying the
 ``request_id`` when it could be read first.
 """
 
@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from common.errors import UsageError
-from common.text import escaped
-from common.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
-from common.wire.kms import OPERATIONS
+from nitrokit.errors import UsageError
+from nitrokit.text import escaped
+from nitrokit.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
+from nitrokit.wire.kms import OPERATIONS
 
 __all__ = [
     "MAX_ERROR_MESSAGE_LENGTH",
@@ -127,10 +127,10 @@ class Response:
 
 
 def encode_request(request: Request, *, operations: Collection[str] = OPERATIONS) -> bytes:
-    """The JSON body of ``request`` (frame it with :func:`common.wire.encode_frame`).
+    """The JSON body of ``request`` (frame it with :func:`nitrokit.wire.encode_frame`).
 
     ``operations`` is the allow-list: the KMS operations the parent relays by default, or another service's
-    (the enclave service's ``Attest``, :mod:`common.wire.service`)."""
+    (the enclave service's ``Attest``, :mod:`nitrokit.wire.service`)."""
     if not _REQUEST_ID.fullmatch(request.id):
         raise UsageError("a request id is 1 to 64 characters from A-Z a-z 0-9 . _ : -")
     if request.operation not in operations:
@@ -167,7 +167,7 @@ def _dump(obj: Mapping[str, Any]) -> bytes:
 
 
 def decode_request(body: bytes, *, operations: Collection[str] = OPERATIONS) -> Request:
-    """Parse and check a request body; raises only the :class:`~common.wire.errors.ProtocolError` subclasses
+    """Parse and check a request body; raises only the :class:`~nitrokit.wire.errors.ProtocolError` subclasses
     named in the module docstring. The request itself is checked later, by its :class:`Operation`;
     ``operations`` is the allow-list, as for :func:`encode_request`."""
     obj = _load(body)

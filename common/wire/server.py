@@ -46,10 +46,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from common.errors import InputTooLargeError, NitrokitError, UsageError
-from common.wire.address import LISTEN_BACKLOG, Address, UnixAddress, bound_address, parse_address
-from common.wire.address import listen as listen_socket
-from common.wire.errors import (
+from nitrokit.errors import InputTooLargeError, NitrokitError, UsageError
+from nitrokit.wire.address import LISTEN_BACKLOG, Address, UnixAddress, bound_address, parse_address
+from nitrokit.wire.address import listen as listen_socket
+from nitrokit.wire.errors import (
     ConnectionClosedError,
     IdleTimeoutError,
     ProtocolError,
@@ -57,9 +57,9 @@ from common.wire.errors import (
     WireError,
     WireTimeoutError,
 )
-from common.wire.framing import MAX_FRAME_SIZE, read_frame, write_frame
-from common.wire.kms import OPERATIONS
-from common.wire.messages import ErrorCode, ErrorInfo, Request, Response, decode_request, encode_response
+from nitrokit.wire.framing import MAX_FRAME_SIZE, read_frame, write_frame
+from nitrokit.wire.kms import OPERATIONS
+from nitrokit.wire.messages import ErrorCode, ErrorInfo, Request, Response, decode_request, encode_response
 
 __all__ = [
     "MAX_SECONDS",
@@ -101,7 +101,7 @@ class ServerLimits:
     max_connections: int = 128
     #: calls in flight per connection; the server stops reading the connection until one finishes
     max_inflight_per_connection: int = 4
-    #: the largest frame accepted (at most the protocol's :data:`~common.wire.MAX_FRAME_SIZE`)
+    #: the largest frame accepted (at most the protocol's :data:`~nitrokit.wire.MAX_FRAME_SIZE`)
     max_frame_size: int = MAX_FRAME_SIZE
     #: once a frame has started, the rest must arrive within this; also the limit for a peer to take an answer
     read_timeout: float = 10.0
@@ -121,7 +121,7 @@ class ServerLimits:
 class CallFailed(NitrokitError):
     """Raised by a handler: the call ends with this error response (``.info``); the connection stays open.
 
-    ``code`` is an :class:`~common.wire.ErrorCode` or another service's own code (1 to 128 characters from
+    ``code`` is an :class:`~nitrokit.wire.ErrorCode` or another service's own code (1 to 128 characters from
     ``A-Z a-z 0-9 . _ : -``); ``message`` is for people and must not carry secrets or request bodies.
     """
 

@@ -8,7 +8,7 @@ allow-list, :data:`SERVICE_OPERATIONS`::
 
 - ``Attest``: request ``{"Nonce": base64}`` (1..1024 bytes, the NSM's limit); response
   ``{"AttestationDocument": base64}``, whose ``public_key`` is the service's identity key. A caller verifies
-  the document itself (:class:`common.attestation.Verifier` with ``Policy(nonce=nonce)``): nothing in the
+  the document itself (:class:`nitrokit.attestation.Verifier` with ``Policy(nonce=nonce)``): nothing in the
   answer is trusted until then.
 - ``Sign``: request ``{"Message": base64}`` (1..16384 bytes); response ``{"Signature": base64}``, an ECDSA
   P-384 / SHA-384 signature (DER) by the identity key over :data:`SIGNATURE_CONTEXT` followed by the message.
@@ -24,9 +24,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.attestation import MAX_DOCUMENT_BYTES
-from common.wire.errors import InvalidResponseError
-from common.wire.kms import Blob, Operation, Structure
+from nitrokit.attestation import MAX_DOCUMENT_BYTES
+from nitrokit.wire.errors import InvalidResponseError
+from nitrokit.wire.kms import Blob, Operation, Structure
 
 MAX_NONCE_BYTES = 1024
 MAX_MESSAGE_BYTES = 16384

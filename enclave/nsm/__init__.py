@@ -1,6 +1,6 @@
 """The Nitro Secure Module (NSM): the real device inside an enclave, or a simulated one anywhere.
 
-    from enclave.nsm import open_nsm
+    from nitrokit.enclave.nsm import open_nsm
 
     with open_nsm("simulated") as nsm:                     # or open_nsm() inside a real enclave
         document = nsm.attestation(public_key=spki_der, nonce=nonce)
@@ -8,25 +8,25 @@
 
 Both implementations speak the NSM's CBOR protocol (docs/nsm.md, "The protocol") through the same codec; they
 differ only in the transport: one ioctl on /dev/nsm (:class:`DeviceNsm`) or an in-process handler
-(:class:`SimulatedNsm`). Errors are in :mod:`enclave.nsm.errors`, all subclasses of :class:`NsmError`.
+(:class:`SimulatedNsm`). Errors are in :mod:`nitrokit.enclave.nsm.errors`, all subclasses of :class:`NsmError`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from common.errors import UsageError
-from enclave.nsm._client import Nsm, NsmDescription, PcrState
-from enclave.nsm._codec import REQUEST_MAX_BYTES, RESPONSE_MAX_BYTES
-from enclave.nsm.device import DEFAULT_DEVICE_PATH, DeviceNsm
-from enclave.nsm.errors import (
+from nitrokit.enclave.nsm._client import Nsm, NsmDescription, PcrState
+from nitrokit.enclave.nsm._codec import REQUEST_MAX_BYTES, RESPONSE_MAX_BYTES
+from nitrokit.enclave.nsm.device import DEFAULT_DEVICE_PATH, DeviceNsm
+from nitrokit.enclave.nsm.errors import (
     ErrorCode,
     NsmError,
     NsmInputTooLargeError,
     NsmResponseError,
     NsmUnavailableError,
 )
-from enclave.nsm.simulated import SimulatedNsm
+from nitrokit.enclave.nsm.simulated import SimulatedNsm
+from nitrokit.errors import UsageError
 
 NSM_KINDS = ("device", "simulated")
 

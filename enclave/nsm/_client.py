@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
-from common.attestation import PCR_LENGTHS
-from common.errors import UsageError
-from enclave.nsm import _codec
-from enclave.nsm.errors import NsmResponseError
+from nitrokit.attestation import PCR_LENGTHS
+from nitrokit.enclave.nsm import _codec
+from nitrokit.enclave.nsm.errors import NsmResponseError
+from nitrokit.errors import UsageError
 
 
 class PcrState(NamedTuple):
@@ -43,10 +43,10 @@ class NsmDescription:
 
 
 class Nsm(abc.ABC):
-    """A Nitro Secure Module: :class:`~enclave.nsm.DeviceNsm` or :class:`~enclave.nsm.SimulatedNsm`.
+    """A Nitro Secure Module: :class:`~nitrokit.enclave.nsm.DeviceNsm` or :class:`~nitrokit.enclave.nsm.SimulatedNsm`.
 
-    Every method sends one request; an ``{"Error": code}`` answer raises :class:`~enclave.nsm.errors.NsmError`
-    with that code, a malformed answer :class:`~enclave.nsm.errors.NsmResponseError`. Arguments that cannot
+    Every method sends one request; an ``{"Error": code}`` answer raises :class:`~nitrokit.enclave.nsm.errors.NsmError`
+    with that code, a malformed answer :class:`~nitrokit.enclave.nsm.errors.NsmResponseError`. Arguments that cannot
     even be encoded (an index outside 0..65535, data that is not bytes) raise :class:`UsageError`; everything
     else, including sizes, is the NSM's to judge, as on the real device.
     """

@@ -6,7 +6,7 @@ Requests and responses are serde "externally tagged" enums: a unit variant is a 
 
 Decoding is strict both ways: one CBOR item spanning all the bytes, bounded size and depth, no duplicate keys,
 exactly the known fields with exactly the expected types. The client raises typed errors
-(:mod:`enclave.nsm.errors`); the simulator turns the same errors into ``{"Error": ...}`` responses.
+(:mod:`nitrokit.enclave.nsm.errors`); the simulator turns the same errors into ``{"Error": ...}`` responses.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 import cbor2
 
-from common.cbor import CborError, decode_exactly
-from common.text import clip
-from enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError, NsmResponseError, error_for_code
+from nitrokit.cbor import CborError, decode_exactly
+from nitrokit.enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError, NsmResponseError, error_for_code
+from nitrokit.text import clip
 
 # The kernel driver refuses larger requests with EMSGSIZE; responses are read into a buffer of this size.
 REQUEST_MAX_BYTES = 0x1000

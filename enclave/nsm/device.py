@@ -18,9 +18,15 @@ import os
 import threading
 from collections.abc import Callable
 
-from enclave.nsm import _codec
-from enclave.nsm._client import Nsm
-from enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError, NsmResponseError, NsmUnavailableError
+from nitrokit.enclave.nsm import _codec
+from nitrokit.enclave.nsm._client import Nsm
+from nitrokit.enclave.nsm.errors import (
+    ErrorCode,
+    NsmError,
+    NsmInputTooLargeError,
+    NsmResponseError,
+    NsmUnavailableError,
+)
 
 DEFAULT_DEVICE_PATH = "/dev/nsm"
 NSM_IOCTL_MAGIC = 0x0A

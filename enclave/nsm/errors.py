@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from common.errors import NitrokitError
+from nitrokit.errors import NitrokitError
 
 
 class ErrorCode(StrEnum):

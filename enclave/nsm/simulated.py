@@ -1,7 +1,7 @@
 """A simulated NSM: the real device's CBOR protocol, PCR rules and limits, in process, for offline work and tests.
 
 :meth:`SimulatedNsm.handle` takes request bytes and returns response bytes exactly as /dev/nsm would, and the
-:class:`~enclave.nsm.Nsm` methods go through it, so the simulator exercises the same codec as the device.
+:class:`~nitrokit.enclave.nsm.Nsm` methods go through it, so the simulator exercises the same codec as the device.
 
 - 32 PCRs of 48 bytes (SHA-384). PCR0..15 are locked from the start with configurable values (all zero in
   debug mode); PCR16..31 start as zeros, unlocked. Extend is ``new = SHA-384(old || data)``.
@@ -11,7 +11,7 @@
   undecodable CBOR or a malformed known request (stricter than the device: unknown fields are refused too).
 - Attestation documents have the real shape (untagged COSE_Sign1, protected {1: -35}, empty unprotected map,
   every locked PCR, cabundle root + 3 intermediates) and are signed through the fixture PKI
-  (:mod:`common.testing`): they verify against fixtures/pki/root.pem, NEVER against the AWS root, and prove
+  (:mod:`nitrokit.testing`): they verify against fixtures/pki/root.pem, NEVER against the AWS root, and prove
   nothing about any real enclave.
 
 Signing certificates: like a real NSM, the simulator signs many documents with one leaf. It issues a fresh
@@ -32,12 +32,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from common.errors import UsageError
-from common.testing.documents import DEFAULT_MODULE_ID, build_payload, sign_payload
-from common.testing.pki import FixturePki, fixture_pki
-from enclave.nsm import _codec
-from enclave.nsm._client import Nsm
-from enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError
+from nitrokit.enclave.nsm import _codec
+from nitrokit.enclave.nsm._client import Nsm
+from nitrokit.enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError
+from nitrokit.errors import UsageError
+from nitrokit.testing.documents import DEFAULT_MODULE_ID, build_payload, sign_payload
+from nitrokit.testing.pki import FixturePki, fixture_pki
 
 MAX_PCRS = 32
 BOOT_LOCKED_PCRS = 16
