@@ -1,5 +1,8 @@
 """What a verified document must also say: expected PCRs, nonce, user data, public key, no debug mode.
 
+(The attestation ``Policy``. KMS policy statements are written by :mod:`nitrokit.policy_statements` and
+evaluated by the simulated KMS in :mod:`nitrokit.kms.conditions`.)
+
 A :class:`Policy` compiles into small checks, each with a ``verify(document)`` that raises
 :class:`PolicyError` naming the field that differs. Defaults fail closed: debug-mode documents are refused
 unless ``allow_debug=True``, and an explicitly empty PCR policy is a usage error, not a pass.

@@ -31,7 +31,7 @@ _CORE_COMMANDS = (
     "nitrokit.cli.cms",
     "nitrokit.cli.kms_sim",
     "nitrokit.cli.eif",
-    "nitrokit.cli.policy",
+    "nitrokit.cli.policy_statements",
 )
 
 

@@ -1,5 +1,9 @@
 """Attestation conditions: the part of a KMS key policy that looks at the Recipient's attestation document.
 
+The simulated KMS's evaluator of the statements :mod:`nitrokit.policy_statements` writes (and of any other
+statement using the same condition keys); :mod:`nitrokit.attestation.policy` is unrelated (what a verified
+document must say).
+
 Real KMS lets a policy statement say, for example::
 
     {"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*",

@@ -1,5 +1,7 @@
 """``nitrokit policy``: a policy statement that only an enclave with given measurements satisfies.
 
+The command's front end to :mod:`nitrokit.policy_statements` (it writes statements; it does not verify).
+
 ``policy [--pcr N=HEX]... [--image-sha384 HEX] [--role-arn ARN] [--action ACTION]... [--sid SID]
 [--allow-zero]`` prints one statement (JSON) using ``kms:RecipientAttestation:ImageSha384`` and
 ``kms:RecipientAttestation:PCR<N>`` with ``StringEqualsIgnoreCase``. Without ``--role-arn`` it is an IAM
@@ -14,7 +16,13 @@ from __future__ import annotations
 import argparse
 
 from nitrokit.cli._io import EXIT_OK, print_json
-from nitrokit.kms_policy import DEFAULT_ACTIONS, DEFAULT_SID, RECIPIENT_ACTIONS, KeyPolicyError, build_statement
+from nitrokit.policy_statements import (
+    DEFAULT_ACTIONS,
+    DEFAULT_SID,
+    RECIPIENT_ACTIONS,
+    PolicyStatementError,
+    build_statement,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,9 +71,9 @@ def _parse_pcrs(items: list[str]) -> dict[int, str]:
     for item in items:
         index_text, sep, value = item.partition("=")
         if not sep or not index_text.strip().isdigit() or len(index_text.strip()) > 2:
-            raise KeyPolicyError(f"--pcr expects N=HEX with N in 0..31, got {item[:20]!r}")
+            raise PolicyStatementError(f"--pcr expects N=HEX with N in 0..31, got {item[:20]!r}")
         index = int(index_text)
         if index in pcrs:
-            raise KeyPolicyError(f"--pcr {index} given twice")
+            raise PolicyStatementError(f"--pcr {index} given twice")
         pcrs[index] = value
     return pcrs

@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 import nitrokit.cli as cli
 from nitrokit.cms import decrypt
 from nitrokit.kms import AttestationConditions, KmsSimConfig, SimulatedKms
-from nitrokit.kms_policy import (
+from nitrokit.policy_statements import (
     DEFAULT_ACTIONS,
     IMAGE_SHA384_KEY,
     RECIPIENT_ACTIONS,
-    KeyPolicyError,
+    PolicyStatementError,
     build_statement,
 )
 from nitrokit.testing.documents import build_document
@@ -54,7 +54,7 @@ def test_default_is_an_iam_identity_policy_statement_for_generate_random():
 @pytest.mark.parametrize("actions", [DEFAULT_ACTIONS, ["kms:Decrypt", "kms:generaterandom"], RECIPIENT_ACTIONS])
 def test_role_arn_with_generate_random_is_refused(actions):
     # GenerateRandom uses no KMS key: a key-policy statement (with a Principal) granting it would never apply.
-    with pytest.raises(KeyPolicyError, match="IAM policy"):
+    with pytest.raises(PolicyStatementError, match="IAM policy"):
         build_statement(pcrs={0: PCR0}, role_arn=ROLE, actions=actions)
 
 
@@ -121,7 +121,7 @@ def test_image_sha384_actions_sid_and_no_principal():
     ({"pcrs": {0: PCR0}, "sid": "bad\"sid"}, "Sid"),
 ])
 def test_invalid_input_is_refused(kwargs, match):
-    with pytest.raises(KeyPolicyError, match=match):
+    with pytest.raises(PolicyStatementError, match=match):
         build_statement(**kwargs)
 
 
@@ -136,7 +136,7 @@ def test_accepted_principals_and_explicit_zero():
 
 def test_key_policy_error_is_a_usage_error():
     from nitrokit.errors import NitrokitError, UsageError
-    assert issubclass(KeyPolicyError, UsageError) and issubclass(KeyPolicyError, NitrokitError)
+    assert issubclass(PolicyStatementError, UsageError) and issubclass(PolicyStatementError, NitrokitError)
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_key_policy_error_is_a_usage_error():
 @pytest.fixture
 def nitrokit(monkeypatch, capsys):
     # Only these command groups: the real dispatcher and error mapping, without importing every other group.
-    only_commands(monkeypatch, "nitrokit.cli.eif", "nitrokit.cli.policy")
+    only_commands(monkeypatch, "nitrokit.cli.eif", "nitrokit.cli.policy_statements")
 
     def run(*args: str) -> tuple[int, str, str]:
         code = cli.main(list(args))
@@ -264,7 +264,7 @@ def test_image_sha384_statement_in_a_policy_document(recipient_key):
 def test_random_input_gives_a_statement_or_a_key_policy_error(pcrs, role_arn, actions):
     try:
         statement = build_statement(pcrs=pcrs, role_arn=role_arn, actions=actions)
-    except KeyPolicyError:
+    except PolicyStatementError:
         return
     values = statement["Condition"]["StringEqualsIgnoreCase"].values()
     assert values and all(len(v) == 96 and v == v.lower() and v.strip("0") for v in values)

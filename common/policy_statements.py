@@ -1,4 +1,8 @@
-"""Policy statements that bind KMS operations to an enclave's measurements.
+"""Writing IAM / key-policy statements that bind KMS operations to an enclave's measurements.
+
+One of three "policy" modules, each for its own job: this one writes statements for AWS;
+:mod:`nitrokit.kms.conditions` evaluates such statements inside the simulated KMS; and
+:mod:`nitrokit.attestation.policy` is what a verified attestation document must say (``Policy``).
 
 AWS KMS checks the attestation document of a request's ``Recipient`` against ``kms:RecipientAttestation:*``
 condition keys: ``ImageSha384`` (the enclave's PCR0) and ``PCR<N>``, each a lower-case hex SHA-384 value
@@ -42,7 +46,7 @@ __all__ = [
     "PCR_COUNT",
     "PCR_KEY_PREFIX",
     "RECIPIENT_ACTIONS",
-    "KeyPolicyError",
+    "PolicyStatementError",
     "build_statement",
 ]
 
@@ -68,7 +72,7 @@ _SID_RE = re.compile(r"[A-Za-z0-9 ]{1,128}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
-class KeyPolicyError(UsageError):
+class PolicyStatementError(UsageError):
     """The measurements, principal, actions or Sid given for a policy statement are not valid (or do not fit
     together, such as a principal with kms:GenerateRandom)."""
 
@@ -92,36 +96,36 @@ def build_statement(
     ``0x``); ``image_sha384`` is PCR0 under its own condition key. If both ImageSha384 and PCR0 are given they
     must be equal. Values are written lower-case. An all-zero value is refused unless ``allow_zero``: a
     debug-mode enclave reports PCR0..15 as zeros, so such a condition would admit any debug enclave.
-    Raises :class:`KeyPolicyError` on invalid input.
+    Raises :class:`PolicyStatementError` on invalid input.
     """
     conditions: dict[str, str] = {}
     image = _hex_value(image_sha384, what="ImageSha384") if image_sha384 is not None else None
     if image is not None:
         conditions[IMAGE_SHA384_KEY] = image
     if pcrs is not None and not isinstance(pcrs, Mapping):
-        raise KeyPolicyError("pcrs must be a mapping of PCR index to value")
+        raise PolicyStatementError("pcrs must be a mapping of PCR index to value")
     for index, value in sorted((pcrs or {}).items(), key=lambda item: _index(item[0])):
         conditions[f"{PCR_KEY_PREFIX}{index}"] = _hex_value(value, what=f"PCR{index}")
     if not conditions:
-        raise KeyPolicyError("give at least one measurement (--pcr N=HEX or --image-sha384 HEX): a statement "
+        raise PolicyStatementError("give at least one measurement (--pcr N=HEX or --image-sha384 HEX): a statement "
                              "without one would not require any attestation")
     if not allow_zero:
         for key, value in conditions.items():
             if not value.strip("0"):
                 name = key.removeprefix("kms:RecipientAttestation:")
-                raise KeyPolicyError(f"{name} is all zeros: debug-mode enclaves report zero PCRs, so this would "
+                raise PolicyStatementError(f"{name} is all zeros: debug-mode enclaves report zero PCRs, so this would "
                                      "admit any enclave run with --debug-mode (pass allow_zero / --allow-zero if "
                                      "that is really meant)")
     pcr0 = conditions.get(f"{PCR_KEY_PREFIX}0")
     if image is not None and pcr0 is not None and pcr0 != image:
-        raise KeyPolicyError("ImageSha384 is PCR0, but the two values differ: no enclave could match both")
+        raise PolicyStatementError("ImageSha384 is PCR0, but the two values differ: no enclave could match both")
 
     chosen = _actions(actions)
     statement: dict[str, Any] = {"Sid": _sid(sid), "Effect": "Allow"}
     if role_arn is not None:
         principal = _principal(role_arn)
         if GENERATE_RANDOM in chosen:
-            raise KeyPolicyError("kms:GenerateRandom uses no KMS key, so a key policy (with a Principal) cannot "
+            raise PolicyStatementError("kms:GenerateRandom uses no KMS key, so a key policy (with a Principal) cannot "
                                  "grant it: omit the role ARN and attach this statement to the role's IAM policy "
                                  "instead (a role ARN is only for key-based actions such as kms:Decrypt)")
         statement["Principal"] = {"AWS": principal}
@@ -133,31 +137,31 @@ def build_statement(
 
 def _index(index: object) -> int:
     if type(index) is not int or not 0 <= index < PCR_COUNT:
-        raise KeyPolicyError(f"PCR index {index!r} is not an integer in 0..{PCR_COUNT - 1}")
+        raise PolicyStatementError(f"PCR index {index!r} is not an integer in 0..{PCR_COUNT - 1}")
     return index
 
 
 def _hex_value(value: object, *, what: str) -> str:
     if isinstance(value, bytes | bytearray):
         if len(value) * 2 != SHA384_HEX_DIGITS:
-            raise KeyPolicyError(f"{what} is {len(value)} bytes, expected 48 (SHA-384)")
+            raise PolicyStatementError(f"{what} is {len(value)} bytes, expected 48 (SHA-384)")
         return bytes(value).hex()
     if not isinstance(value, str):
-        raise KeyPolicyError(f"{what} must be bytes or hex text, got {type(value).__name__}")
+        raise PolicyStatementError(f"{what} must be bytes or hex text, got {type(value).__name__}")
     text = value.strip()
     if text[:2].lower() == "0x":
         text = text[2:]
     if not _HEX_RE.fullmatch(text):
-        raise KeyPolicyError(f"{what} is not hex")
+        raise PolicyStatementError(f"{what} is not hex")
     if len(text) != SHA384_HEX_DIGITS:
-        raise KeyPolicyError(f"{what} has {len(text)} hex digits, expected {SHA384_HEX_DIGITS} (SHA-384)")
+        raise PolicyStatementError(f"{what} has {len(text)} hex digits, expected {SHA384_HEX_DIGITS} (SHA-384)")
     return text.lower()
 
 
 def _principal(role_arn: object) -> str:
     if not isinstance(role_arn, str) or not _ARN_RE.fullmatch(role_arn):
         shown = role_arn[:80] if isinstance(role_arn, str) else type(role_arn).__name__
-        raise KeyPolicyError(f"{shown!r} is not an IAM role, user or account-root ARN "
+        raise PolicyStatementError(f"{shown!r} is not an IAM role, user or account-root ARN "
                              "(arn:aws:iam::<12-digit account>:role/<name>)")
     return role_arn
 
@@ -170,16 +174,16 @@ def _actions(actions: Iterable[str]) -> list[str]:
         canonical = next((a for a in RECIPIENT_ACTIONS if isinstance(action, str) and a.lower() == action.lower()),
                          None)
         if canonical is None:
-            raise KeyPolicyError(f"action {action!r} does not take a Recipient attestation; use one of "
+            raise PolicyStatementError(f"action {action!r} does not take a Recipient attestation; use one of "
                                  f"{', '.join(RECIPIENT_ACTIONS)}")
         if canonical not in chosen:
             chosen.append(canonical)
     if not chosen:
-        raise KeyPolicyError("give at least one action")
+        raise PolicyStatementError("give at least one action")
     return sorted(chosen)
 
 
 def _sid(sid: object) -> str:
     if not isinstance(sid, str) or not _SID_RE.fullmatch(sid):
-        raise KeyPolicyError("Sid must be 1 to 128 letters, digits or spaces")
+        raise PolicyStatementError("Sid must be 1 to 128 letters, digits or spaces")
     return sid
