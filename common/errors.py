@@ -32,3 +32,16 @@ class InputTooLargeError(NitrokitError, ValueError):
         self.what = what
         self.size = size
         self.limit = limit
+
+
+class MissingExtraError(UsageError, ImportError):
+    """A part of nitrokit needs an optional dependency that is not installed (``pip install 'nitrokit[extra]'``).
+
+    Also an :class:`ImportError`, so ``except ImportError`` around an optional import still works.
+    """
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(f"this needs {module}, which comes with nitrokit's {extra!r} extra: "
+                         f"pip install 'nitrokit[{extra}]'")
+        self.extra = extra
+        self.module = module

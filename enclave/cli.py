@@ -27,8 +27,15 @@ from nitrokit.cli._io import (
     write_output,
 )
 from nitrokit.enclave.kms_client import DEFAULT_PARENT, KmsClient
-from nitrokit.enclave.nsm import DEFAULT_DEVICE_PATH, NSM_KINDS, Nsm, NsmUnavailableError, open_nsm
-from nitrokit.enclave.nsm.simulated import BOOT_LOCKED_PCRS, PCR_BYTES
+from nitrokit.enclave.nsm import (
+    BOOT_LOCKED_PCRS,
+    DEFAULT_DEVICE_PATH,
+    NSM_KINDS,
+    PCR_BYTES,
+    Nsm,
+    NsmUnavailableError,
+    open_nsm,
+)
 from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from nitrokit.enclave.service import EnclaveService
 from nitrokit.errors import UsageError

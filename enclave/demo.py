@@ -18,11 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from nitrokit._extras import require_extra
 from nitrokit.cli._io import EXIT_OK
 from nitrokit.enclave.kms_client import KmsClient
-from nitrokit.enclave.nsm import SimulatedNsm
-from nitrokit.kms import SimulatedKms
-from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 
 DEFAULT_BYTES = 32
 
@@ -38,6 +36,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    # Test support, loaded only when the demo runs: the simulated KMS (kms-sim extra) and the parent process
+    # (parent extra) it starts; a missing extra is named before anything starts.
+    require_extra("parent")
+    from nitrokit.enclave.nsm.simulated import SimulatedNsm
+    from nitrokit.kms import SimulatedKms
+    from nitrokit.testing.processes import NitrokitProcess, simulator_environment
+
     steps: list[str] = []
     started = time.monotonic()
 

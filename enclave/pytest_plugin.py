@@ -18,14 +18,18 @@ Installed with nitrokit and loaded automatically (entry point ``pytest11: nitrok
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from cryptography import x509
 
-from nitrokit.enclave.nsm import SimulatedNsm
 from nitrokit.kms.pytest_fixtures import kms_client, kms_sim, kms_sim_config
-from nitrokit.testing import fixture_pki
+
+# pytest loads this module in every session of every project that installs nitrokit, so it imports nothing
+# heavy: the simulated NSM, the fixture PKI and cryptography load when a test asks for a fixture.
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from nitrokit.enclave.nsm import SimulatedNsm
 
 __all__ = ["fixture_root", "kms_client", "kms_sim", "kms_sim_config", "simulated_nsm", "simulated_nsm_options"]
 
@@ -39,6 +43,8 @@ def simulated_nsm_options() -> dict[str, Any]:
 @pytest.fixture
 def simulated_nsm(simulated_nsm_options: dict[str, Any]) -> Iterator[SimulatedNsm]:
     """A fresh simulated NSM (32 PCRs, 0..15 locked), closed after the test."""
+    from nitrokit.enclave.nsm import SimulatedNsm
+
     with SimulatedNsm(**simulated_nsm_options) as nsm:
         yield nsm
 
@@ -46,4 +52,6 @@ def simulated_nsm(simulated_nsm_options: dict[str, Any]) -> Iterator[SimulatedNs
 @pytest.fixture
 def fixture_root() -> x509.Certificate:
     """The root of nitrokit's fixture PKI (TEST keys): what simulated documents chain to."""
-    return fixture_pki().root
+    from nitrokit.testing.pki import fixture_root as load_fixture_root
+
+    return load_fixture_root()

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from nitrokit._extras import extra_required
 from nitrokit.errors import UsageError
 from nitrokit.text import escaped
 from nitrokit.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
@@ -89,9 +90,10 @@ def _make_client(
     *, region: str | None, endpoint_url: str | None, profile: str | None, connect_timeout: float,
     read_timeout: float, max_attempts: int, max_pool_connections: int,
 ) -> Any:
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
+    with extra_required("parent"):
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, NoRegionError, ProfileNotFound
 
     config = Config(
         retries={"mode": "standard", "total_max_attempts": max_attempts},

@@ -1,7 +1,9 @@
 """Trust roots for attestation: the pinned AWS Nitro Enclaves root G1, or one the caller supplies.
 
 The AWS root ships inside the package and is checked against its published SHA-256 fingerprint every time
-it is loaded, so a modified file is refused rather than trusted.
+it is loaded, so a modified file is refused rather than trusted. :func:`load_root` is the one place a root
+is resolved from what a user wrote: ``"aws"``, ``"fixture"`` (nitrokit's TEST PKI, loaded only when asked
+for), a certificate, PEM/DER bytes or a path (a file really named ``aws`` is ``./aws``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ _AWS_ROOT_RESOURCE = "roots/aws-nitro-enclaves-root-g1.pem"
 MAX_ROOT_FILE_BYTES = 64 * 1024
 
 RootSource = x509.Certificate | bytes | str | Path
+ROOT_NAMES = ("aws", "fixture")
 
 
 @functools.cache
@@ -36,11 +39,17 @@ def aws_nitro_root() -> x509.Certificate:
 
 
 def load_root(source: RootSource) -> x509.Certificate:
-    """Load a trust root from a Certificate, PEM or DER bytes, or a path to a PEM or DER file."""
+    """A trust root from ``"aws"``, ``"fixture"``, a Certificate, PEM or DER bytes, or a PEM/DER file's path."""
     if isinstance(source, x509.Certificate):
         return source
     if isinstance(source, bytes):
         return _load_certificate_bytes(source, what="root")
+    if source == "aws":
+        return aws_nitro_root()
+    if source == "fixture":
+        from nitrokit.testing.pki import fixture_root  # test support: imported only when asked for
+
+        return fixture_root()
     if isinstance(source, str | Path):
         path = Path(source)
         try:

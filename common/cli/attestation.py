@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Verify a Nitro attestation document: chain to the root, COSE signature, time and policy.",
     )
     verify.add_argument("document", metavar="DOC", help="path or '-' for stdin; raw CBOR or base64")
-    verify.add_argument("--root", metavar="PEM",
+    verify.add_argument("--root", metavar="aws|fixture|PEM",
                         help="trust root: a PEM/DER file, 'aws' (default) or 'fixture' (nitrokit's test PKI)")
     verify.add_argument("--at", default="now", metavar="now|document|ISO-8601",
                         help="verification time: now (default), a time, or 'document': the document's own "
@@ -75,7 +75,7 @@ def read_document(source: str) -> bytes:
 def run_verify(args: argparse.Namespace) -> int:
     policy = _policy_from_args(args)
     try:
-        verifier = Verifier(root=_root_from_arg(args.root))
+        verifier = Verifier(root=args.root or "aws")
     except TrustRootError as exc:
         raise CommandFailed(str(exc), exit_code=EXIT_USAGE) from None
     max_age = None
@@ -185,14 +185,6 @@ def _size(value: bytes | None) -> int | None:
     return None if value is None else len(value)
 
 
-def _root_from_arg(value: str | None) -> x509.Certificate | str | None:
-    if value is None or value == "aws":
-        return None
-    if value == "fixture":
-        from nitrokit.testing import fixture_pki
-
-        return fixture_pki().root
-    return value
 
 
 def _time_from_arg(value: str, document: AttestationDocument) -> datetime:

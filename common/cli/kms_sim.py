@@ -14,13 +14,15 @@ import json
 import signal
 import threading
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_hex, read_input
 from nitrokit.errors import UsageError
-from nitrokit.kms import AttestationConditions, KmsSimConfig, SimulatedKms, load_config
-from nitrokit.kms.server import DEFAULT_MAX_CONNECTIONS
+from nitrokit.kms.limits import DEFAULT_MAX_CONNECTIONS
 from nitrokit.wire.address import TcpAddress, parse_address
+
+if TYPE_CHECKING:
+    from nitrokit.kms import KmsSimConfig
 
 _MAX_POLICY_BYTES = 256 * 1024
 
@@ -55,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_kms_sim(args: argparse.Namespace) -> int:
+    from nitrokit.kms import SimulatedKms  # the kms-sim extra (botocore): a MissingExtraError says so
+
     config = build_config(args)
     host, port = parse_listen(args.listen)
     configure_logging("nitrokit.kms_sim", args.log_level)
@@ -84,6 +88,8 @@ def run_kms_sim(args: argparse.Namespace) -> int:
 
 
 def build_config(args: argparse.Namespace) -> KmsSimConfig:
+    from nitrokit.kms import AttestationConditions, KmsSimConfig, load_config
+
     config = load_config(args.config) if args.config else KmsSimConfig()
     changes: dict[str, Any] = {}
     if args.root:

@@ -12,13 +12,43 @@ key stores and injected faults make the error paths testable. See docs/kms-sim.m
     with SimulatedKms(config) as kms:
         kms.client().generate_random(NumberOfBytes=32, Recipient={...})
 
-Command line: ``nitrokit kms-sim``. pytest fixtures: ``-p nitrokit.kms.pytest_fixtures``.
+Command line: ``nitrokit kms-sim``. pytest fixtures: ``-p nitrokit.kms.pytest_fixtures``. Needs the ``kms-sim``
+extra (botocore, boto3): ``pip install 'nitrokit[kms-sim]'``.
 """
 
-from nitrokit.kms.conditions import AttestationConditions
-from nitrokit.kms.config import DEFAULT_ACCESS_KEY, AccessKey, CustomKeyStore, Faults, KmsSimConfig, load_config
-from nitrokit.kms.errors import KmsConfigError, KmsServiceError, KmsSimError
-from nitrokit.kms.server import SimulatedKms
+from typing import TYPE_CHECKING
+
+from nitrokit._lazy import lazy_exports
+
+# Lazy: the simulator needs botocore (the kms-sim extra), and nitrokit's pytest plugin imports this package in
+# every test session; nothing heavy loads until a name is used.
+if TYPE_CHECKING:
+    from nitrokit.kms.conditions import AttestationConditions
+    from nitrokit.kms.config import (
+        DEFAULT_ACCESS_KEY,
+        AccessKey,
+        CustomKeyStore,
+        Faults,
+        KmsSimConfig,
+        load_config,
+    )
+    from nitrokit.kms.errors import KmsConfigError, KmsServiceError, KmsSimError
+    from nitrokit.kms.server import SimulatedKms
+
+_EXPORTS = {
+    "AttestationConditions": "nitrokit.kms.conditions",
+    "DEFAULT_ACCESS_KEY": "nitrokit.kms.config",
+    "AccessKey": "nitrokit.kms.config",
+    "CustomKeyStore": "nitrokit.kms.config",
+    "Faults": "nitrokit.kms.config",
+    "KmsSimConfig": "nitrokit.kms.config",
+    "load_config": "nitrokit.kms.config",
+    "KmsConfigError": "nitrokit.kms.errors",
+    "KmsServiceError": "nitrokit.kms.errors",
+    "KmsSimError": "nitrokit.kms.errors",
+    "SimulatedKms": "nitrokit.kms.server",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",

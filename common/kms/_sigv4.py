@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 
-from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
-from botocore.awsrequest import AWSRequest, HTTPHeaders
-from botocore.credentials import Credentials
-
+from nitrokit._extras import extra_required
 from nitrokit.kms.config import AccessKey
 from nitrokit.kms.errors import KmsServiceError
+
+with extra_required("kms-sim"):
+    from botocore.auth import SIGV4_TIMESTAMP, SigV4Auth
+    from botocore.awsrequest import AWSRequest, HTTPHeaders
+    from botocore.credentials import Credentials
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "kms"

@@ -41,10 +41,10 @@ from typing import Any
 
 from cryptography import x509
 
-from nitrokit.attestation import AttestationError, aws_nitro_root, load_root
+from nitrokit.attestation import AttestationError, load_root
+from nitrokit.attestation.roots import ROOT_NAMES
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.errors import KmsConfigError
-from nitrokit.testing import fixture_pki
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -181,14 +181,8 @@ class KmsSimConfig:
 
     def resolve_root(self) -> x509.Certificate:
         """The trust root for attestation documents."""
-        if isinstance(self.root, x509.Certificate):
-            return self.root
-        if self.root == "fixture":
-            return fixture_pki().root
-        if self.root == "aws":
-            return aws_nitro_root()
         try:
-            return load_root(Path(self.root))
+            return load_root(self.root)
         except AttestationError as exc:
             raise KmsConfigError(f"root: {exc}") from None
 
@@ -215,7 +209,7 @@ class KmsSimConfig:
             root = data["root"]
             if not isinstance(root, str) or not root:
                 raise KmsConfigError("root must be 'fixture', 'aws' or a path")
-            if root not in ("fixture", "aws") and base_dir is not None:
+            if root not in ROOT_NAMES and base_dir is not None:
                 root = str(base_dir / root)
             kwargs["root"] = root
         if "custom_key_stores" in data:

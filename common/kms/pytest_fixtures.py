@@ -15,12 +15,15 @@ Load with ``-p nitrokit.kms.pytest_fixtures`` (or through nitrokit's pytest plug
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from nitrokit.kms.config import KmsSimConfig
-from nitrokit.kms.server import SimulatedKms
+# Loaded as a pytest plugin in every session of every project that installs nitrokit: the simulator (and
+# boto3, botocore, cryptography with it) is imported only when a test asks for one of these fixtures.
+if TYPE_CHECKING:
+    from nitrokit.kms.config import KmsSimConfig
+    from nitrokit.kms.server import SimulatedKms
 
 __all__ = ["kms_client", "kms_sim", "kms_sim_config"]
 
@@ -28,12 +31,16 @@ __all__ = ["kms_client", "kms_sim", "kms_sim_config"]
 @pytest.fixture
 def kms_sim_config() -> KmsSimConfig:
     """The simulator's configuration; override to customise ``kms_sim``."""
+    from nitrokit.kms.config import KmsSimConfig
+
     return KmsSimConfig()
 
 
 @pytest.fixture
 def kms_sim(kms_sim_config: KmsSimConfig) -> Iterator[SimulatedKms]:
     """A running simulated KMS, stopped after the test."""
+    from nitrokit.kms.server import SimulatedKms
+
     with SimulatedKms(kms_sim_config) as simulator:
         yield simulator
 

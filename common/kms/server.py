@@ -27,23 +27,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from nitrokit._extras import extra_required
 from nitrokit.errors import UsageError
 from nitrokit.kms._service import CONTENT_TYPE, Answer, KmsService
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.config import Faults, KmsSimConfig
 from nitrokit.kms.errors import KmsServiceError
+from nitrokit.kms.limits import BODY_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
 
 if TYPE_CHECKING:
     from botocore.config import Config
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "SimulatedKms"]
 
-# The largest legal GenerateRandom request is a 262144-byte document in base64 (349528 characters) plus a few
-# hundred bytes of JSON; the cap leaves room for that and refuses anything much larger before reading it.
-DEFAULT_MAX_BODY_BYTES = 512 * 1024
-DEFAULT_MAX_CONNECTIONS = 64
-DEFAULT_SOCKET_TIMEOUT = 20.0
-BODY_DEADLINE = 30.0
 _READ_CHUNK = 64 * 1024
 _STOP_JOIN_SECONDS = 5.0
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
@@ -55,7 +51,8 @@ _SESSION_LOCK = threading.Lock()
 @functools.cache
 def _boto3_session() -> Any:
     """One boto3 session for every client we make: it caches the service model (10x faster clients)."""
-    import boto3
+    with extra_required("kms-sim"):
+        import boto3
 
     return boto3.session.Session()
 

@@ -5,6 +5,7 @@ this repository: nothing signed by them proves anything about a real enclave.
 """
 
 from nitrokit.testing.documents import build_document
-from nitrokit.testing.pki import FixturePki, fixture_pki, fixture_root_pem
+from nitrokit.testing.pki import FixtureKeysMissingError, FixturePki, fixture_pki, fixture_root, fixture_root_pem
 
-__all__ = ["FixturePki", "build_document", "fixture_pki", "fixture_root_pem"]
+__all__ = ["FixtureKeysMissingError", "FixturePki", "build_document", "fixture_pki", "fixture_root",
+           "fixture_root_pem"]

@@ -8,10 +8,10 @@ calendar moves: the fixture CAs are valid until 2059, unlike AWS's short-lived i
 from __future__ import annotations
 
 import functools
-import importlib.resources.abc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -90,7 +90,7 @@ class FixtureKeysMissingError(UsageError):
     """The fixture PKI's TEST private keys are not installed (an enclave image built by Dockerfile.enclave)."""
 
 
-def _pki_folder() -> resources.abc.Traversable:
+def _pki_folder() -> Traversable:
     return resources.files("nitrokit.testing").joinpath("pki")
 
 

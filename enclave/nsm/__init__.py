@@ -13,9 +13,10 @@ differ only in the transport: one ioctl on /dev/nsm (:class:`DeviceNsm`) or an i
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from nitrokit.enclave.nsm._client import Nsm, NsmDescription, PcrState
+from nitrokit._lazy import lazy_exports
+from nitrokit.enclave.nsm._client import BOOT_LOCKED_PCRS, PCR_BYTES, Nsm, NsmDescription, PcrState
 from nitrokit.enclave.nsm._codec import REQUEST_MAX_BYTES, RESPONSE_MAX_BYTES
 from nitrokit.enclave.nsm.device import DEFAULT_DEVICE_PATH, DeviceNsm
 from nitrokit.enclave.nsm.errors import (
@@ -25,8 +26,12 @@ from nitrokit.enclave.nsm.errors import (
     NsmResponseError,
     NsmUnavailableError,
 )
-from nitrokit.enclave.nsm.simulated import SimulatedNsm
 from nitrokit.errors import UsageError
+
+# The simulated NSM signs with the fixture PKI (test support): loaded only when asked for.
+if TYPE_CHECKING:
+    from nitrokit.enclave.nsm.simulated import SimulatedNsm
+__getattr__, __dir__ = lazy_exports(__name__, {"SimulatedNsm": "nitrokit.enclave.nsm.simulated"})
 
 NSM_KINDS = ("device", "simulated")
 
@@ -36,13 +41,17 @@ def open_nsm(kind: Literal["device", "simulated"] = "device", **options: Any) ->
     if kind == "device":
         return DeviceNsm(**options)
     if kind == "simulated":
+        from nitrokit.enclave.nsm.simulated import SimulatedNsm
+
         return SimulatedNsm(**options)
     raise UsageError(f"unknown NSM kind {kind!r}: expected one of {', '.join(NSM_KINDS)}")
 
 
 __all__ = [
+    "BOOT_LOCKED_PCRS",
     "DEFAULT_DEVICE_PATH",
     "NSM_KINDS",
+    "PCR_BYTES",
     "REQUEST_MAX_BYTES",
     "RESPONSE_MAX_BYTES",
     "DeviceNsm",

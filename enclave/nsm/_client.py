@@ -17,6 +17,10 @@ from nitrokit.enclave.nsm import _codec
 from nitrokit.enclave.nsm.errors import NsmResponseError
 from nitrokit.errors import UsageError
 
+# Every NSM has 32 SHA-384 PCRs; 0..15 are set at boot and locked (AWS's NSM API).
+PCR_BYTES = 48
+BOOT_LOCKED_PCRS = 16
+
 
 class PcrState(NamedTuple):
     """One PCR as DescribePCR reports it: whether it is locked (read-only) and its value."""

@@ -33,15 +33,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nitrokit.enclave.nsm import _codec
-from nitrokit.enclave.nsm._client import Nsm
+from nitrokit.enclave.nsm._client import BOOT_LOCKED_PCRS, PCR_BYTES, Nsm
 from nitrokit.enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError
 from nitrokit.errors import UsageError
 from nitrokit.testing.documents import DEFAULT_MODULE_ID, build_payload, sign_payload
 from nitrokit.testing.pki import FixturePki, fixture_pki
 
 MAX_PCRS = 32
-BOOT_LOCKED_PCRS = 16
-PCR_BYTES = 48
 MAX_ATTESTATION_FIELD_BYTES = 1024
 RANDOM_BYTES = 256
 VERSION = (1, 0, 0)
