@@ -65,7 +65,8 @@ from nitrokit.attestation import Policy, Verifier, parse_document
 from nitrokit.errors import NitrokitError
 from nitrokit.kms import DEFAULT_ACCESS_KEY, CustomKeyStore, KmsSimConfig
 from nitrokit.kms._service import KmsService
-from nitrokit.kms.server import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT, _Handler
+from nitrokit.kms.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT
+from nitrokit.kms.server import _Handler
 from nitrokit.testing import build_document, fixture_pki
 from nitrokit.testing.documents import default_pcrs, sign_payload
 from nitrokit.wire import (

@@ -404,8 +404,13 @@ def test_the_cmd_serves_attestation_against_the_simulated_stack(installed, instr
     command = json.loads(next(i.args for i in stages(instructions)[-1] if i.keyword == "CMD"))
     # The image has no /dev/nsm here and no TEST keys: lend the simulated NSM the fixture keys for this run only.
     pki = _site_packages(root) / "nitrokit/testing/pki"
-    lent = [shutil.copy2(key, pki / key.name) for key in (REPO / "common/testing/pki").glob("*.key.pem")]
-    request.addfinalizer(lambda: [Path(key).unlink() for key in lent])
+    lent = [Path(shutil.copy2(key, pki / key.name)) for key in (REPO / "common/testing/pki").glob("*.key.pem")]
+
+    def take_back() -> None:
+        for key in lent:
+            key.unlink()
+
+    request.addfinalizer(take_back)
     with SimulatedKms() as kms, NitrokitProcess("parent", "--listen", f"unix://{tmp_path / 'parent.sock'}",
                                                 "--endpoint-url", kms.url, "--region", "us-east-1",
                                                 env=simulator_environment()) as parent:

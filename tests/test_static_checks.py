@@ -24,5 +24,8 @@ def test_ruff_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = _run("mypy")
+    # nitrokit is checked as installed (common/ as nitrokit, ...): tests/typecheck.py lays that out for mypy.
+    from tests.typecheck import run_mypy
+
+    result = run_mypy()
     assert result.returncode == 0, result.stdout + result.stderr
