@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nitrokit.errors import UsageError
+from nitrokit.hextext import decode_hex
 
 __all__ = [
     "DEFAULT_ACTIONS",
@@ -69,7 +70,6 @@ DEFAULT_SID = "AllowNitroEnclaveWithTheseMeasurements"
 # IAM principals a key policy can name: an account root, a role or a user (with optional path).
 _ARN_RE = re.compile(r"arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:(?:root|(?:role|user)/[A-Za-z0-9+=,.@_/-]{1,512})")
 _SID_RE = re.compile(r"[A-Za-z0-9 ]{1,128}")
-_HEX_RE = re.compile(r"[0-9a-fA-F]*")
 
 
 class PolicyStatementError(UsageError):
@@ -148,14 +148,10 @@ def _hex_value(value: object, *, what: str) -> str:
         return bytes(value).hex()
     if not isinstance(value, str):
         raise PolicyStatementError(f"{what} must be bytes or hex text, got {type(value).__name__}")
-    text = value.strip()
-    if text[:2].lower() == "0x":
-        text = text[2:]
-    if not _HEX_RE.fullmatch(text):
-        raise PolicyStatementError(f"{what} is not hex")
-    if len(text) != SHA384_HEX_DIGITS:
-        raise PolicyStatementError(f"{what} has {len(text)} hex digits, expected {SHA384_HEX_DIGITS} (SHA-384)")
-    return text.lower()
+    digits = decode_hex(value, what=what, error=PolicyStatementError).hex()
+    if len(digits) != SHA384_HEX_DIGITS:
+        raise PolicyStatementError(f"{what} has {len(digits)} hex digits, expected {SHA384_HEX_DIGITS} (SHA-384)")
+    return digits
 
 
 def _principal(role_arn: object) -> str:

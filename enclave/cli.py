@@ -20,7 +20,6 @@ from nitrokit.cli._io import (
     EXIT_OK,
     EXIT_USAGE,
     CommandFailed,
-    parse_hex,
     parse_pcr_args,
     print_json,
     read_public_key_file,
@@ -39,6 +38,7 @@ from nitrokit.enclave.nsm import (
 from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from nitrokit.enclave.service import EnclaveService
 from nitrokit.errors import UsageError
+from nitrokit.hextext import decode_hex
 from nitrokit.wire.server import run_until_signal
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -115,8 +115,8 @@ def run_attest(args: argparse.Namespace) -> int:
     if args.out == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write a binary document to a terminal: use --out FILE or a pipe")
     public_key = read_public_key_file(args.public_key) if args.public_key is not None else None
-    user_data = parse_hex(args.user_data, what="--user-data") if args.user_data is not None else None
-    nonce = parse_hex(args.nonce, what="--nonce") if args.nonce is not None else None
+    user_data = decode_hex(args.user_data, what="--user-data") if args.user_data is not None else None
+    nonce = decode_hex(args.nonce, what="--nonce") if args.nonce is not None else None
 
     with nsm_from_args(args, **simulated) as nsm:
         document = nsm.attestation(user_data=user_data, nonce=nonce, public_key=public_key)
@@ -157,7 +157,7 @@ def _add_extend_pcr(commands: Subparsers) -> None:
 
 
 def run_extend_pcr(args: argparse.Namespace) -> int:
-    data = parse_hex(args.data, what="HEX")
+    data = decode_hex(args.data, what="HEX")
     with nsm_from_args(args) as nsm:
         value = nsm.extend_pcr(args.index, data)
     print_json({"index": args.index, "data": value.hex(), "nsm": args.nsm})

@@ -20,6 +20,7 @@ from nitrokit.attestation._parse import PCR_COUNT, PCR_LENGTHS
 from nitrokit.attestation.errors import PolicyError
 from nitrokit.attestation.models import AttestationDocument
 from nitrokit.errors import UsageError
+from nitrokit.hextext import decode_hex
 
 
 class Check(Protocol):
@@ -140,8 +141,5 @@ def _pcr_bytes(index: int, value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, str):
-        try:
-            return bytes.fromhex(value.removeprefix("0x"))
-        except ValueError:
-            raise UsageError(f"policy PCR{index} is not valid hex") from None
+        return decode_hex(value, what=f"policy PCR{index}")
     raise UsageError(f"policy PCR{index} must be bytes or hex, got {type(value).__name__}")

@@ -1,7 +1,7 @@
 """Input and output helpers shared by every ``nitrokit`` command.
 
 Inputs are read with a size cap before anything parses them; binary inputs may be raw or base64 (detected);
-hex arguments are validated here so each command reports bad hex the same way.
+hex arguments go through :func:`nitrokit.hextext.decode_hex`, so each command reports bad hex the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from nitrokit.errors import InputTooLargeError, UsageError
+from nitrokit.hextext import decode_hex
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -66,17 +67,6 @@ def decode_binary_or_base64(data: bytes) -> bytes:
             return data
 
 
-def parse_hex(text: str, *, what: str) -> bytes:
-    """Decode a hex argument (optional ``0x`` prefix, any case), naming ``what`` if it is not hex."""
-    cleaned = text.strip()
-    if cleaned[:2].lower() == "0x":
-        cleaned = cleaned[2:]
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        raise UsageError(f"{what} is not valid hex") from None
-
-
 def parse_pcr_args(items: list[str]) -> dict[int, bytes]:
     """``--pcr N=HEX`` arguments as {index: bytes}; index ranges and lengths are the caller's to check."""
     pcrs: dict[int, bytes] = {}
@@ -89,7 +79,7 @@ def parse_pcr_args(items: list[str]) -> dict[int, bytes]:
         index = int(index_text)
         if index in pcrs:
             raise UsageError(f"--pcr {index} given twice")
-        pcrs[index] = parse_hex(value, what=f"--pcr {index}")
+        pcrs[index] = decode_hex(value, what=f"--pcr {index}")
     return pcrs
 
 

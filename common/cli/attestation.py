@@ -24,13 +24,13 @@ from nitrokit.cli._io import (
     EXIT_USAGE,
     CommandFailed,
     decode_binary_or_base64,
-    parse_hex,
     parse_pcr_args,
     print_json,
     read_input,
     read_public_key_file,
 )
 from nitrokit.errors import UsageError
+from nitrokit.hextext import decode_hex
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
@@ -204,7 +204,7 @@ def _policy_from_args(args: argparse.Namespace) -> Policy:
     return Policy(
         pcrs=dict(pcrs) or None,
         allow_debug=args.allow_debug,
-        nonce=parse_hex(args.nonce, what="--nonce") if args.nonce is not None else None,
-        user_data=parse_hex(args.user_data, what="--user-data") if args.user_data is not None else None,
+        nonce=decode_hex(args.nonce, what="--nonce") if args.nonce is not None else None,
+        user_data=decode_hex(args.user_data, what="--user-data") if args.user_data is not None else None,
         public_key=read_public_key_file(args.public_key) if args.public_key is not None else None,
     )

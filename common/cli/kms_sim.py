@@ -16,8 +16,9 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_hex, read_input
+from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, read_input
 from nitrokit.errors import UsageError
+from nitrokit.hextext import decode_hex
 from nitrokit.kms.limits import DEFAULT_MAX_CONNECTIONS
 from nitrokit.wire.address import TcpAddress, parse_address
 
@@ -110,7 +111,7 @@ def build_config(args: argparse.Namespace) -> KmsSimConfig:
         pcrs = dict(_parse_pcr(item) for item in args.pcr)
         if len(pcrs) != len(args.pcr):
             raise UsageError("--pcr: the same index is given twice")
-        image = parse_hex(args.image_sha384, what="--image-sha384") if args.image_sha384 else None
+        image = decode_hex(args.image_sha384, what="--image-sha384") if args.image_sha384 else None
         changes["conditions"] = AttestationConditions.require(image_sha384=image, pcrs=pcrs or None)
     config = config.replace(**changes) if changes else config
     config.resolve_root()  # a bad root is a usage error now, not a failure on the first request
@@ -136,5 +137,5 @@ def _parse_pcr(item: str) -> tuple[int, bytes]:
     index_text, sep, value = item.partition("=")
     if not sep or not index_text.strip().isdigit():
         raise UsageError(f"--pcr {item[:20]!r} is not N=HEX")
-    return int(index_text), parse_hex(value, what=f"--pcr {index_text}")
+    return int(index_text), decode_hex(value, what=f"--pcr {index_text}")
 

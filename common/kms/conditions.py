@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nitrokit.attestation import PCR_COUNT
+from nitrokit.hextext import decode_hex
 from nitrokit.kms.errors import KmsConfigError
 
 __all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
@@ -53,7 +54,6 @@ _STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotA
                    "Condition"}
 _POLICY_KEYS = {"Version", "Id", "Statement"}
 _PCR_KEY_RE = re.compile(r"kms:recipientattestation:pcr([0-9]{1,2})")
-_HEX_RE = re.compile(r"[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,13 @@ class AttestationConditions:
         """One statement requiring these exact values (``StringEqualsIgnoreCase``), as a policy would."""
         clauses: list[Clause] = []
         if image_sha384 is not None:
-            clauses.append(_string_clause("StringEqualsIgnoreCase", IMAGE_SHA384_KEY, [_as_hex(image_sha384)]))
+            image = _as_hex(image_sha384, what="image_sha384")
+            clauses.append(_string_clause("StringEqualsIgnoreCase", IMAGE_SHA384_KEY, [image]))
         for index, value in sorted((pcrs or {}).items()):
             if type(index) is not int or not 0 <= index < PCR_COUNT:
                 raise KmsConfigError(f"attestation conditions: PCR index {index!r} is not in 0..{PCR_COUNT - 1}")
-            clauses.append(_string_clause("StringEqualsIgnoreCase", f"{PCR_KEY_PREFIX}{index}", [_as_hex(value)]))
+            digest = _as_hex(value, what=f"PCR{index}")
+            clauses.append(_string_clause("StringEqualsIgnoreCase", f"{PCR_KEY_PREFIX}{index}", [digest]))
         if not clauses:
             raise KmsConfigError("attestation conditions: give image_sha384 or at least one PCR")
         return cls((Statement(tuple(clauses)),))
@@ -240,18 +242,24 @@ def _null_values(value: Any, key: Any) -> tuple[str, ...]:
 def _string_clause(operator: str, key: str, values: list[str], *, if_exists: bool = False) -> Clause:
     lengths = (96,) if key == IMAGE_SHA384_KEY else _HEX_LENGTHS
     for value in values:
-        if not _HEX_RE.fullmatch(value) or len(value) not in lengths:
-            raise KmsConfigError(f"attestation conditions: {key}: {value[:16]!r}... is not "
-                                 f"{' or '.join(str(n) for n in lengths)} hex digits")
+        digits = decode_hex(value, what=f"attestation conditions: {key}", error=KmsConfigError).hex()
+        # KMS compares the policy's text with the document's lower-case hex as it stands: a value that decodes
+        # but carries a 0x prefix or spaces would never match there, so it is refused here too.
+        if len(digits) != len(value):
+            raise KmsConfigError(f"attestation conditions: {key}: write the value as bare hex digits (no 0x, no "
+                                 "spaces): KMS compares it as text")
+        if len(digits) not in lengths:
+            raise KmsConfigError(f"attestation conditions: {key}: a value has {len(digits)} hex digits, expected "
+                                 f"{' or '.join(str(n) for n in lengths)}")
     return Clause(operator, key, tuple(values), if_exists)
 
 
-def _as_hex(value: bytes | str) -> str:
+def _as_hex(value: bytes | str, *, what: str) -> str:
     if isinstance(value, bytes):
         return value.hex()
     if isinstance(value, str):
-        return value.removeprefix("0x")
-    raise KmsConfigError(f"attestation conditions: expected bytes or hex, got {type(value).__name__}")
+        return decode_hex(value, what=f"attestation conditions: {what}", error=KmsConfigError).hex()
+    raise KmsConfigError(f"attestation conditions: {what}: expected bytes or hex, got {type(value).__name__}")
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], what: str) -> None:
