@@ -32,6 +32,7 @@ BENCHMARKS = {
     "bench_cms": "CMS envelopes, RSA-2048 (ratio: vs raw RSA-2048 OAEP, same direction)",
     "bench_kms": "simulated KMS, GenerateRandom through boto3 on loopback (ratios as noted)",
     "bench_generate_random": "GenerateRandom round trips: enclave -> parent -> KMS (ratio: vs the crypto floor)",
+    "bench_import": "start-up: the pytest plugin and the CLI (ratio: vs import pytest / python -c pass)",
 }
 
 
