@@ -1,4 +1,5 @@
-"""common/cli/_io.py: capped reads say "more than N bytes" and exit 2; --pcr indices are ASCII digits only."""
+"""common/cli/_io.py: capped reads say "more than N bytes" and exit 2; --pcr N=HEX is one parser for every
+command: ASCII-digit indices in range, PCR-length values, a clear usage error for anything else."""
 
 from __future__ import annotations
 
@@ -66,4 +67,48 @@ def test_pcr_indices_are_ascii_digits_only(index: str) -> None:
 
 
 def test_pcr_args_still_parse() -> None:
-    assert parse_pcr_args(["0=ab", " 16 =0xCD"]) == {0: b"\xab", 16: b"\xcd"}
+    assert parse_pcr_args(["0=" + "ab" * 48, " 16 =0xCD" + "cd" * 47, "31=" + "00" * 32, "7=" + "ee" * 64]) == {
+        0: b"\xab" * 48, 16: b"\xcd" * 48, 31: bytes(32), 7: b"\xee" * 64}
+
+
+@pytest.mark.parametrize(("item", "fragment"), [
+    ("32=" + "00" * 48, "PCR index 32 is not in 0..31"),
+    ("999=" + "00" * 48, "PCR index 999 is not in 0..31"),
+    ("9" * 5000 + "=00", "PCR index 99999..."),  # int() of over 4300 digits raises ValueError: never called
+    ("0=", "0 bytes"),
+    ("0=" + "ab" * 20, "20 bytes (40 hex digits); a PCR is 32 bytes, 48 bytes or 64 bytes"),
+    ("0=abc", "3 hex digits"),
+    ("0=zz", "--pcr 0 is not valid hex"),
+    ("0=ab cd", "not valid hex"),
+])
+def test_pcr_indices_are_range_checked_and_values_length_checked(item: str, fragment: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_pcr_args([item])
+    assert fragment in str(info.value) and len(str(info.value)) < 200
+
+
+def test_a_pcr_given_twice_is_refused() -> None:
+    with pytest.raises(UsageError, match="--pcr 3 given twice"):
+        parse_pcr_args(["3=" + "00" * 48, "03=" + "11" * 48])
+
+
+_PCR_COMMANDS = [
+    ("nitrokit.cli.attestation", ["verify", "-", "--root", "fixture"]),
+    ("nitrokit.cli.policy_statements", ["policy"]),
+    ("nitrokit.cli.kms_sim", ["kms-sim"]),
+    ("nitrokit.enclave.cli", ["enclave", "attest", "--nsm", "simulated"]),
+]
+
+
+@pytest.mark.parametrize(("module", "command"), _PCR_COMMANDS, ids=[c[1][0] for c in _PCR_COMMANDS])
+@pytest.mark.parametrize("index", ["\u00b3", "\u0663", "32"])
+def test_every_command_parses_pcr_the_same_way(module: str, command: list[str], index: str,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # Before one parser: `nitrokit policy --pcr ³=...` was a traceback and `٣=...` meant PCR3 (kms-sim alike).
+    only_commands(monkeypatch, module)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    assert cli.main([*command, "--pcr", f"{index}={'ab' * 48}"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert ("is not N=HEX" if index != "32" else "PCR index 32 is not in 0..31") in err

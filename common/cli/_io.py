@@ -11,14 +11,17 @@ import binascii
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from nitrokit.attestation import PCR_COUNT, PCR_LENGTHS
 from nitrokit.errors import InputTooLargeError, UsageError
 from nitrokit.hextext import decode_hex
+from nitrokit.text import escaped
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -67,19 +70,33 @@ def decode_binary_or_base64(data: bytes) -> bytes:
             return data
 
 
-def parse_pcr_args(items: list[str]) -> dict[int, bytes]:
-    """``--pcr N=HEX`` arguments as {index: bytes}; index ranges and lengths are the caller's to check."""
+def parse_pcr_args(items: Sequence[str]) -> dict[int, bytes]:
+    """``--pcr N=HEX`` arguments (every command's) as {index: bytes}.
+
+    N is ASCII digits naming a PCR (0..PCR_COUNT-1), HEX a PCR value by :func:`~nitrokit.hextext.decode_hex`
+    of one of the PCR lengths (32, 48 or 64 bytes); an index given twice is refused. Any bad item is a
+    :class:`UsageError` naming it (the CLI exits 2), never another exception.
+    """
     pcrs: dict[int, bytes] = {}
+    *shorter, longest = (f"{size} bytes" for size in sorted(PCR_LENGTHS))
+    sizes = f"{', '.join(shorter)} or {longest}"
     for item in items:
         index_text, sep, value = item.partition("=")
         index_text = index_text.strip()
-        # isdigit() alone admits other scripts' digits ("٣", "³"); int() would accept some of them.
+        # isdigit() alone admits other scripts' digits ("٣", "³"), and int() reads "٣" as 3 (and "³" not at all).
         if not sep or not (index_text.isascii() and index_text.isdigit()):
-            raise UsageError(f"--pcr {item!r} is not N=HEX")
-        index = int(index_text)
+            raise UsageError(f"--pcr '{escaped(item, 40)}' is not N=HEX with N in 0..{PCR_COUNT - 1}")
+        # No int() of a long digit string: past 4300 digits it raises, and anything over 2 is out of range anyway.
+        index = int(index_text) if len(index_text) <= 2 else PCR_COUNT
+        if index >= PCR_COUNT:
+            raise UsageError(f"--pcr: PCR index {escaped(index_text, 8)} is not in 0..{PCR_COUNT - 1} (N=HEX)")
         if index in pcrs:
             raise UsageError(f"--pcr {index} given twice")
-        pcrs[index] = decode_hex(value, what=f"--pcr {index}")
+        digest = decode_hex(value, what=f"--pcr {index}")
+        if len(digest) not in PCR_LENGTHS:
+            raise UsageError(f"--pcr {index} is {len(digest)} bytes ({2 * len(digest)} hex digits); a PCR is "
+                             f"{sizes}")
+        pcrs[index] = digest
     return pcrs
 
 

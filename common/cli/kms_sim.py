@@ -16,7 +16,7 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, read_input
+from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_pcr_args, read_input
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 from nitrokit.kms.limits import DEFAULT_MAX_CONNECTIONS
@@ -108,9 +108,7 @@ def build_config(args: argparse.Namespace) -> KmsSimConfig:
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise UsageError(f"--policy {args.policy} is not valid JSON") from None
     elif args.pcr or args.image_sha384:
-        pcrs = dict(_parse_pcr(item) for item in args.pcr)
-        if len(pcrs) != len(args.pcr):
-            raise UsageError("--pcr: the same index is given twice")
+        pcrs = parse_pcr_args(args.pcr)
         image = decode_hex(args.image_sha384, what="--image-sha384") if args.image_sha384 else None
         changes["conditions"] = AttestationConditions.require(image_sha384=image, pcrs=pcrs or None)
     config = config.replace(**changes) if changes else config
@@ -131,11 +129,4 @@ def parse_listen(text: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     return host, int(port_text)
-
-
-def _parse_pcr(item: str) -> tuple[int, bytes]:
-    index_text, sep, value = item.partition("=")
-    if not sep or not index_text.strip().isdigit():
-        raise UsageError(f"--pcr {item[:20]!r} is not N=HEX")
-    return int(index_text), decode_hex(value, what=f"--pcr {index_text}")
 

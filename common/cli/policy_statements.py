@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 
-from nitrokit.cli._io import EXIT_OK, print_json
+from nitrokit.cli._io import EXIT_OK, parse_pcr_args, print_json
 from nitrokit.policy_statements import (
     DEFAULT_ACTIONS,
     DEFAULT_SID,
     RECIPIENT_ACTIONS,
-    PolicyStatementError,
     build_statement,
 )
 
@@ -55,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_policy(args: argparse.Namespace) -> int:
     statement = build_statement(
-        pcrs=_parse_pcrs(args.pcr),
+        pcrs=parse_pcr_args(args.pcr),
         image_sha384=args.image_sha384,
         role_arn=args.role_arn,
         actions=args.action if args.action is not None else DEFAULT_ACTIONS,
@@ -65,15 +64,3 @@ def run_policy(args: argparse.Namespace) -> int:
     print_json(statement)
     return EXIT_OK
 
-
-def _parse_pcrs(items: list[str]) -> dict[int, str]:
-    pcrs: dict[int, str] = {}
-    for item in items:
-        index_text, sep, value = item.partition("=")
-        if not sep or not index_text.strip().isdigit() or len(index_text.strip()) > 2:
-            raise PolicyStatementError(f"--pcr expects N=HEX with N in 0..31, got {item[:20]!r}")
-        index = int(index_text)
-        if index in pcrs:
-            raise PolicyStatementError(f"--pcr {index} given twice")
-        pcrs[index] = value
-    return pcrs
