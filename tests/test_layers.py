@@ -297,3 +297,14 @@ def test_a_user_project_with_common_enclave_and_parent_packages_runs_its_tests(t
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "3 passed" in result.stdout
+
+
+def test_the_readme_layout_names_every_folder() -> None:
+    readme = (REPO / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):].split("\n## ", 1)[0]
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True,
+                             timeout=60).stdout.split()
+    top = {path.split("/")[0] for path in tracked if "/" in path}
+    core = {path.split("/")[1] for path in tracked if path.startswith("common/") and path.count("/") >= 2}
+    missing = sorted(f"{name}/" for name in top | core if f"`{name}/" not in layout)
+    assert missing == []
