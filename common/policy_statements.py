@@ -36,6 +36,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from nitrokit.attestation import PCR_COUNT
+from nitrokit.condition_keys import IMAGE_SHA384_KEY, KEY_NAMESPACE, pcr_key
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 
@@ -43,18 +45,12 @@ __all__ = [
     "DEFAULT_ACTIONS",
     "DEFAULT_SID",
     "GENERATE_RANDOM",
-    "IMAGE_SHA384_KEY",
-    "PCR_COUNT",
-    "PCR_KEY_PREFIX",
     "RECIPIENT_ACTIONS",
     "PolicyStatementError",
     "build_statement",
 ]
 
-IMAGE_SHA384_KEY = "kms:RecipientAttestation:ImageSha384"
-PCR_KEY_PREFIX = "kms:RecipientAttestation:PCR"
 OPERATOR = "StringEqualsIgnoreCase"
-PCR_COUNT = 32
 SHA384_HEX_DIGITS = 96
 RECIPIENT_ACTIONS = (
     "kms:Decrypt",
@@ -105,18 +101,18 @@ def build_statement(
     if pcrs is not None and not isinstance(pcrs, Mapping):
         raise PolicyStatementError("pcrs must be a mapping of PCR index to value")
     for index, value in sorted((pcrs or {}).items(), key=lambda item: _index(item[0])):
-        conditions[f"{PCR_KEY_PREFIX}{index}"] = _hex_value(value, what=f"PCR{index}")
+        conditions[pcr_key(index)] = _hex_value(value, what=f"PCR{index}")
     if not conditions:
         raise PolicyStatementError("give at least one measurement (--pcr N=HEX or --image-sha384 HEX): a statement "
                              "without one would not require any attestation")
     if not allow_zero:
         for key, value in conditions.items():
             if not value.strip("0"):
-                name = key.removeprefix("kms:RecipientAttestation:")
+                name = key.removeprefix(KEY_NAMESPACE)
                 raise PolicyStatementError(f"{name} is all zeros: debug-mode enclaves report zero PCRs, so this would "
                                      "admit any enclave run with --debug-mode (pass allow_zero / --allow-zero if "
                                      "that is really meant)")
-    pcr0 = conditions.get(f"{PCR_KEY_PREFIX}0")
+    pcr0 = conditions.get(pcr_key(0))
     if image is not None and pcr0 is not None and pcr0 != image:
         raise PolicyStatementError("ImageSha384 is PCR0, but the two values differ: no enclave could match both")
 

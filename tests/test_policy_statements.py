@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 import nitrokit.cli as cli
 from nitrokit.cms import decrypt
+from nitrokit.condition_keys import IMAGE_SHA384_KEY, KEY_NAMESPACE, PCR_KEY_PREFIX
 from nitrokit.kms import AttestationConditions, KmsSimConfig, SimulatedKms
 from nitrokit.policy_statements import (
     DEFAULT_ACTIONS,
-    IMAGE_SHA384_KEY,
     RECIPIENT_ACTIONS,
     PolicyStatementError,
     build_statement,
@@ -132,6 +132,17 @@ def test_accepted_principals_and_explicit_zero():
     statement = build_statement(pcrs={16: "00" * 48}, allow_zero=True)
     assert statement["Condition"]["StringEqualsIgnoreCase"] == {"kms:RecipientAttestation:PCR16": "00" * 48}
     assert build_statement(actions="kms:GenerateRandom", pcrs={0: PCR0})["Action"] == ["kms:GenerateRandom"]
+
+
+def test_both_sides_use_aws_spelling_of_the_condition_keys():
+    # One definition for the writer and the simulator's evaluator, and it is the spelling AWS documents.
+    assert (KEY_NAMESPACE, IMAGE_SHA384_KEY, PCR_KEY_PREFIX) == (
+        "kms:RecipientAttestation:", "kms:RecipientAttestation:ImageSha384", "kms:RecipientAttestation:PCR")
+    statement = build_statement(pcrs={31: PCR0}, image_sha384=PCR1, allow_zero=True, sid="S")
+    assert set(statement["Condition"]["StringEqualsIgnoreCase"]) == {IMAGE_SHA384_KEY, "kms:RecipientAttestation:PCR31"}
+    conditions = AttestationConditions.from_json(statement)
+    assert {clause.key for clause in conditions.statements[0].clauses} == set(
+        statement["Condition"]["StringEqualsIgnoreCase"])
 
 
 def test_key_policy_error_is_a_usage_error():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from nitrokit.cli._io import EXIT_OK, parse_pcr_args, print_json
+from nitrokit.condition_keys import IMAGE_SHA384_KEY
 from nitrokit.policy_statements import (
     DEFAULT_ACTIONS,
     DEFAULT_SID,
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     policy.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
                         help="require PCR N (0..31) to equal this SHA-384 value, 96 hex digits (repeatable)")
     policy.add_argument("--image-sha384", metavar="HEX",
-                        help="require kms:RecipientAttestation:ImageSha384 (the image's PCR0)")
+                        help=f"require {IMAGE_SHA384_KEY} (the image's PCR0)")
     policy.add_argument("--role-arn", metavar="ARN",
                         help="write a key-policy statement with this principal (key-based actions only; refused "
                              "with kms:GenerateRandom, which key policies do not govern). Omit for an IAM "

@@ -37,15 +37,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nitrokit.attestation import PCR_COUNT
+from nitrokit.attestation import PCR_COUNT, PCR_LENGTHS
+from nitrokit.condition_keys import IMAGE_SHA384_KEY, PCR_KEY_PREFIX, pcr_key
 from nitrokit.hextext import decode_hex
 from nitrokit.kms.errors import KmsConfigError
 
 __all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
 
-IMAGE_SHA384_KEY = "kms:RecipientAttestation:ImageSha384"
-PCR_KEY_PREFIX = "kms:RecipientAttestation:PCR"
-_HEX_LENGTHS = (64, 96, 128)  # SHA-256, SHA-384, SHA-512 PCRs
+_HEX_LENGTHS = tuple(2 * size for size in sorted(PCR_LENGTHS))  # SHA-256, SHA-384, SHA-512 PCRs
 _MAX_STATEMENTS = 100
 _MAX_VALUES = 100
 
@@ -53,7 +52,7 @@ _OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "Null")
 _STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
                    "Condition"}
 _POLICY_KEYS = {"Version", "Id", "Statement"}
-_PCR_KEY_RE = re.compile(r"kms:recipientattestation:pcr([0-9]{1,2})")
+_PCR_KEY_RE = re.compile(re.escape(PCR_KEY_PREFIX.lower()) + r"([0-9]{1,2})")
 
 
 @dataclass(frozen=True)
@@ -119,7 +118,7 @@ class AttestationConditions:
             if type(index) is not int or not 0 <= index < PCR_COUNT:
                 raise KmsConfigError(f"attestation conditions: PCR index {index!r} is not in 0..{PCR_COUNT - 1}")
             digest = _as_hex(value, what=f"PCR{index}")
-            clauses.append(_string_clause("StringEqualsIgnoreCase", f"{PCR_KEY_PREFIX}{index}", [digest]))
+            clauses.append(_string_clause("StringEqualsIgnoreCase", pcr_key(index), [digest]))
         if not clauses:
             raise KmsConfigError("attestation conditions: give image_sha384 or at least one PCR")
         return cls((Statement(tuple(clauses)),))
@@ -163,7 +162,7 @@ def context_from_pcrs(pcrs: Mapping[int, bytes] | None) -> dict[str, str]:
     """The condition-key context of a request: lower-case keys to lower-case hex; empty without Recipient."""
     if pcrs is None:
         return {}
-    context = {f"{PCR_KEY_PREFIX}{index}".lower(): value.hex() for index, value in pcrs.items()}
+    context = {pcr_key(index).lower(): value.hex() for index, value in pcrs.items()}
     if 0 in pcrs:
         context[IMAGE_SHA384_KEY.lower()] = pcrs[0].hex()
     return context
@@ -214,7 +213,7 @@ def _canonical_key(key: Any) -> str:
         return IMAGE_SHA384_KEY
     match = _PCR_KEY_RE.fullmatch(lowered)
     if match and int(match.group(1)) < PCR_COUNT and match.group(1) == str(int(match.group(1))):
-        return f"{PCR_KEY_PREFIX}{int(match.group(1))}"
+        return pcr_key(int(match.group(1)))
     raise KmsConfigError(f"attestation conditions: condition key {key!r} is not supported (use "
                          f"{IMAGE_SHA384_KEY} or {PCR_KEY_PREFIX}0..{PCR_COUNT - 1})")
 
