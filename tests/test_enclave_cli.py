@@ -215,11 +215,10 @@ def test_register_builds_a_standalone_group() -> None:
 
 def test_attest_piped_into_verify_as_processes() -> None:
     wire = "import sys, nitrokit.cli as c; raise SystemExit(c.main(sys.argv[1:]))"
-    env = dict(os.environ, PYTHONPATH=str(REPO))
 
     def run(*args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run([sys.executable, "-c", wire, *args], input=input, capture_output=True, cwd=REPO,
-                              env=env, timeout=60, check=False)
+                              timeout=60, check=False)
 
     attest = run("enclave", "attest", "--nsm", "simulated", "--nonce", "abcd")
     assert attest.returncode == 0, attest.stderr

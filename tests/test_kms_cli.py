@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,8 +25,7 @@ from tests.test_kms_support import good_document, recipient, rsa_key
 
 
 def start(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "nitrokit", "kms-sim", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "nitrokit", "kms-sim", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -6,8 +6,6 @@ from importlib import metadata
 
 import pytest
 
-from tests.conftest import REPO
-
 pytest_plugins = ["pytester"]
 
 USER_TESTS = '''
@@ -79,7 +77,6 @@ def _entry_point_installed() -> bool:
 
 @pytest.fixture
 def user_suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    monkeypatch.setenv("PYTHONPATH", str(REPO))
     pytester.makepyfile(test_user=USER_TESTS)
     return pytester
 

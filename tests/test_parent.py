@@ -701,7 +701,6 @@ def _start_cli(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[s
 
 def _cli_env(tmp_path) -> dict[str, str]:
     env = _aws_environment(dict(os.environ), tmp_path)
-    env["PYTHONPATH"] = str(REPO)
     return env
 
 

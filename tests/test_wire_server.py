@@ -371,8 +371,7 @@ raise SystemExit(run_until_signal(server, on_listening=lambda address: print(add
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_run_until_signal_prints_the_address_then_stops_gracefully(tmp_path, signum):
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    process = subprocess.Popen([sys.executable, "-c", _CHILD, "tcp://127.0.0.1:0"], cwd=REPO, env=env,
+    process = subprocess.Popen([sys.executable, "-c", _CHILD, "tcp://127.0.0.1:0"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
