@@ -31,6 +31,7 @@ from nitrokit.cli._io import (
 )
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
+from nitrokit.text import clip
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
@@ -177,8 +178,7 @@ def _printable(value: object) -> object:
         return {"bytes": len(value), "hex": value[:64].hex() + ("..." if len(value) > 64 else "")}
     if isinstance(value, str | int | float | bool) or value is None:
         return value
-    text = repr(value)
-    return text if len(text) <= 200 else text[:197] + "..."
+    return clip(repr(value), 200)  # repr escapes control characters in any string inside
 
 
 def _size(value: bytes | None) -> int | None:

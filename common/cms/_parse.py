@@ -34,6 +34,7 @@ from nitrokit.cms._shape import (
 )
 from nitrokit.cms.errors import CmsFormatError
 from nitrokit.errors import InputTooLargeError, UsageError
+from nitrokit.text import escaped
 
 # KMS's CiphertextForRecipient is at most 6144 bytes; a 4 KiB plaintext for RSA-4096 is under 5 KiB. The cap
 # leaves room for anything legitimate (our own envelopes of up to MAX_PLAINTEXT_SIZE included) while keeping
@@ -315,4 +316,4 @@ def _null_or_absent(value: Any, what: str) -> bool:
 
 def _summary(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= 160 else text[:157] + "..."
+    return escaped(text, 160)

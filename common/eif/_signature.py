@@ -31,6 +31,7 @@ from nitrokit.attestation._cose import COSE_SIGN1_TAG, sig_structure
 from nitrokit.cbor import CborError, decode_exactly, kind
 from nitrokit.eif.errors import EifSignatureError
 from nitrokit.eif.models import EifSignature
+from nitrokit.text import escaped
 
 MAX_CBOR_DEPTH = 6
 MAX_CERTIFICATE_BYTES = 16 * 1024
@@ -106,7 +107,7 @@ def parse_signature_section(data: bytes) -> tuple[x509.Certificate, bytes]:
         certificate.issuer.rfc4514_string()
         _ = certificate.not_valid_before_utc, certificate.not_valid_after_utc
     except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
-        raise EifSignatureError(f"signing certificate cannot be decoded: {str(exc)[:80]}") from None
+        raise EifSignatureError(f"signing certificate cannot be decoded: {escaped(str(exc), 80)}") from None
     return certificate, cose
 
 

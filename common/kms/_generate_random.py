@@ -39,6 +39,7 @@ from nitrokit.errors import InputTooLargeError
 from nitrokit.kms.conditions import AttestationConditions, context_from_pcrs
 from nitrokit.kms.config import CustomKeyStore
 from nitrokit.kms.errors import KmsServiceError
+from nitrokit.text import clip
 
 MIN_BYTES = 1
 MAX_BYTES = 1024
@@ -203,7 +204,5 @@ def _null(path: str) -> str:
 
 
 def _value(value: object, path: str, constraint: str) -> str:
-    shown = str(value)
-    if len(shown) > _SHOWN_STRING:
-        shown = shown[:_SHOWN_STRING] + "..."
+    shown = clip(str(value), _SHOWN_STRING + 3)  # the first _SHOWN_STRING characters, then "..."
     return f"Value '{shown}' at '{path}' failed to satisfy constraint: {constraint}"

@@ -26,6 +26,7 @@ from nitrokit.kms import _generate_random, _sigv4
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.config import Faults, KmsSimConfig
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
+from nitrokit.text import escaped
 
 logger = logging.getLogger("nitrokit.kms_sim")
 
@@ -152,17 +153,17 @@ class KmsService:
 
     def _route(self, method: str, path: str, headers: Message) -> str:
         if method != "POST" or path != "/":
-            raise KmsServiceError("UnknownOperationException", f"No operation at {method} {path[:64]}",
-                                  reason="not POST /")
+            raise KmsServiceError("UnknownOperationException",
+                                  f"No operation at {escaped(method, 16)} {escaped(path, 64)}", reason="not POST /")
         content_type = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if content_type != CONTENT_TYPE:
             raise KmsServiceError("UnknownOperationException",
-                                  f"Unsupported Content-Type {content_type[:64]!r}: expected {CONTENT_TYPE}",
+                                  f"Unsupported Content-Type '{escaped(content_type, 64)}': expected {CONTENT_TYPE}",
                                   reason="content type")
         target = headers.get("X-Amz-Target") or ""
         operation = target.removeprefix(TARGET_PREFIX)
         if not target.startswith(TARGET_PREFIX) or operation not in kms_operation_names():
-            raise KmsServiceError("UnknownOperationException", "", reason=f"target {target[:64]!r}")
+            raise KmsServiceError("UnknownOperationException", "", reason=f"target '{escaped(target, 64)}'")
         return operation
 
     def _inject_faults(self) -> None:

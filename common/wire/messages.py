@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from nitrokit.errors import UsageError
-from nitrokit.text import escaped
+from nitrokit.text import clip, escaped
 from nitrokit.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
 from nitrokit.wire.kms import OPERATIONS
 
@@ -148,8 +148,7 @@ def encode_response(response: Response) -> bytes:
         error = response.error
         if not _ERROR_CODE.fullmatch(error.code):
             raise UsageError("an error code is 1 to 128 characters from A-Z a-z 0-9 . _ : -")
-        message = error.message if len(error.message) <= MAX_ERROR_MESSAGE_LENGTH else (
-            error.message[: MAX_ERROR_MESSAGE_LENGTH - 3] + "...")
+        message = clip(error.message, MAX_ERROR_MESSAGE_LENGTH)
         body["error"] = {"code": error.code, "message": message, "retryable": bool(error.retryable)}
     else:
         body["response"] = response.response
