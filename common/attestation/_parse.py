@@ -1,7 +1,8 @@
 """Strict parsing of the bytes an NSM returns into an :class:`AttestationDocument`.
 
-cbor2 does the decoding with duplicate keys refused and a depth cap; this module checks the COSE_Sign1
-framing, that nothing follows the structure, and every payload field's type and size (docs/attestation.md).
+The COSE_Sign1 framing (one item, tag 18 or none, the ES384 protected header, a 96-byte signature) is checked
+by :mod:`nitrokit.attestation._cose`, the COSE code EIF signatures share; this module checks every payload
+field's type and size (docs/attestation.md).
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-import cbor2
-
-from nitrokit.attestation._cose import COSE_SIGN1_TAG, ES384, ES384_SIGNATURE_BYTES
+from nitrokit.attestation._cose import ES384, CoseError, decode_item, decode_sign1
 from nitrokit.attestation.errors import MalformedDocumentError
 from nitrokit.attestation.models import AttestationDocument
-from nitrokit.cbor import CborError, decode_exactly, kind
+from nitrokit.cbor import kind
 from nitrokit.errors import InputTooLargeError
 from nitrokit.text import clip
 
@@ -32,7 +31,6 @@ PCR_LENGTHS = frozenset({32, 48, 64})
 REQUIRED_FIELDS = ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle")
 OPTIONAL_FIELDS = ("public_key", "user_data", "nonce")
 EXPECTED_DIGEST = "SHA384"
-_ALG_LABEL = 1
 
 
 def parse_document(data: bytes) -> AttestationDocument:
@@ -45,58 +43,15 @@ def parse_document(data: bytes) -> AttestationDocument:
     if not data:
         raise MalformedDocumentError("empty input", field="document")
 
-    top = _decode_exactly(data, what="COSE_Sign1")
-    tagged = False
-    if isinstance(top, cbor2.CBORTag):
-        if top.tag != COSE_SIGN1_TAG:
-            raise MalformedDocumentError(f"CBOR tag {top.tag}, expected {COSE_SIGN1_TAG} (COSE_Sign1)",
-                                         field="COSE_Sign1")
-        top, tagged = top.value, True
-    if not isinstance(top, list | tuple):
-        raise MalformedDocumentError(f"expected a 4-element array, got {kind(top)}", field="COSE_Sign1")
-    if len(top) != 4:
-        raise MalformedDocumentError(f"expected 4 elements, got {len(top)}", field="COSE_Sign1")
-    protected, unprotected, payload, signature = top
-
-    _check_protected_header(protected)
-    if not isinstance(unprotected, Mapping):
-        raise MalformedDocumentError(f"expected a map, got {kind(unprotected)}", field="unprotected header")
-    if not isinstance(payload, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {kind(payload)}", field="payload")
-    if not isinstance(signature, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {kind(signature)}", field="signature")
-    if len(signature) != ES384_SIGNATURE_BYTES:
-        raise MalformedDocumentError(
-            f"{len(signature)} bytes, expected {ES384_SIGNATURE_BYTES} (raw r||s for P-384)", field="signature")
-
-    fields = _decode_exactly(payload, what="payload")
+    try:
+        sign1 = decode_sign1(data, algorithms=(ES384,), max_depth=MAX_CBOR_DEPTH)
+        fields = decode_item(sign1.payload, field="payload", max_depth=MAX_CBOR_DEPTH)
+    except CoseError as exc:
+        raise MalformedDocumentError(exc.message, field=exc.field) from None
     if not isinstance(fields, Mapping):
         raise MalformedDocumentError(f"expected a map, got {kind(fields)}", field="payload")
-    return _build_document(fields, tagged=tagged, protected=protected, payload=payload, signature=signature)
-
-
-def _decode_exactly(data: bytes, *, what: str) -> Any:
-    """Decode one CBOR item that must span all of ``data``."""
-    try:
-        return decode_exactly(data, max_depth=MAX_CBOR_DEPTH)
-    except CborError as exc:
-        raise MalformedDocumentError(str(exc), field=what) from None
-
-
-def _check_protected_header(protected: object) -> None:
-    if not isinstance(protected, bytes):
-        raise MalformedDocumentError(f"expected a byte string, got {kind(protected)}", field="protected header")
-    header = _decode_exactly(protected, what="protected header")
-    if not isinstance(header, Mapping):
-        raise MalformedDocumentError(f"expected a map, got {kind(header)}", field="protected header")
-    if _ALG_LABEL not in header:
-        raise MalformedDocumentError("no algorithm (label 1)", field="protected header")
-    alg = header[_ALG_LABEL]
-    if type(alg) is not int or alg != ES384:
-        raise MalformedDocumentError(f"algorithm {alg!r}, expected ES384 ({ES384})", field="protected header")
-    extra = [label for label in header if label != _ALG_LABEL]
-    if extra:
-        raise MalformedDocumentError(f"unexpected labels {sorted(map(repr, extra))}", field="protected header")
+    return _build_document(fields, tagged=sign1.tagged, protected=sign1.protected, payload=sign1.payload,
+                           signature=sign1.signature)
 
 
 def _build_document(fields: Mapping[Any, Any], *, tagged: bool, protected: bytes, payload: bytes,

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from nitrokit.attestation import _chain
-from nitrokit.attestation._cose import verify_es384
+from nitrokit.attestation._cose import ES384, verify_signature
 from nitrokit.attestation._parse import parse_document
 from nitrokit.attestation.errors import ChainError, DocumentTimeError, SignatureError, TrustRootError
 from nitrokit.attestation.models import AttestationDocument, VerificationResult
@@ -169,8 +169,8 @@ class Verifier:
 
     @staticmethod
     def _verify_signature(document: AttestationDocument, *, signer: _chain.CheckedCertificate) -> None:
-        if not verify_es384(signer.public_key, protected=document.protected, payload=document.payload,
-                            signature=document.signature):
+        if not verify_signature(signer.public_key, algorithm=ES384, protected=document.protected,
+                                payload=document.payload, signature=document.signature):
             raise SignatureError("does not verify with the signing certificate's key", field="COSE signature")
 
 
