@@ -110,8 +110,9 @@ def test_unknown_target_is_refused_before_authentication(sim: SimulatedKms) -> N
     b'"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}',
     b'{"NumberOfBytes": 8, "Recipient": {"AttestationDocument": "AAAA", "KeyEncryptionAlgorithm": 1}}',
     b"[" * 100000 + b"]" * 100000,
+    b'{"NumberOfBytes": 8, "NumberOfBytes": 1024}',  # json.loads kept the last one; strict JSON refuses both
 ], ids=["broken", "array", "string", "not-utf8", "nan", "huge-float", "string-recipient", "int-document",
-        "bad-base64", "int-algorithm", "deep-nesting"])
+        "bad-base64", "int-algorithm", "deep-nesting", "duplicate-key"])
 def test_bad_json(sim: SimulatedKms, body: bytes) -> None:
     status, headers, answer = post(sim, body, sign_headers(sim.url, body))
     assert (status, answer["__type"]) == (400, "SerializationException")

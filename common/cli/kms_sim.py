@@ -10,7 +10,6 @@ with a message naming it.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 from types import FrameType
@@ -103,10 +102,7 @@ def build_config(args: argparse.Namespace) -> KmsSimConfig:
         raise UsageError("give either --policy or --pcr/--image-sha384, not both")
     if args.policy:
         raw = read_input(args.policy, limit=_MAX_POLICY_BYTES, what="policy")
-        try:
-            changes["conditions"] = AttestationConditions.from_json(json.loads(raw))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise UsageError(f"--policy {args.policy} is not valid JSON") from None
+        changes["conditions"] = AttestationConditions.from_json_text(raw, what=f"--policy {args.policy}")
     elif args.pcr or args.image_sha384:
         pcrs = parse_pcr_args(args.pcr)
         image = decode_hex(args.image_sha384, what="--image-sha384") if args.image_sha384 else None

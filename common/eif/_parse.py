@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import os
 import stat
 import struct
@@ -39,6 +38,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
+from nitrokit import strict_json
 from nitrokit.eif._signature import (
     check_pcr0_signature,
     parse_signature_section,
@@ -311,34 +311,10 @@ def _check_section_order(section: EifSection, version: int, *, seen: list[EifSec
 
 def _parse_metadata(data: bytes) -> Mapping[str, Any]:
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise EifSectionError(f"metadata section is not valid JSON: {str(exc)[:80]}") from None
+        value = strict_json.loads(data, what="metadata section", max_bytes=MAX_METADATA_BYTES,
+                                  max_depth=_MAX_METADATA_DEPTH)
+    except strict_json.StrictJsonError as exc:
+        raise EifSectionError(str(exc)) from None
     if not isinstance(value, dict):
         raise EifSectionError("metadata section is not a JSON object")
-    if _depth(value) > _MAX_METADATA_DEPTH:
-        raise EifSectionError(f"metadata section is nested deeper than {_MAX_METADATA_DEPTH} levels")
     return value
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key[:40]!r}")
-        out[key] = value
-    return out
-
-
-def _depth(value: object) -> int:
-    """Nesting depth of decoded JSON, without recursion (json.loads accepts ~1000 levels)."""
-    deepest = 0
-    stack: list[tuple[object, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from email.message import Message
 from typing import Any
 
+from nitrokit import strict_json
 from nitrokit.attestation import Verifier
 from nitrokit.kms import _generate_random, _sigv4
 from nitrokit.kms.conditions import AttestationConditions
@@ -31,6 +32,7 @@ from nitrokit.text import escaped
 logger = logging.getLogger("nitrokit.kms_sim")
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
+_MAX_JSON_BODY_BYTES = 16 * 1024 * 1024  # the most a server may be configured to read (max_body_bytes)
 TARGET_PREFIX = "TrentService."
 SUPPORTED_OPERATIONS = ("GenerateRandom",)
 # Who AccessDeniedException messages name (AWS's documentation account id).
@@ -193,16 +195,12 @@ class KmsService:
         )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_json(body: bytes) -> Mapping[str, Any]:
     if not body.strip():
         return {}
     try:
-        params = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        params = strict_json.loads(body, what="the request body", max_bytes=_MAX_JSON_BODY_BYTES)
+    except strict_json.StrictJsonError:
         raise KmsServiceError("SerializationException", "The request body is not valid JSON") from None
     if not isinstance(params, dict):
         raise KmsServiceError("SerializationException", "The request body must be a JSON object")

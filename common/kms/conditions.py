@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nitrokit import strict_json
 from nitrokit.attestation import PCR_COUNT, PCR_LENGTHS
 from nitrokit.condition_keys import IMAGE_SHA384_KEY, PCR_KEY_PREFIX, pcr_key
 from nitrokit.hextext import decode_hex
@@ -46,6 +47,7 @@ __all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
 
 _HEX_LENGTHS = tuple(2 * size for size in sorted(PCR_LENGTHS))  # SHA-256, SHA-384, SHA-512 PCRs
 _MAX_STATEMENTS = 100
+_MAX_POLICY_BYTES = 1024 * 1024
 _MAX_VALUES = 100
 
 _OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "Null")
@@ -122,6 +124,15 @@ class AttestationConditions:
         if not clauses:
             raise KmsConfigError("attestation conditions: give image_sha384 or at least one PCR")
         return cls((Statement(tuple(clauses)),))
+
+    @classmethod
+    def from_json_text(cls, text: bytes | str, *, what: str = "policy") -> AttestationConditions:
+        """Conditions from a policy file's JSON text, loaded strictly (no duplicate keys, NaN, deep nesting)."""
+        try:
+            data = strict_json.loads(text, what=what, max_bytes=_MAX_POLICY_BYTES)
+        except strict_json.StrictJsonError as exc:
+            raise KmsConfigError(f"attestation conditions: {exc}") from None
+        return cls.from_json(data)
 
     @classmethod
     def from_json(cls, data: Any) -> AttestationConditions:

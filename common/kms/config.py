@@ -32,7 +32,6 @@ Unknown keys are refused (:class:`~nitrokit.kms.errors.KmsConfigError`), so a ty
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -41,6 +40,7 @@ from typing import Any
 
 from cryptography import x509
 
+from nitrokit import strict_json
 from nitrokit.attestation import AttestationError, load_root
 from nitrokit.attestation.roots import ROOT_NAMES
 from nitrokit.kms.conditions import AttestationConditions
@@ -231,11 +231,16 @@ def load_config(path: str | Path) -> KmsSimConfig:
         raw = handle.read(MAX_CONFIG_FILE_BYTES + 1)
     if len(raw) > MAX_CONFIG_FILE_BYTES:
         raise KmsConfigError(f"{path} is larger than {MAX_CONFIG_FILE_BYTES} bytes")
+    if path.suffix.lower() != ".toml":
+        try:
+            data = strict_json.loads(raw, what=str(path), max_bytes=MAX_CONFIG_FILE_BYTES)
+        except strict_json.StrictJsonError as exc:
+            raise KmsConfigError(str(exc)) from None
+        return KmsSimConfig.from_mapping(data, base_dir=path.parent)
     try:
-        data = tomllib.loads(raw.decode("utf-8")) if path.suffix.lower() == ".toml" else json.loads(raw)
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        raise KmsConfigError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: "
-                             f"{exc}") from None
+        data = tomllib.loads(raw.decode("utf-8"))  # tomllib refuses duplicate keys itself
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise KmsConfigError(f"{path}: not valid TOML: {exc}") from None
     return KmsSimConfig.from_mapping(data, base_dir=path.parent)
 
 

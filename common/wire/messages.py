@@ -15,7 +15,6 @@ or :class:`~nitrokit.wire.errors.UnknownOperationError` (and only those) for any
 from __future__ import annotations
 
 import json
-import math
 import re
 import secrets
 from collections.abc import Collection, Mapping
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nitrokit import strict_json
 from nitrokit.errors import UsageError
 from nitrokit.text import clip, escaped
 from nitrokit.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
@@ -48,6 +48,7 @@ _MAX_CODE_LENGTH = 128
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ERROR_CODE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_KEYS = frozenset({"version", "id", "operation", "request"})
+_MAX_BODY_BYTES = 16 * 1024 * 1024  # over any frame size a server or client may be configured with
 
 
 class ErrorCode(StrEnum):
@@ -220,37 +221,13 @@ def decode_response(body: bytes) -> Response:
 
 def _load(body: bytes) -> dict[str, Any]:
     try:
-        # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-        obj = json.loads(bytes(body).decode("utf-8"), object_pairs_hook=_unique_keys, parse_constant=_no_constant,
-                         parse_float=_finite_float)
-    except UnicodeDecodeError:
-        raise MalformedFrameError("frame body is not UTF-8") from None
-    except RecursionError:
-        raise MalformedFrameError("frame body is nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, duplicate keys, NaN, integers too long to convert
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise MalformedFrameError(f"frame body is not valid JSON: {escaped(message, 64)}") from None
+        # The framing layer has bounded the body already; the bound here keeps the loader's contract explicit.
+        obj = strict_json.loads(body, what="frame body", max_bytes=_MAX_BODY_BYTES)
+    except strict_json.StrictJsonError as exc:
+        raise MalformedFrameError(str(exc)) from None
     if not isinstance(obj, dict):
         raise MalformedFrameError("frame body must be a JSON object")
     return obj
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e400 is valid JSON but becomes infinity, which JSON cannot carry back
-        raise ValueError("a number out of range")
-    return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("duplicate key in an object")
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
 
 
 def _peek_id(obj: dict[str, Any]) -> str | None:
