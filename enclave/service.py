@@ -28,8 +28,8 @@ from nitrokit.enclave.kms_client import KmsClient
 from nitrokit.enclave.nsm import Nsm, NsmError
 from nitrokit.errors import UsageError
 from nitrokit.wire.address import Address
-from nitrokit.wire.errors import InvalidRequestError
-from nitrokit.wire.messages import ErrorCode, Request
+from nitrokit.wire.errors import ErrorCode, InvalidRequestError
+from nitrokit.wire.messages import Request
 from nitrokit.wire.server import CallFailed, ServerLimits, WireServer
 from nitrokit.wire.service import ATTEST, SERVICE_OPERATIONS, SIGN, SIGNATURE_CONTEXT
 

@@ -55,6 +55,7 @@ def seeds() -> dict[str, dict[str, bytes]]:
     from nitrokit.testing import build_document, fixture_pki
     from nitrokit.testing.documents import build_payload, sign_payload
     from nitrokit.wire import (
+        ErrorCode,
         ErrorInfo,
         Request,
         Response,
@@ -117,9 +118,10 @@ def seeds() -> dict[str, dict[str, bytes]]:
             "Plaintext": base64.b64encode(b"x" * 32).decode()})),
         "seed-ciphertext": encode_response(Response(id="2", response={
             "CiphertextForRecipient": base64.b64encode(envelopes["seed-32"]).decode(), "KeyId": None})),
-        "seed-error": encode_response(Response(id="3", error=ErrorInfo("InvalidRequest", "NumberOfBytes must be "
-                                                                       "from 1 to 1024", retryable=False))),
-        "seed-error-no-id": encode_response(Response(id=None, error=ErrorInfo("Busy", "try later", retryable=True))),
+        "seed-error": encode_response(Response(id="3", error=ErrorInfo(
+            ErrorCode.INVALID_REQUEST, "NumberOfBytes must be from 1 to 1024", retryable=False))),
+        "seed-error-no-id": encode_response(Response(id=None, error=ErrorInfo(
+            ErrorCode.BUSY, "try later", retryable=True))),
     }
 
     def body(params: dict[str, object]) -> bytes:

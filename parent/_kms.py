@@ -125,7 +125,7 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
         code = str(error.get("Code") or "")
         status = meta.get("HTTPStatusCode")
         if not _SAFE_CODE.fullmatch(code):
-            code = "KmsError"
+            code = ErrorCode.KMS_ERROR
         retryable = code in RETRYABLE_KMS_CODES or (isinstance(status, int) and status >= 500)
         message = escaped(str(error.get("Message") or f"KMS answered HTTP {status}"), _MAX_KMS_MESSAGE)
         return ErrorInfo(code=code, message=message, retryable=retryable)

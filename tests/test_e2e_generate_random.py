@@ -25,7 +25,7 @@ from nitrokit.kms import AttestationConditions, SimulatedKms
 from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 from nitrokit.wire.address import bound_address, listen, parse_address
 from nitrokit.wire.client import WireClient
-from nitrokit.wire.errors import RemoteError
+from nitrokit.wire.errors import ErrorCode, RemoteError
 from nitrokit.wire.framing import recv_frame, send_frame
 from nitrokit.wire.kms import generate_random_request
 from nitrokit.wire.messages import ErrorInfo, Response, decode_request, encode_response
@@ -106,7 +106,7 @@ def test_a_request_without_recipient_is_refused_by_the_parent(parent: str, kms: 
     before = kms.outcomes()
     with WireClient(parent) as wire, pytest.raises(RemoteError) as info:
         wire.call("GenerateRandom", generate_random_request(16))
-    assert info.value.code == "RecipientRequired" and not info.value.retryable
+    assert info.value.code == ErrorCode.RECIPIENT_REQUIRED and not info.value.retryable
     assert kms.outcomes() == before  # KMS was never asked
 
 
@@ -263,11 +263,11 @@ def test_a_well_forged_envelope_is_why_nsm_mixing_exists(tmp_path: Path) -> None
 
 
 def test_a_parent_error_answer_is_typed(tmp_path: Path) -> None:
-    forger = ForgingParent(tmp_path, lambda r: Response(id=None, error=ErrorInfo("Busy", "too many", True)))
+    forger = ForgingParent(tmp_path, lambda r: Response(id=None, error=ErrorInfo(ErrorCode.BUSY, "too many", True)))
     try:
         with _client(forger.address) as client, pytest.raises(KmsCallError) as info:
             client.generate_random(8)
-        assert info.value.code == "Busy" and info.value.attempts == 4
+        assert info.value.code == ErrorCode.BUSY and info.value.attempts == 4
     finally:
         forger.close()
 

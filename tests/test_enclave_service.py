@@ -19,7 +19,7 @@ from nitrokit.kms import AttestationConditions, SimulatedKms
 from nitrokit.testing import fixture_pki
 from nitrokit.testing.processes import NitrokitProcess, ProcessStartError, simulator_environment
 from nitrokit.wire.client import WireClient
-from nitrokit.wire.errors import RemoteError
+from nitrokit.wire.errors import ErrorCode, RemoteError
 from nitrokit.wire.service import SERVICE_OPERATIONS, attest_request, parse_attest_response
 
 
@@ -73,14 +73,14 @@ def test_bad_requests_get_invalid_request(service: NitrokitProcess, request_json
     with WireClient(service.first_line, operations=SERVICE_OPERATIONS) as client, \
             pytest.raises(RemoteError) as info:
         client.call("Attest", request_json)
-    assert info.value.code == "InvalidRequest"
+    assert info.value.code == ErrorCode.INVALID_REQUEST
     assert len(_attest(service.first_line, b"still serving")) > 1000
 
 
 def test_kms_operations_are_not_served(service: NitrokitProcess) -> None:
     with WireClient(service.first_line) as client, pytest.raises(RemoteError) as info:
         client.call("GenerateRandom", {"NumberOfBytes": 8})
-    assert info.value.code == "UnknownOperation"
+    assert info.value.code == ErrorCode.UNKNOWN_OPERATION
 
 
 def test_the_service_does_not_start_without_its_seed(stack: tuple[SimulatedKms, str, Path]) -> None:

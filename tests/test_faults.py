@@ -30,6 +30,7 @@ from nitrokit.enclave.kms_client import KmsClient, RetryPolicy
 from nitrokit.enclave.nsm import SimulatedNsm
 from nitrokit.kms import Faults, SimulatedKms
 from nitrokit.testing.processes import NitrokitProcess, simulator_environment
+from nitrokit.wire.errors import ErrorCode
 
 SIZES = (16, 24, 32, 48)  # varied, so a value of the wrong length shows
 CONNECT_TIMEOUT = 1.0
@@ -215,7 +216,7 @@ def test_kms_slower_than_the_read_timeout_gives_a_typed_error_then_bytes_once_it
     good, errors = check(run_enclaves(parent.listen, enclaves=4, calls=1, retry=retry), expected=4)
     assert not good and len(errors) == 4
     for error in errors:
-        assert error.code == "KmsTimeout" and error.retryable and error.attempts == 2
+        assert error.code == ErrorCode.KMS_TIMEOUT and error.retryable and error.attempts == 2
     assert time.monotonic() - started < 10  # 2 attempts of 0.5 s each, not the KMS's 1.5 s, nor a hang
 
     # Recovering while calls are being made: the timeouts turn into bytes.
@@ -226,7 +227,7 @@ def test_kms_slower_than_the_read_timeout_gives_a_typed_error_then_bytes_once_it
     retry = RetryPolicy(max_attempts=4, base_delay=0.2, max_delay=0.5)
     outcomes = run_enclaves(parent.listen, enclaves=4, calls=6, retry=retry, during=recover)
     good, errors = check(outcomes, expected=24)
-    assert all(error.code == "KmsTimeout" for error in errors), errors
+    assert all(error.code == ErrorCode.KMS_TIMEOUT for error in errors), errors
     assert len(good) >= 16  # at least the calls after the recovery
 
 
@@ -257,7 +258,7 @@ def test_kms_refusing_connections_is_a_typed_retryable_error(start_parent: Calla
     good, errors = check(run_enclaves(parent.listen, enclaves=4, calls=2, retry=retry), expected=8)
     assert not good
     for error in errors:
-        assert error.code == "KmsUnavailable" and error.retryable and error.attempts == 3
+        assert error.code == ErrorCode.KMS_UNAVAILABLE and error.retryable and error.attempts == 3
     assert time.monotonic() - started < 20
 
 
@@ -300,7 +301,7 @@ def test_kms_going_away_mid_run_and_coming_back(start_parent: Callable[..., Pare
             simulator.stop()
     good, errors = check(outcomes, expected=240)
     for error in errors:
-        assert error.code in {"KmsUnavailable", "KmsTimeout"} and error.retryable, error
+        assert error.code in {ErrorCode.KMS_UNAVAILABLE, ErrorCode.KMS_TIMEOUT} and error.retryable, error
     assert any(outcome.finished < stopped_at[0] for outcome in good), "no call succeeded before KMS went away"
     assert any(outcome.finished > back_at[0] for outcome in good), "no call succeeded after KMS came back"
     assert errors, "no call noticed KMS was gone"

@@ -342,8 +342,8 @@ def shared_stand_in(tmp_path_factory) -> Iterator[tuple[StandInKms, ProxyThread]
     (400, {"__type": "UnsupportedOperationException", "message": "xks"}, "UnsupportedOperationException", False),
     (500, {"__type": "KMSInternalException", "message": "oops"}, "KMSInternalException", True),
     (500, {"__type": "DependencyTimeoutException", "message": "slow"}, "DependencyTimeoutException", True),
-    (500, b"<html>Internal Server Error</html>", "KmsError", True),
-    (503, b"", "KmsError", True),
+    (500, b"<html>Internal Server Error</html>", ErrorCode.KMS_ERROR, True),
+    (503, b"", ErrorCode.KMS_ERROR, True),
     # An empty or cut-off 200 body (botocore parses a body that is not JSON to nothing at all): no answer was
     # received, as when KMS goes away mid-answer.
     (200, {}, ErrorCode.KMS_UNAVAILABLE, True),
@@ -424,7 +424,7 @@ def test_error_mapping_of_botocore_exceptions():
     assert not error_for_exception(client_error("AccessDeniedException", 400)).retryable
     assert not error_for_exception(client_error("KMSInvalidStateException", 400)).retryable
     assert error_for_exception(client_error("SomethingNew", 502)).retryable
-    assert error_for_exception(client_error("bad code\n", 400)).code == "KmsError"
+    assert error_for_exception(client_error("bad code\n", 400)).code == ErrorCode.KMS_ERROR
     timeouts = [bce.ConnectTimeoutError(endpoint_url="x"), bce.ReadTimeoutError(endpoint_url="x")]
     assert {(e.code, e.retryable) for e in map(error_for_exception, timeouts)} == {(ErrorCode.KMS_TIMEOUT, True)}
     for exc in (bce.EndpointConnectionError(endpoint_url="x"), bce.ConnectionClosedError(endpoint_url="x")):

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import re
 import socket
 import struct
 import threading
@@ -55,7 +56,9 @@ from nitrokit.wire import (
     recv_frame,
     send_frame,
 )
+from nitrokit.wire import errors as wire_errors
 from nitrokit.wire.messages import MAX_ERROR_MESSAGE_LENGTH
+from tests.conftest import REPO
 
 DOC = b"\x84D\xa1\x01\x388\xa0" + bytes(range(256)) * 4  # stands in for a document: the protocol never parses it
 
@@ -84,7 +87,7 @@ def test_frame_limits():
     assert frame_length(struct.pack(">I", MAX_FRAME_SIZE)) == MAX_FRAME_SIZE
     with pytest.raises(FrameTooLargeError) as info:
         frame_length(struct.pack(">I", MAX_FRAME_SIZE + 1))
-    assert info.value.code == "FrameTooLarge" and info.value.size == MAX_FRAME_SIZE + 1
+    assert info.value.code == ErrorCode.FRAME_TOO_LARGE and info.value.size == MAX_FRAME_SIZE + 1
     with pytest.raises(FrameTooLargeError):
         frame_length(b"\xff\xff\xff\xff")
     with pytest.raises(FrameTooLargeError):
@@ -162,11 +165,11 @@ def test_response_needs_exactly_one_of_response_and_error():
     with pytest.raises(UsageError):
         Response(id="a")
     with pytest.raises(UsageError):
-        Response(id="a", response={}, error=ErrorInfo("Busy", "x"))
+        Response(id="a", response={}, error=ErrorInfo(ErrorCode.BUSY, "x"))
 
 
 def test_long_error_messages_are_cut():
-    body = encode_response(Response(id=None, error=ErrorInfo("InternalError", "x" * 5000)))
+    body = encode_response(Response(id=None, error=ErrorInfo(ErrorCode.INTERNAL_ERROR, "x" * 5000)))
     assert len(decode_response(body).error.message) == MAX_ERROR_MESSAGE_LENGTH  # type: ignore[union-attr]
 
 
@@ -620,3 +623,12 @@ def test_tcp_listen_for_clients():
     with sock:
         address = bound_address(sock, "tcp://127.0.0.1:0")
         assert isinstance(address, TcpAddress) and address.port == sock.getsockname()[1]
+
+
+def test_the_error_codes_are_the_ones_docs_protocol_md_documents():
+    # Code and tests use the enum, not the strings: this pins the enum to the specification, once.
+    table = (REPO / "docs" / "protocol.md").read_text().split("## Error codes", 1)[1]
+    documented = set(re.findall(r"^\| `([A-Za-z]+)` \|", table, flags=re.MULTILINE))
+    assert documented == {code.value for code in ErrorCode}
+    protocol_errors = [c for c in vars(wire_errors).values() if isinstance(c, type) and issubclass(c, ProtocolError)]
+    assert protocol_errors and all(isinstance(c.code, ErrorCode) for c in protocol_errors)

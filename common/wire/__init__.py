@@ -35,6 +35,7 @@ from nitrokit.wire.client import AsyncWireClient, WireClient, call
 from nitrokit.wire.errors import (
     AddressError,
     ConnectionClosedError,
+    ErrorCode,
     FrameTooLargeError,
     IdleTimeoutError,
     InvalidRequestError,
@@ -71,7 +72,6 @@ from nitrokit.wire.kms import (
 )
 from nitrokit.wire.messages import (
     PROTOCOL_VERSION,
-    ErrorCode,
     ErrorInfo,
     Request,
     Response,

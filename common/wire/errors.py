@@ -24,11 +24,14 @@ Messages name what was wrong and never contain message bodies, random bytes, key
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from nitrokit.errors import NitrokitError, UsageError
 
 __all__ = [
     "AddressError",
     "ConnectionClosedError",
+    "ErrorCode",
     "FrameTooLargeError",
     "IdleTimeoutError",
     "InvalidRequestError",
@@ -43,6 +46,43 @@ __all__ = [
     "WireError",
     "WireTimeoutError",
 ]
+
+
+class ErrorCode(StrEnum):
+    """The error codes the parent itself sends. KMS's own codes (``...Exception``) are passed through as-is."""
+
+    #: the frame or its JSON body is not well formed (the connection is then closed)
+    MALFORMED_FRAME = "MalformedFrame"
+    #: the length prefix is over the limit (the connection is then closed)
+    FRAME_TOO_LARGE = "FrameTooLarge"
+    #: the message's version is not spoken here (the connection is then closed)
+    UNSUPPORTED_VERSION = "UnsupportedVersion"
+    #: the operation is not on the allow-list (the connection is then closed)
+    UNKNOWN_OPERATION = "UnknownOperation"
+    #: the KMS request is invalid (a member missing, unknown, of the wrong type or out of range)
+    INVALID_REQUEST = "InvalidRequest"
+    #: the request has no Recipient and the parent refuses to relay plaintext
+    RECIPIENT_REQUIRED = "RecipientRequired"
+    #: KMS answered with Plaintext although a Recipient was sent; the answer was dropped
+    PLAINTEXT_REFUSED = "PlaintextRefused"
+    #: KMS's answer does not have the expected members or sizes
+    INVALID_KMS_RESPONSE = "InvalidKmsResponse"
+    #: a frame started but was not complete within the read timeout (the connection is then closed)
+    TIMEOUT = "Timeout"
+    #: too many connections or calls in flight; try again later
+    BUSY = "Busy"
+    #: the parent is shutting down and takes no new calls
+    SHUTTING_DOWN = "ShuttingDown"
+    #: the parent could not reach KMS (connection refused or reset, DNS, proxy)
+    KMS_UNAVAILABLE = "KmsUnavailable"
+    #: connecting to KMS or reading its answer timed out
+    KMS_TIMEOUT = "KmsTimeout"
+    #: the parent has no usable AWS credentials
+    NO_CREDENTIALS = "NoCredentials"
+    #: KMS answered with an error whose code is unusable (not a plain name, or none at all)
+    KMS_ERROR = "KmsError"
+    #: anything else that went wrong in the parent (details are in its log, not here)
+    INTERNAL_ERROR = "InternalError"
 
 
 class WireError(NitrokitError):
@@ -62,7 +102,7 @@ class TransportUnavailableError(AddressError):
 class ProtocolError(WireError):
     """The peer sent bytes that break the protocol. ``code`` is the error code sent back for it."""
 
-    code = "MalformedFrame"
+    code: str = ErrorCode.MALFORMED_FRAME
 
     def __init__(self, message: str, *, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -73,13 +113,13 @@ class ProtocolError(WireError):
 class MalformedFrameError(ProtocolError):
     """A frame or its body is not well formed (bad length, not UTF-8 JSON, missing or wrong fields)."""
 
-    code = "MalformedFrame"
+    code: str = ErrorCode.MALFORMED_FRAME
 
 
 class FrameTooLargeError(ProtocolError):
     """A frame's length prefix is over the limit. Found from the 4-byte prefix, before the body is read."""
 
-    code = "FrameTooLarge"
+    code: str = ErrorCode.FRAME_TOO_LARGE
 
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"frame of {size} bytes is over the limit of {limit} bytes")
@@ -90,13 +130,13 @@ class FrameTooLargeError(ProtocolError):
 class UnsupportedVersionError(ProtocolError):
     """The message carries a protocol version this side does not speak."""
 
-    code = "UnsupportedVersion"
+    code: str = ErrorCode.UNSUPPORTED_VERSION
 
 
 class UnknownOperationError(ProtocolError):
     """The request names an operation that is not on the allow-list."""
 
-    code = "UnknownOperation"
+    code: str = ErrorCode.UNKNOWN_OPERATION
 
 
 class InvalidRequestError(ProtocolError):
@@ -105,13 +145,13 @@ class InvalidRequestError(ProtocolError):
     The connection stays usable: the parent answers with this code and reads the next request.
     """
 
-    code = "InvalidRequest"
+    code: str = ErrorCode.INVALID_REQUEST
 
 
 class InvalidResponseError(ProtocolError):
     """A KMS response is invalid (a member of the wrong type or size): from KMS, or from the parent."""
 
-    code = "InvalidKmsResponse"
+    code: str = ErrorCode.INVALID_KMS_RESPONSE
 
 
 class TransportError(WireError):
@@ -140,7 +180,7 @@ class RemoteError(WireError):
     """The peer answered with an error response ``{code, message, retryable}``.
 
     Codes ending in ``Exception`` (``AccessDeniedException``, ``ThrottlingException``...) are KMS's own,
-    passed through; the others are the parent's (see :class:`nitrokit.wire.ErrorCode` and docs/protocol.md).
+    passed through; the others are the parent's (see :class:`ErrorCode` and docs/protocol.md).
     """
 
     def __init__(self, code: str, message: str, *, retryable: bool, request_id: str | None = None) -> None:

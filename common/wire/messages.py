@@ -19,7 +19,6 @@ import re
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from nitrokit import strict_json
@@ -31,7 +30,6 @@ from nitrokit.wire.kms import OPERATIONS
 __all__ = [
     "MAX_ERROR_MESSAGE_LENGTH",
     "PROTOCOL_VERSION",
-    "ErrorCode",
     "ErrorInfo",
     "Request",
     "Response",
@@ -49,41 +47,6 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _ERROR_CODE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _REQUEST_KEYS = frozenset({"version", "id", "operation", "request"})
 _MAX_BODY_BYTES = 16 * 1024 * 1024  # over any frame size a server or client may be configured with
-
-
-class ErrorCode(StrEnum):
-    """The error codes the parent itself sends. KMS's own codes (``...Exception``) are passed through as-is."""
-
-    #: the frame or its JSON body is not well formed (the connection is then closed)
-    MALFORMED_FRAME = "MalformedFrame"
-    #: the length prefix is over the limit (the connection is then closed)
-    FRAME_TOO_LARGE = "FrameTooLarge"
-    #: the message's version is not spoken here (the connection is then closed)
-    UNSUPPORTED_VERSION = "UnsupportedVersion"
-    #: the operation is not on the allow-list (the connection is then closed)
-    UNKNOWN_OPERATION = "UnknownOperation"
-    #: the KMS request is invalid (a member missing, unknown, of the wrong type or out of range)
-    INVALID_REQUEST = "InvalidRequest"
-    #: the request has no Recipient and the parent refuses to relay plaintext
-    RECIPIENT_REQUIRED = "RecipientRequired"
-    #: KMS answered with Plaintext although a Recipient was sent; the answer was dropped
-    PLAINTEXT_REFUSED = "PlaintextRefused"
-    #: KMS's answer does not have the expected members or sizes
-    INVALID_KMS_RESPONSE = "InvalidKmsResponse"
-    #: a frame started but was not complete within the read timeout (the connection is then closed)
-    TIMEOUT = "Timeout"
-    #: too many connections or calls in flight; try again later
-    BUSY = "Busy"
-    #: the parent is shutting down and takes no new calls
-    SHUTTING_DOWN = "ShuttingDown"
-    #: the parent could not reach KMS (connection refused or reset, DNS, proxy)
-    KMS_UNAVAILABLE = "KmsUnavailable"
-    #: connecting to KMS or reading its answer timed out
-    KMS_TIMEOUT = "KmsTimeout"
-    #: the parent has no usable AWS credentials
-    NO_CREDENTIALS = "NoCredentials"
-    #: anything else that went wrong in the parent (details are in its log, not here)
-    INTERNAL_ERROR = "InternalError"
 
 
 def new_request_id() -> str:

@@ -5,7 +5,7 @@ are both this server with their own handler and operation allow-list::
 
     async def handler(request: Request) -> Mapping[str, Any]:
         if request.request.get("Nope"):
-            raise CallFailed("InvalidRequest", "no thanks")   # an error response; the connection stays open
+            raise CallFailed(ErrorCode.INVALID_REQUEST, "no thanks")   # an error response; the connection stays open
         return {"Echo": request.request["Text"]}            # the response JSON
 
     server = WireServer(ServerLimits(max_connections=16), handler, operations={"Echo"}, name="echo")
@@ -51,6 +51,7 @@ from nitrokit.wire.address import LISTEN_BACKLOG, Address, UnixAddress, bound_ad
 from nitrokit.wire.address import listen as listen_socket
 from nitrokit.wire.errors import (
     ConnectionClosedError,
+    ErrorCode,
     IdleTimeoutError,
     ProtocolError,
     TransportError,
@@ -59,7 +60,7 @@ from nitrokit.wire.errors import (
 )
 from nitrokit.wire.framing import MAX_FRAME_SIZE, read_frame, write_frame
 from nitrokit.wire.kms import OPERATIONS
-from nitrokit.wire.messages import ErrorCode, ErrorInfo, Request, Response, decode_request, encode_response
+from nitrokit.wire.messages import ErrorInfo, Request, Response, decode_request, encode_response
 
 __all__ = [
     "MAX_SECONDS",
