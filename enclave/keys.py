@@ -16,14 +16,21 @@ from __future__ import annotations
 import hashlib
 from typing import NoReturn
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from nitrokit._rsa import DEFAULT_RSA_KEY_SIZE, PUBLIC_EXPONENT, RSA_KEY_SIZES, RsaKeyError, check_rsa_bits, spki_der
+from nitrokit._rsa import check_rsa_public_key as _check_public_key
 from nitrokit.errors import UsageError
 
-RSA_KEY_SIZES = (2048, 3072, 4096)
-DEFAULT_RSA_KEY_SIZE = 2048
-PUBLIC_EXPONENT = 65537
+__all__ = ["DEFAULT_RSA_KEY_SIZE", "PUBLIC_EXPONENT", "RSA_KEY_SIZES", "EphemeralKeyPair", "check_key_bits"]
+
+
+def check_key_bits(bits: object) -> int:
+    """``bits`` if it is a key size an ephemeral pair may have (:data:`RSA_KEY_SIZES`); else :class:`UsageError`."""
+    try:
+        return check_rsa_bits(bits, what="ephemeral key pair")
+    except RsaKeyError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class EphemeralKeyPair:
@@ -35,18 +42,18 @@ class EphemeralKeyPair:
         """Wrap an existing key (prefer :meth:`generate`); its size must be one of :data:`RSA_KEY_SIZES`."""
         if not isinstance(private_key, rsa.RSAPrivateKey):
             raise UsageError(f"expected an RSA private key, got {type(private_key).__name__}")
-        if private_key.key_size not in RSA_KEY_SIZES:
-            raise UsageError(f"RSA-{private_key.key_size} is not allowed: use one of {_sizes()}")
+        try:
+            # The same rules KMS and the CMS code apply to the public half (size, exponent).
+            _check_public_key(private_key.public_key(), what="ephemeral key pair")
+        except RsaKeyError as exc:
+            raise UsageError(str(exc)) from None
         self._private_key = private_key
-        self._public_key_der = private_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        self._public_key_der = spki_der(private_key.public_key())
 
     @classmethod
     def generate(cls, *, bits: int = DEFAULT_RSA_KEY_SIZE) -> EphemeralKeyPair:
         """A fresh key pair of ``bits`` (2048 by default, 3072 or 4096 on request; anything else is refused)."""
-        if type(bits) is not int or bits not in RSA_KEY_SIZES:
-            raise UsageError(f"RSA key size {bits!r} is not allowed: use one of {_sizes()}")
-        return cls(rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=bits))
+        return cls(rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=check_key_bits(bits)))
 
     @property
     def bits(self) -> int:
@@ -78,6 +85,3 @@ class EphemeralKeyPair:
         # pickle and copy both go through here: the private key must not leave this object.
         raise TypeError("an EphemeralKeyPair cannot be pickled or copied: its private key stays in memory")
 
-
-def _sizes() -> str:
-    return ", ".join(str(size) for size in RSA_KEY_SIZES)

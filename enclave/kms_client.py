@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from nitrokit import cms
 from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
-from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair
+from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
 from nitrokit.errors import UsageError
 from nitrokit.wire.address import Address, parse_address
@@ -71,6 +71,7 @@ class IdentityPolicy:
     max_uses: int = 100
 
     def __post_init__(self) -> None:
+        check_key_bits(self.key_bits)  # refused here, not at the first call that needs a key
         if self.max_age_seconds <= 0 or self.max_uses < 1:
             raise UsageError("IdentityPolicy needs max_age_seconds > 0 and max_uses >= 1")
 

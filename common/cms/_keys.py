@@ -1,85 +1,45 @@
-"""Recipient keys: loading a SubjectPublicKeyInfo, the size policy, and the recipient key id."""
+"""Recipient keys for envelopes: what the CMS code accepts, and the recipient key id.
+
+The rules themselves (sizes, exponent, SubjectPublicKeyInfo form) are :mod:`nitrokit._rsa`'s, shared with the
+enclave's key pairs and the simulated KMS; here they raise :class:`UnsupportedKeyError`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from nitrokit._rsa import RSA_KEY_SIZES, RsaKeyError, check_rsa_public_key, load_rsa_spki, spki_der
+from nitrokit._rsa import check_rsa_size as _check_rsa_size
 from nitrokit.cms.errors import UnsupportedKeyError
 
-# KMS accepts RSA 2048/3072/4096 recipient keys; so do we, and nothing else.
-SUPPORTED_RSA_BITS = (2048, 3072, 4096)
+# KMS accepts RSA 2048/3072/4096 recipient keys; so do we, and nothing else (the public name of RSA_KEY_SIZES).
+SUPPORTED_RSA_BITS = RSA_KEY_SIZES
 
-_PEM_SPKI_LABEL = b"-----BEGIN PUBLIC KEY-----"
-
-_KEY_LABELS: tuple[tuple[type, str], ...] = (
-    (ed25519.Ed25519PublicKey, "an Ed25519 key"),
-    (ed448.Ed448PublicKey, "an Ed448 key"),
-    (x25519.X25519PublicKey, "an X25519 key"),
-    (x448.X448PublicKey, "an X448 key"),
-    (dsa.DSAPublicKey, "a DSA key"),
-)
-
-
-def spki_der(public_key: rsa.RSAPublicKey) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+__all__ = ["SUPPORTED_RSA_BITS", "check_rsa_size", "load_recipient_key", "private_key_id", "recipient_key_id",
+           "spki_der"]
 
 
 def check_rsa_size(key: rsa.RSAPublicKey | rsa.RSAPrivateKey, *, what: str) -> None:
-    if key.key_size not in SUPPORTED_RSA_BITS:
-        raise UnsupportedKeyError(f"{what} is RSA-{key.key_size}, expected RSA 2048, 3072 or 4096 bits")
+    try:
+        _check_rsa_size(key, what=what)
+    except RsaKeyError as exc:
+        raise UnsupportedKeyError(str(exc)) from None
 
 
 def load_recipient_key(public_key: bytes | rsa.RSAPublicKey) -> rsa.RSAPublicKey:
     """Accept an RSA public key object, or DER/PEM SubjectPublicKeyInfo bytes; refuse anything else."""
-    if isinstance(public_key, rsa.RSAPublicKey):
-        key = public_key
-    elif isinstance(public_key, bytes | bytearray | memoryview):
-        key = _load_spki(bytes(public_key))
-    else:
-        raise UnsupportedKeyError(
-            f"recipient key is a {type(public_key).__name__}, expected SubjectPublicKeyInfo bytes or an "
-            "RSAPublicKey"
-        )
-    check_rsa_size(key, what="recipient key")
-    return key
-
-
-def _load_spki(data: bytes) -> rsa.RSAPublicKey:
-    stripped = data.strip()
-    is_pem = stripped.startswith(b"-----BEGIN")
-    if is_pem and not stripped.startswith(_PEM_SPKI_LABEL):
-        # e.g. "BEGIN RSA PUBLIC KEY" (PKCS#1) or a certificate: not what KMS takes.
-        raise UnsupportedKeyError("recipient key is PEM but not a 'PUBLIC KEY' (SubjectPublicKeyInfo)")
     try:
-        loaded = (
-            serialization.load_pem_public_key(stripped) if is_pem else serialization.load_der_public_key(data)
-        )
-    except (ValueError, TypeError):
-        raise UnsupportedKeyError("recipient key is not a DER or PEM SubjectPublicKeyInfo") from None
-    except Exception:  # cryptography raises UnsupportedAlgorithm for keys it knows but cannot use
-        raise UnsupportedKeyError("recipient key uses an algorithm that is not supported") from None
-    if not isinstance(loaded, rsa.RSAPublicKey):
-        raise UnsupportedKeyError(
-            f"recipient key is {_describe(loaded)}, expected RSA 2048, 3072 or 4096 bits"
-        )
-    # load_der_public_key also takes a bare PKCS#1 RSAPublicKey; KMS wants a SubjectPublicKeyInfo.
-    if not is_pem and spki_der(loaded) != data:
-        raise UnsupportedKeyError("recipient key is not a DER SubjectPublicKeyInfo")
-    return loaded
-
-
-def _describe(key: object) -> str:
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"an EC {key.curve.name} key"
-    for kind, label in _KEY_LABELS:
-        if isinstance(key, kind):
-            return label
-    return f"a {type(key).__name__}"
+        if isinstance(public_key, rsa.RSAPublicKey):
+            check_rsa_public_key(public_key, what="recipient key")
+            return public_key
+        if isinstance(public_key, bytes | bytearray | memoryview):
+            return load_rsa_spki(bytes(public_key), what="recipient key", allow_pem=True)
+    except RsaKeyError as exc:
+        raise UnsupportedKeyError(str(exc)) from None
+    raise UnsupportedKeyError(
+        f"recipient key is a {type(public_key).__name__}, expected SubjectPublicKeyInfo bytes or an RSAPublicKey")
 
 
 def recipient_key_id(public_key: bytes | rsa.RSAPublicKey) -> bytes:

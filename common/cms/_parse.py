@@ -13,6 +13,7 @@ from typing import Any
 from asn1crypto import cms, core
 from asn1crypto import parser as asn1_parser
 
+from nitrokit._rsa import RSA_KEY_SIZES, SIZES_TEXT
 from nitrokit.cms._model import (
     OID_AES256_CBC,
     OID_DATA,
@@ -42,6 +43,8 @@ from nitrokit.text import escaped
 MAX_ENVELOPE_SIZE = 64 * 1024
 
 _BLOCK = 16
+# An RSA OAEP ciphertext is as long as the modulus: 256, 384 or 512 bytes.
+_ENCRYPTED_KEY_BYTES = ", ".join(str(bits // 8) for bits in RSA_KEY_SIZES[:-1]) + f" or {RSA_KEY_SIZES[-1] // 8}"
 _RECIPIENT_INFO_NAMES = {
     "ktri": "KeyTransRecipientInfo",
     "kari": "KeyAgreeRecipientInfo",
@@ -211,7 +214,7 @@ def _check(info: cms.ContentInfo, *, indefinite: bool) -> EnvelopedData:
     encrypted_key = ktri["encrypted_key"].native
     if len(encrypted_key) not in TEMPLATES:
         raise CmsFormatError(
-            f"encryptedKey is {len(encrypted_key)} bytes, expected 256, 384 or 512 (RSA 2048, 3072 or 4096)"
+            f"encryptedKey is {len(encrypted_key)} bytes, expected {_ENCRYPTED_KEY_BYTES} ({SIZES_TEXT})"
         )
 
     content_info = enveloped["encrypted_content_info"]

@@ -10,7 +10,8 @@ Steps, each with the error it answers:
 1. types and base64 (SerializationException), then constraints (ValidationException, AWS's message style);
 2. with Recipient: the attestation document is verified against the configured root at the current time
    (ValidationException naming the failed step), and its ``public_key`` must be a DER RSA
-   SubjectPublicKeyInfo of 2048/3072/4096 bits (ValidationException);
+   SubjectPublicKeyInfo of 2048/3072/4096 bits with an exponent in NIST's range (ValidationException; the
+   rules are :mod:`nitrokit._rsa`'s, shared with the CMS code and the enclave);
 3. attestation conditions and the recipient-required switch (AccessDeniedException);
 4. the custom key store, if named (CustomKeyStoreNotFoundException, UnsupportedOperationException for an
    external key store, CustomKeyStoreInvalidStateException when not CONNECTED);
@@ -29,12 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from nitrokit._rsa import RsaKeyError, load_rsa_spki
 from nitrokit.attestation import AttestationError, Policy, Verifier
-from nitrokit.cms import SUPPORTED_RSA_BITS, encrypt_for_recipient
+from nitrokit.cms import encrypt_for_recipient
 from nitrokit.errors import InputTooLargeError
 from nitrokit.kms.conditions import AttestationConditions, context_from_pcrs
 from nitrokit.kms.config import CustomKeyStore
@@ -165,19 +165,11 @@ def _recipient_key(public_key: bytes | None) -> rsa.RSAPublicKey:
         raise KmsServiceError("ValidationException", "The attestation document in Recipient has no public_key",
                               reason="public_key null")
     try:
-        key = serialization.load_der_public_key(public_key)
-    except (ValueError, UnsupportedAlgorithm):
-        key = None
-    spki = serialization.PublicFormat.SubjectPublicKeyInfo
-    # load_der_public_key also takes PKCS#1 RSAPublicKey; KMS wants SubjectPublicKeyInfo, so compare bytes.
-    if not isinstance(key, rsa.RSAPublicKey) or key.public_bytes(serialization.Encoding.DER, spki) != public_key:
-        raise KmsServiceError("ValidationException", "The public_key in the attestation document is not a DER RSA "
-                              "SubjectPublicKeyInfo", reason=f"public_key of {len(public_key)} bytes is not RSA SPKI")
-    if key.key_size not in SUPPORTED_RSA_BITS:
-        raise KmsServiceError("ValidationException", f"The public_key in the attestation document is RSA-"
-                              f"{key.key_size}; expected {', '.join(map(str, SUPPORTED_RSA_BITS))} bits",
-                              reason=f"RSA-{key.key_size}")
-    return key
+        # KMS takes DER only here (the document carries bytes); the rules are the CMS code's and the enclave's.
+        return load_rsa_spki(public_key, what="The public_key in the attestation document")
+    except RsaKeyError as exc:
+        raise KmsServiceError("ValidationException", str(exc),
+                              reason=f"public_key of {len(public_key)} bytes: {exc.reason}") from None
 
 
 def _check_key_store(key_store_id: str, stores: Mapping[str, CustomKeyStore]) -> None:
