@@ -156,7 +156,7 @@ def test_lazy_names_resolve_and_unknown_names_raise_attribute_error() -> None:
     assert nitrokit.kms.SimulatedKms.__module__ == "nitrokit.kms.server"
     assert "KmsClient" in dir(nitrokit.enclave)
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = nitrokit.enclave.Nope  # type: ignore[attr-defined]
+        _ = nitrokit.enclave.Nope
 
 
 def test_the_cli_and_the_pytest_plugin_are_registered_by_entry_point() -> None:
