@@ -39,6 +39,7 @@ from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from nitrokit.enclave.service import EnclaveService
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
+from nitrokit.kms_api import NUMBER_OF_BYTES_RANGE
 from nitrokit.wire.server import run_until_signal
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -192,7 +193,8 @@ def _add_generate_random(commands: Subparsers) -> None:
         description="Ask KMS (through the parent proxy) for random bytes encrypted to an ephemeral key that is "
                     "attested by the NSM; decrypt them here and print only the bytes.",
     )
-    parser.add_argument("--bytes", type=int, required=True, metavar="N", help="how many bytes (1..1024)")
+    parser.add_argument("--bytes", type=int, required=True, metavar="N",
+                        help=f"how many bytes ({NUMBER_OF_BYTES_RANGE})")
     parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
                         help=f"the parent proxy's address (default {DEFAULT_PARENT}; also unix:///path, "
                              "tcp://HOST:PORT)")

@@ -33,6 +33,7 @@ from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
 from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
 from nitrokit.errors import UsageError
+from nitrokit.kms_api import GENERATE_RANDOM_MAX_BYTES, GENERATE_RANDOM_MIN_BYTES
 from nitrokit.wire.address import Address, parse_address
 from nitrokit.wire.client import WireClient
 from nitrokit.wire.errors import RemoteError, WireError
@@ -40,8 +41,9 @@ from nitrokit.wire.kms import generate_random_request, parse_generate_random_res
 
 #: The parent instance as an enclave sees it (CID 3), on nitrokit's default port.
 DEFAULT_PARENT = "vsock://3:8000"
-MIN_RANDOM_BYTES = 1
-MAX_RANDOM_BYTES = 1024
+# The API's NumberOfBytes range (nitrokit.kms_api): the wire protocol and the simulated KMS check the same.
+MIN_RANDOM_BYTES = GENERATE_RANDOM_MIN_BYTES
+MAX_RANDOM_BYTES = GENERATE_RANDOM_MAX_BYTES
 _HKDF_INFO = b"nitrokit GenerateRandom KMS+NSM v1"
 
 

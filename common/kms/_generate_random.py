@@ -2,8 +2,9 @@
 
 Request members (all optional in the model; NumberOfBytes is required in prose and a missing value is a
 ValidationException here, never a crash): ``NumberOfBytes`` integer 1..1024, ``CustomKeyStoreId`` string 1..64,
-``Recipient`` {``AttestationDocument`` blob 1..262144 bytes, ``KeyEncryptionAlgorithm`` "RSAES_OAEP_SHA_256"}.
-Unknown members are ignored, as AWS JSON services do.
+``Recipient`` {``AttestationDocument`` blob 1..262144 bytes, ``KeyEncryptionAlgorithm`` "RSAES_OAEP_SHA_256"}
+(the numbers are :mod:`nitrokit.kms_api`'s, shared with the wire protocol and the enclave client). Unknown
+members are ignored, as AWS JSON services do.
 
 Steps, each with the error it answers:
 
@@ -39,13 +40,16 @@ from nitrokit.errors import InputTooLargeError
 from nitrokit.kms.conditions import AttestationConditions, context_from_pcrs
 from nitrokit.kms.config import CustomKeyStore
 from nitrokit.kms.errors import KmsServiceError
+from nitrokit.kms_api import (
+    GENERATE_RANDOM_MAX_BYTES,
+    GENERATE_RANDOM_MIN_BYTES,
+    KEY_ENCRYPTION_ALGORITHMS,
+    MAX_ATTESTATION_DOCUMENT_BYTES,
+    MAX_CUSTOM_KEY_STORE_ID_CHARS,
+    MIN_CUSTOM_KEY_STORE_ID_CHARS,
+)
 from nitrokit.text import clip
 
-MIN_BYTES = 1
-MAX_BYTES = 1024
-MAX_KEY_STORE_ID = 64
-MAX_DOCUMENT_BYTES = 262144
-KEY_ENCRYPTION_ALGORITHMS = ("RSAES_OAEP_SHA_256",)
 _ACCEPT_DEBUG = Policy(allow_debug=True)
 _SHOWN_STRING = 128
 
@@ -129,19 +133,23 @@ def _read(params: Mapping[str, Any]) -> tuple[int, str | None, tuple[bytes, str]
     problems: list[str] = []
     if count is None:
         problems.append(_null("numberOfBytes"))
-    elif count < MIN_BYTES:
-        problems.append(_value(count, "numberOfBytes", f"Member must have value greater than or equal to {MIN_BYTES}"))
-    elif count > MAX_BYTES:
-        problems.append(_value(count, "numberOfBytes", f"Member must have value less than or equal to {MAX_BYTES}"))
-    if key_store_id is not None and not MIN_BYTES <= len(key_store_id) <= MAX_KEY_STORE_ID:
-        bound = ("greater than or equal to 1" if not key_store_id else
-                 f"less than or equal to {MAX_KEY_STORE_ID}")
+    elif count < GENERATE_RANDOM_MIN_BYTES:
+        problems.append(_value(count, "numberOfBytes",
+                               f"Member must have value greater than or equal to {GENERATE_RANDOM_MIN_BYTES}"))
+    elif count > GENERATE_RANDOM_MAX_BYTES:
+        problems.append(_value(count, "numberOfBytes",
+                               f"Member must have value less than or equal to {GENERATE_RANDOM_MAX_BYTES}"))
+    if (key_store_id is not None
+            and not MIN_CUSTOM_KEY_STORE_ID_CHARS <= len(key_store_id) <= MAX_CUSTOM_KEY_STORE_ID_CHARS):
+        bound = (f"greater than or equal to {MIN_CUSTOM_KEY_STORE_ID_CHARS}" if not key_store_id else
+                 f"less than or equal to {MAX_CUSTOM_KEY_STORE_ID_CHARS}")
         problems.append(_value(key_store_id, "customKeyStoreId", f"Member must have length {bound}"))
     if recipient is not None:
         if document is None:
             problems.append(_null("recipient.attestationDocument"))
-        elif not 1 <= len(document) <= MAX_DOCUMENT_BYTES:
-            bound = "greater than or equal to 1" if not document else f"less than or equal to {MAX_DOCUMENT_BYTES}"
+        elif not 1 <= len(document) <= MAX_ATTESTATION_DOCUMENT_BYTES:
+            bound = ("greater than or equal to 1" if not document else
+                     f"less than or equal to {MAX_ATTESTATION_DOCUMENT_BYTES}")
             problems.append(f"Value at 'recipient.attestationDocument' failed to satisfy constraint: Member must "
                             f"have length {bound}")
         if algorithm is None:

@@ -27,6 +27,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nitrokit.errors import UsageError
+from nitrokit.kms_api import (
+    GENERATE_RANDOM_MAX_BYTES,
+    GENERATE_RANDOM_MIN_BYTES,
+    KEY_ENCRYPTION_ALGORITHMS,
+    MAX_ATTESTATION_DOCUMENT_BYTES,
+    MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES,
+    MAX_CUSTOM_KEY_STORE_ID_CHARS,
+    MAX_PLAINTEXT_BYTES,
+    MIN_CUSTOM_KEY_STORE_ID_CHARS,
+    RSAES_OAEP_SHA_256,
+)
 from nitrokit.text import clip
 from nitrokit.wire.errors import InvalidRequestError, InvalidResponseError
 
@@ -46,9 +57,7 @@ __all__ = [
     "parse_generate_random_response",
 ]
 
-RSAES_OAEP_SHA_256 = "RSAES_OAEP_SHA_256"
-#: The KMS API's limit on ``Recipient.AttestationDocument`` (real documents are about 4.4 KB).
-MAX_ATTESTATION_DOCUMENT_BYTES = 262144
+# RSAES_OAEP_SHA_256 and MAX_ATTESTATION_DOCUMENT_BYTES are nitrokit.kms_api's, re-exported here.
 
 
 class _ShapeError(Exception):
@@ -214,7 +223,7 @@ class Operation:
 _RECIPIENT = Structure(
     members={
         "AttestationDocument": Blob(1, MAX_ATTESTATION_DOCUMENT_BYTES),
-        "KeyEncryptionAlgorithm": Enum((RSAES_OAEP_SHA_256,)),
+        "KeyEncryptionAlgorithm": Enum(KEY_ENCRYPTION_ALGORITHMS),
     },
     required=frozenset({"AttestationDocument", "KeyEncryptionAlgorithm"}),
 )
@@ -222,11 +231,16 @@ _RECIPIENT = Structure(
 GENERATE_RANDOM = Operation(
     name="GenerateRandom",
     request=Structure(
-        members={"NumberOfBytes": Integer(1, 1024), "CustomKeyStoreId": String(1, 64), "Recipient": _RECIPIENT},
+        members={
+            "NumberOfBytes": Integer(GENERATE_RANDOM_MIN_BYTES, GENERATE_RANDOM_MAX_BYTES),
+            "CustomKeyStoreId": String(MIN_CUSTOM_KEY_STORE_ID_CHARS, MAX_CUSTOM_KEY_STORE_ID_CHARS),
+            "Recipient": _RECIPIENT,
+        },
         # Optional in the KMS model, but KMS refuses a request without it; refusing here costs no KMS call.
         required=frozenset({"NumberOfBytes"}),
     ),
-    response=Structure(members={"Plaintext": Blob(1, 4096), "CiphertextForRecipient": Blob(1, 6144)}),
+    response=Structure(members={"Plaintext": Blob(1, MAX_PLAINTEXT_BYTES),
+                                "CiphertextForRecipient": Blob(1, MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES)}),
 )
 
 #: The allow-list: operation name -> :class:`Operation`.
