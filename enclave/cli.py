@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeAlias
 
+from nitrokit.attestation import PCR_COUNT
 from nitrokit.cli._io import (
     EXIT_OK,
     EXIT_USAGE,
@@ -42,6 +43,7 @@ from nitrokit.hextext import decode_hex
 from nitrokit.kms_api import NUMBER_OF_BYTES_RANGE
 from nitrokit.wire.server import run_until_signal
 
+_EXTENDABLE = f"{BOOT_LOCKED_PCRS}..{PCR_COUNT - 1}"
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
@@ -100,7 +102,7 @@ def _add_attest(commands: Subparsers) -> None:
                         help=f"simulated only: start value of PCR N (0..{BOOT_LOCKED_PCRS - 1}, {PCR_BYTES} bytes); "
                              "repeatable")
     parser.add_argument("--debug", action="store_true",
-                        help="simulated only: a debug-mode enclave (PCR0..15 all zero)")
+                        help=f"simulated only: a debug-mode enclave (PCR0..{BOOT_LOCKED_PCRS - 1} all zero)")
     parser.add_argument("--out", default="-", metavar="FILE|-", help="where to write the document (default stdout)")
     parser.set_defaults(handler=run_attest)
 
@@ -131,7 +133,7 @@ def run_attest(args: argparse.Namespace) -> int:
 def _add_describe_pcr(commands: Subparsers) -> None:
     parser = commands.add_parser("describe-pcr", help="show whether a PCR is locked, and its value (JSON)",
                                  description="Show one PCR: locked or not, and its value in hex.")
-    parser.add_argument("index", type=int, metavar="N", help="PCR index (the NSM has 0..31)")
+    parser.add_argument("index", type=int, metavar="N", help=f"PCR index (the NSM has 0..{PCR_COUNT - 1})")
     add_nsm_option(parser)
     parser.set_defaults(handler=run_describe_pcr)
 
@@ -147,11 +149,11 @@ def _add_extend_pcr(commands: Subparsers) -> None:
     parser = commands.add_parser(
         "extend-pcr", help="extend a PCR with data and show its new value (JSON)",
         description="Extend PCR N with the bytes HEX (new = SHA-384(old || data)) and show the new value. "
-                    "PCR0..15 are locked from boot; 16..31 can be extended until locked. The simulated NSM "
-                    "keeps no state between commands: with --nsm simulated this shows one extend of the PCR "
-                    "from its start value (48 zero bytes for 16..31).",
+                    f"PCR0..{BOOT_LOCKED_PCRS - 1} are locked from boot; {_EXTENDABLE} can be extended until "
+                    "locked. The simulated NSM keeps no state between commands: with --nsm simulated this shows "
+                    f"one extend of the PCR from its start value ({PCR_BYTES} zero bytes for {_EXTENDABLE}).",
     )
-    parser.add_argument("index", type=int, metavar="N", help="PCR index (16..31 are extendable)")
+    parser.add_argument("index", type=int, metavar="N", help=f"PCR index ({_EXTENDABLE} are extendable)")
     parser.add_argument("data", metavar="HEX", help="the bytes to extend with, in hex")
     add_nsm_option(parser)
     parser.set_defaults(handler=run_extend_pcr)

@@ -22,12 +22,18 @@ from nitrokit.text import clip
 # 1024-byte optional fields without letting anyone feed us megabytes.
 MAX_DOCUMENT_BYTES = 32 * 1024
 MAX_CBOR_DEPTH = 8
+# The NSM's own limit on public_key, user_data and nonce (its simulated twin takes this value).
 MAX_OPTIONAL_FIELD_BYTES = 1024
 MAX_MODULE_ID_CHARS = 256
 MAX_CERTIFICATE_BYTES = 4096
 MAX_CABUNDLE_ENTRIES = 8
+# The PCR facts every part of nitrokit uses (NSM client and simulator, policies, KMS conditions, EIF, CLI):
+# 32 registers; the format allows SHA-256/384/512 values; Nitro's are SHA-384, 48 bytes.
 PCR_COUNT = 32
 PCR_LENGTHS = frozenset({32, 48, 64})
+PCR_BYTES = 48
+#: "32, 48 or 64", for messages.
+PCR_LENGTHS_TEXT = ", ".join(map(str, sorted(PCR_LENGTHS)[:-1])) + f" or {max(PCR_LENGTHS)}"
 REQUIRED_FIELDS = ("module_id", "digest", "timestamp", "pcrs", "certificate", "cabundle")
 OPTIONAL_FIELDS = ("public_key", "user_data", "nonce")
 EXPECTED_DIGEST = "SHA384"
@@ -126,7 +132,7 @@ def _pcrs(value: object) -> Mapping[int, bytes]:
         if not isinstance(digest, bytes):
             raise MalformedDocumentError(f"expected a byte string, got {kind(digest)}", field=f"pcrs[{index}]")
         if len(digest) not in PCR_LENGTHS:
-            raise MalformedDocumentError(f"{len(digest)} bytes, expected 32, 48 or 64", field=f"pcrs[{index}]")
+            raise MalformedDocumentError(f"{len(digest)} bytes, expected {PCR_LENGTHS_TEXT}", field=f"pcrs[{index}]")
         pcrs[index] = digest
     return MappingProxyType(dict(sorted(pcrs.items())))
 

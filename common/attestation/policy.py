@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
-from nitrokit.attestation._parse import PCR_COUNT, PCR_LENGTHS
+from nitrokit.attestation._parse import PCR_COUNT, PCR_LENGTHS, PCR_LENGTHS_TEXT
 from nitrokit.attestation.errors import PolicyError
 from nitrokit.attestation.models import AttestationDocument
 from nitrokit.errors import UsageError
@@ -132,7 +132,7 @@ def _normalise_pcrs(pcrs: Mapping[int, bytes | str]) -> dict[int, bytes]:
             raise UsageError(f"policy PCR index {index!r} is not an integer in 0..{PCR_COUNT - 1}")
         digest = _pcr_bytes(index, value)
         if len(digest) not in PCR_LENGTHS:
-            raise UsageError(f"policy PCR{index} is {len(digest)} bytes, expected 32, 48 or 64")
+            raise UsageError(f"policy PCR{index} is {len(digest)} bytes, expected {PCR_LENGTHS_TEXT}")
         normalised[index] = digest
     return dict(sorted(normalised.items()))
 

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 
+from nitrokit.attestation import PCR_BYTES
 from nitrokit.attestation._cose import ALGORITHMS_BY_CURVE, CoseError, decode_sign1, verify_signature
 from nitrokit.cbor import CborError, decode_exactly, kind
 from nitrokit.eif.errors import EifSignatureError
@@ -42,7 +43,7 @@ SIGNED_PCR_INDEX = 0
 
 def pcr_extend_from_zero(digest: bytes) -> bytes:
     """The value of a zeroed SHA-384 PCR extended once with ``digest`` (what EifHasher's tpm_extend does)."""
-    return hashlib.sha384(bytes(48) + digest).digest()
+    return hashlib.sha384(bytes(PCR_BYTES) + digest).digest()
 
 
 def pcr8_for_certificate(certificate: x509.Certificate) -> bytes:

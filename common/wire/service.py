@@ -25,10 +25,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nitrokit.attestation import MAX_DOCUMENT_BYTES
+from nitrokit.attestation._parse import MAX_OPTIONAL_FIELD_BYTES
 from nitrokit.wire.errors import InvalidResponseError
 from nitrokit.wire.kms import Blob, Operation, Structure
 
-MAX_NONCE_BYTES = 1024
+MAX_NONCE_BYTES = MAX_OPTIONAL_FIELD_BYTES  # the NSM's limit, as the attestation parser states it
 MAX_MESSAGE_BYTES = 16384
 #: Prefixed to every signed message, so the identity's signatures cannot be mistaken for another protocol's.
 SIGNATURE_CONTEXT = b"nitrokit enclave service signature v1\x00"

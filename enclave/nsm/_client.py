@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
+from nitrokit.attestation import PCR_BYTES as ATTESTATION_PCR_BYTES
 from nitrokit.attestation import PCR_LENGTHS
+from nitrokit.attestation._parse import PCR_LENGTHS_TEXT
 from nitrokit.enclave.nsm import _codec
 from nitrokit.enclave.nsm.errors import NsmResponseError
 from nitrokit.errors import UsageError
 
-# Every NSM has 32 SHA-384 PCRs; 0..15 are set at boot and locked (AWS's NSM API).
-PCR_BYTES = 48
+# Every NSM has PCR_COUNT (32) SHA-384 PCRs of PCR_BYTES (48), both nitrokit.attestation's; 0..15 are set at
+# boot and locked (AWS's NSM API).
+PCR_BYTES = ATTESTATION_PCR_BYTES
 BOOT_LOCKED_PCRS = 16
 
 
@@ -149,5 +152,5 @@ def _optional_bytes(value: object, what: str) -> bytes | None:
 
 def _pcr_value(data: bytes, operation: str) -> bytes:
     if len(data) not in PCR_LENGTHS:
-        raise NsmResponseError(f"{operation} returned a {len(data)}-byte PCR value, expected 32, 48 or 64")
+        raise NsmResponseError(f"{operation} returned a {len(data)}-byte PCR value, expected {PCR_LENGTHS_TEXT}")
     return data

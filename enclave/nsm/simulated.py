@@ -32,6 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nitrokit.attestation import PCR_COUNT
+from nitrokit.attestation._parse import MAX_OPTIONAL_FIELD_BYTES
 from nitrokit.enclave.nsm import _codec
 from nitrokit.enclave.nsm._client import BOOT_LOCKED_PCRS, PCR_BYTES, Nsm
 from nitrokit.enclave.nsm.errors import ErrorCode, NsmError, NsmInputTooLargeError
@@ -39,8 +41,9 @@ from nitrokit.errors import UsageError
 from nitrokit.testing.documents import DEFAULT_MODULE_ID, build_payload, sign_payload
 from nitrokit.testing.pki import FixturePki, fixture_pki
 
-MAX_PCRS = 32
-MAX_ATTESTATION_FIELD_BYTES = 1024
+# The real NSM's numbers, as the attestation parser states them.
+MAX_PCRS = PCR_COUNT
+MAX_ATTESTATION_FIELD_BYTES = MAX_OPTIONAL_FIELD_BYTES
 RANDOM_BYTES = 256
 VERSION = (1, 0, 0)
 # The module id also names the signing certificate, whose CN (at most 64 characters) appends 22 more.
