@@ -93,7 +93,9 @@ def test_a_well_formed_es384_sign1_passes_the_framing_on_both_paths(p384_signer:
         assert attestation.value.field not in {"COSE_Sign1", "protected header", "unprotected header", "signature"}
         message = decode_sign1(cose, algorithms=(ES384,), max_depth=8)
         assert message.tagged is tagged and message.algorithm is ES384
-    assert verify_signature(certificate.public_key(), algorithm=ES384, protected=PROTECTED_ES384, payload=PAYLOAD,
+    public_key = certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert verify_signature(public_key, algorithm=ES384, protected=PROTECTED_ES384, payload=PAYLOAD,
                             signature=signature)
 
 

@@ -7,12 +7,14 @@ same place; the command lines must print the same range. A literal copy drifting
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import pytest
 
 from nitrokit import kms_api
 from nitrokit.enclave import cli as enclave_cli
 from nitrokit.enclave import demo
+from nitrokit.enclave.cli import Subparsers
 from nitrokit.enclave.kms_client import KmsClient
 from nitrokit.enclave.nsm.simulated import SimulatedNsm
 from nitrokit.errors import UsageError
@@ -58,11 +60,11 @@ def test_key_store_ids_are_bounded_alike(store_id: str) -> None:
         _read({"NumberOfBytes": 8, "CustomKeyStoreId": store_id})
 
 
-def _help_of(register: object, command: str) -> str:
+def _help_of(add: Callable[[Subparsers], None], command: str) -> str:
     parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())  # type: ignore[operator]
-    sub = parser._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
-    return sub.format_help()
+    commands = parser.add_subparsers()
+    add(commands)
+    return commands.choices[command].format_help()
 
 
 def test_the_command_lines_print_the_api_range() -> None:
