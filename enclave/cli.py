@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeAlias
 
-from nitrokit.attestation import PCR_COUNT
+from nitrokit.attestation import MAX_OPTIONAL_FIELD_BYTES, PCR_COUNT
 from nitrokit.cli._io import (
     EXIT_OK,
     EXIT_USAGE,
@@ -96,8 +96,10 @@ def _add_attest(commands: Subparsers) -> None:
     add_nsm_option(parser)
     parser.add_argument("--public-key", metavar="FILE",
                         help="public key to embed: a PEM public key (stored as DER SPKI) or raw bytes")
-    parser.add_argument("--user-data", metavar="HEX", help="user data to embed (the NSM takes up to 1024 bytes)")
-    parser.add_argument("--nonce", metavar="HEX", help="nonce to embed (the NSM takes up to 1024 bytes)")
+    parser.add_argument("--user-data", metavar="HEX",
+                        help=f"user data to embed (the NSM takes up to {MAX_OPTIONAL_FIELD_BYTES} bytes)")
+    parser.add_argument("--nonce", metavar="HEX",
+                        help=f"nonce to embed (the NSM takes up to {MAX_OPTIONAL_FIELD_BYTES} bytes)")
     parser.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
                         help=f"simulated only: start value of PCR N (0..{BOOT_LOCKED_PCRS - 1}, {PCR_BYTES} bytes); "
                              "repeatable")

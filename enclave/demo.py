@@ -21,6 +21,7 @@ from pathlib import Path
 from nitrokit._extras import require_extra
 from nitrokit.cli._io import EXIT_OK
 from nitrokit.enclave.kms_client import KmsClient
+from nitrokit.kms_api import NUMBER_OF_BYTES_RANGE
 
 DEFAULT_BYTES = 32
 
@@ -30,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "demo", help="run the whole GenerateRandom flow offline: simulated KMS <- parent <- enclave client",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--bytes", type=int, default=DEFAULT_BYTES, metavar="N", help="how many bytes (1..1024)")
+    parser.add_argument("--bytes", type=int, default=DEFAULT_BYTES, metavar="N",
+                        help=f"how many bytes ({NUMBER_OF_BYTES_RANGE})")
     parser.add_argument("--json", action="store_true", help="print one JSON object (random: base64)")
     parser.set_defaults(handler=run_demo)
 

@@ -11,7 +11,14 @@ The public API::
 trustworthy). Errors are in :mod:`nitrokit.attestation.errors`, all subclasses of ``AttestationError``.
 """
 
-from nitrokit.attestation._parse import MAX_DOCUMENT_BYTES, PCR_BYTES, PCR_COUNT, PCR_LENGTHS, parse_document
+from nitrokit.attestation._parse import (
+    MAX_DOCUMENT_BYTES,
+    MAX_OPTIONAL_FIELD_BYTES,
+    PCR_BYTES,
+    PCR_COUNT,
+    PCR_LENGTHS,
+    parse_document,
+)
 from nitrokit.attestation.errors import (
     AttestationError,
     CertificateValidityError,
@@ -30,6 +37,7 @@ from nitrokit.attestation.verifier import Verifier
 __all__ = [
     "AWS_NITRO_ROOT_G1_SHA256",
     "MAX_DOCUMENT_BYTES",
+    "MAX_OPTIONAL_FIELD_BYTES",
     "PCR_BYTES",
     "PCR_COUNT",
     "PCR_LENGTHS",

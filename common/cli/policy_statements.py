@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 
+from nitrokit.attestation import PCR_BYTES, PCR_COUNT
 from nitrokit.cli._io import EXIT_OK, parse_pcr_args, print_json
 from nitrokit.condition_keys import IMAGE_SHA384_KEY
 from nitrokit.policy_statements import (
@@ -37,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog="Example: nitrokit policy --pcr 0=$(jq -r .Measurements.PCR0 m.json) > statement.json",
     )
     policy.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
-                        help="require PCR N (0..31) to equal this SHA-384 value, 96 hex digits (repeatable)")
+                        help=f"require PCR N (0..{PCR_COUNT - 1}) to equal this SHA-384 value, {2 * PCR_BYTES} "
+                             "hex digits (repeatable)")
     policy.add_argument("--image-sha384", metavar="HEX",
                         help=f"require {IMAGE_SHA384_KEY} (the image's PCR0)")
     policy.add_argument("--role-arn", metavar="ARN",

@@ -24,8 +24,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nitrokit.attestation import MAX_DOCUMENT_BYTES
-from nitrokit.attestation._parse import MAX_OPTIONAL_FIELD_BYTES
+from nitrokit.attestation import MAX_DOCUMENT_BYTES, MAX_OPTIONAL_FIELD_BYTES
 from nitrokit.wire.errors import InvalidResponseError
 from nitrokit.wire.kms import Blob, Operation, Structure
 
