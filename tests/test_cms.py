@@ -406,3 +406,49 @@ def test_decryption_error_is_raised_for_a_wrong_key_with_a_forged_rid(key2048):
         decrypt(forged, key2048)
     with pytest.raises(CmsFormatError):
         decrypt(forged[:-3], key2048)
+
+
+def _good_and_unwrap_failing(key: rsa.RSAPrivateKey) -> tuple[EnvelopedData, EnvelopedData]:
+    good = parse_enveloped_data(encrypt_for_recipient(b"k" * 32, key.public_key()))
+    wrapped = bytearray(good.encrypted_key)
+    wrapped[-1] ^= 1
+    return good, dataclasses.replace(good, encrypted_key=bytes(wrapped))
+
+
+def test_an_unwrap_failure_still_runs_the_aes_step_with_a_random_key(key2048, monkeypatch):
+    # RFC 3218's countermeasure (issue 12): a wrapped key that does not unwrap (or unwraps to the wrong size)
+    # goes on through the same AES-CBC and padding check as one that does, with a random content key, so the
+    # two failures take the same time. Before, an unwrap failure returned without touching AES.
+    import nitrokit.cms._decrypt as decrypt_module
+
+    keys: list[bytes] = []
+    real_aes = decrypt_module.algorithms.AES
+
+    def recording_aes(content_key: bytes) -> object:
+        keys.append(content_key)
+        return real_aes(content_key)
+
+    monkeypatch.setattr(decrypt_module.algorithms, "AES", recording_aes)
+    good, bad_oaep = _good_and_unwrap_failing(key2048)
+    short_wrap = key2048.public_key().encrypt(b"s" * 16, build_module.OAEP_SHA256)
+    short_key = dataclasses.replace(good, encrypted_key=short_wrap)
+    keys.clear()  # building them used AES too
+    for envelope in (bad_oaep, short_key):
+        with pytest.raises(CmsDecryptionError) as caught:
+            decrypt(envelope, key2048)
+        assert str(caught.value) == str(CmsDecryptionError())  # one error for every failure
+    assert [len(k) for k in keys] == [32, 32]
+    assert keys[0] != keys[1]  # fresh random keys, not a constant
+
+
+def test_an_unwrap_failure_fails_even_when_the_random_key_unpads(key2048, monkeypatch):
+    # The random content key of the countermeasure can unpad the content by chance (here: it is the real
+    # key); the failure must still be reported, and nothing decrypted with it returned.
+    import nitrokit.cms._decrypt as decrypt_module
+
+    good, bad_oaep = _good_and_unwrap_failing(key2048)
+    real_key = key2048.decrypt(good.encrypted_key, build_module.OAEP_SHA256)
+    monkeypatch.setattr(decrypt_module.os, "urandom", lambda n: real_key[:n])
+    assert decrypt(good, key2048) == b"k" * 32
+    with pytest.raises(CmsDecryptionError):
+        decrypt(bad_oaep, key2048)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import os
 
 from cryptography.hazmat.primitives import padding as sym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,16 +34,24 @@ def decrypt(envelope: bytes | EnvelopedData, private_key: rsa.RSAPrivateKey) -> 
     if not hmac.compare_digest(parsed.rid, key_id):
         raise RecipientMismatchError(parsed.rid, key_id)
 
+    # RFC 3218 section 2.3.2: an unwrap failure carries on with a random content key through the same AES-CBC
+    # and padding check, so a key that does not unwrap takes as long as content that does not unpad (a
+    # caller timing the answers would otherwise tell the two apart; bench/bench_cms.py measures it).
+    random_key = os.urandom(CONTENT_KEY_LENGTH)
+    unwrapped = True
     try:
         content_key = private_key.decrypt(parsed.encrypted_key, OAEP_SHA256)
-        if len(content_key) != CONTENT_KEY_LENGTH:
-            raise ValueError("content key length")
+    except ValueError:
+        content_key, unwrapped = random_key, False
+    if len(content_key) != CONTENT_KEY_LENGTH:
+        content_key, unwrapped = random_key, False
+    try:
         decryptor = Cipher(algorithms.AES(content_key), modes.CBC(parsed.iv)).decryptor()
         padded = decryptor.update(parsed.encrypted_content) + decryptor.finalize()
         unpadder = sym_padding.PKCS7(128).unpadder()
         plaintext = unpadder.update(padded) + unpadder.finalize()
     except ValueError:
-        pass  # raised below, outside this block, so not even __context__ tells the failures apart
-    else:
+        unwrapped = False  # raised below, outside this block, so not even __context__ tells the failures apart
+    if unwrapped:
         return plaintext
     raise CmsDecryptionError()
