@@ -205,9 +205,10 @@ def _add_generate_random(commands: Subparsers) -> None:
     add_nsm_option(parser)
     parser.add_argument("--custom-key-store-id", metavar="ID", help="generate in this custom key store")
     parser.add_argument("--format", choices=("hex", "base64", "raw"), default="hex", help="output form (hex)")
-    parser.add_argument("--mix-nsm-entropy", action="store_true",
-                        help="derive the output with HKDF from the KMS bytes and the NSM's own random bytes "
-                             "(a hostile parent alone cannot then choose it; docs/threat-model.md)")
+    parser.add_argument("--mix-nsm-entropy", action=argparse.BooleanOptionalAction, default=True,
+                        help="derive the output with HKDF from the KMS bytes and the NSM's own random bytes, so "
+                             "a hostile parent alone cannot choose it (the default); --no-mix-nsm-entropy prints "
+                             "the KMS bytes as decrypted, which a hostile parent can forge (docs/threat-model.md)")
     parser.set_defaults(handler=run_generate_random)
 
 

@@ -10,9 +10,10 @@ bounded time and number of calls, then replaced.
 
 The parent is untrusted. The client refuses any answer that carries Plaintext, lacks CiphertextForRecipient,
 is addressed to another key, does not decrypt, or holds a different number of bytes than asked. A relaying
-parent can still forge an envelope around bytes it chose, because CMS is not authenticated. Where that
-matters, pass ``mix_nsm_entropy=True``: the result is then HKDF over the KMS bytes and the NSM's own random
-bytes, so a hostile parent alone cannot predict it (docs/threat-model.md).
+parent can still forge an envelope around bytes it chose, because CMS is not authenticated. So by default the
+result is HKDF over the KMS bytes and the NSM's own random bytes, which a hostile parent alone cannot
+predict (docs/threat-model.md). ``mix_nsm_entropy=False`` returns the KMS bytes as they were decrypted, for
+callers that need exactly KMS's output and accept that the parent may have chosen it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,12 @@ class _Identity:
 
 
 class KmsClient:
-    """GenerateRandom with a Recipient, through the parent proxy. Thread-safe; calls run one at a time."""
+    """GenerateRandom with a Recipient, through the parent proxy. Thread-safe; calls run one at a time.
+
+    ``mix_nsm_entropy`` (default True) derives each result from the KMS bytes and as many NSM GetRandom bytes
+    with HKDF-SHA384; False is the explicit opt-out (the bytes are then whatever the envelope held, which a
+    hostile parent can choose).
+    """
 
     def __init__(
         self,
@@ -102,7 +108,7 @@ class KmsClient:
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
         timeout: float = 30.0,
-        mix_nsm_entropy: bool = False,
+        mix_nsm_entropy: bool = True,
         trace: Callable[[str], None] | None = None,
     ) -> None:
         self._nsm = nsm

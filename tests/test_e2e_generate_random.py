@@ -253,13 +253,28 @@ def test_a_well_forged_envelope_is_why_nsm_mixing_exists(tmp_path: Path) -> None
     forger = ForgingParent(tmp_path, lambda r: Response(id=None, response={
         "CiphertextForRecipient": _envelope(chosen, _document_key(r))}))
     try:
-        with _client(forger.address) as client:
+        with _client(forger.address, mix_nsm_entropy=False) as client:
             assert client.generate_random(32) == chosen  # accepted: nothing in CMS can tell
-        with _client(forger.address, mix_nsm_entropy=True) as client:
+        with _client(forger.address) as client:  # mixing is the default (issue 12)
             mixed = {client.generate_random(32) for _ in range(3)}
         assert chosen not in mixed and len(mixed) == 3
     finally:
         forger.close()
+
+
+def test_the_cli_mixes_by_default_and_opts_out_explicitly(tmp_path: Path) -> None:
+    chosen = b"\x42" * 16
+    forger = ForgingParent(tmp_path, lambda r: Response(id=None, response={
+        "CiphertextForRecipient": _envelope(chosen, _document_key(r))}))
+    command = ("enclave", "generate-random", "--nsm", "simulated", "--parent", forger.address, "--bytes", "16")
+    try:
+        default, opted_out = run_cli(*command), run_cli(*command, "--no-mix-nsm-entropy")
+    finally:
+        forger.close()
+    assert default.returncode == 0 and opted_out.returncode == 0, default.stderr + opted_out.stderr
+    assert opted_out.stdout.decode().strip() == chosen.hex()
+    mixed = default.stdout.decode().strip()
+    assert len(mixed) == 32 and mixed != chosen.hex()
 
 
 def test_a_parent_error_answer_is_typed(tmp_path: Path) -> None:
