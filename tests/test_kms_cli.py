@@ -151,7 +151,8 @@ def test_usage_errors_exit_2(cli: Any, args: list[str], capsys: pytest.CaptureFi
 
 
 def test_bad_policy_file_exits_2(cli: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for content in ("{not json", json.dumps({"Effect": "Deny", "Condition": {}})):
+    # A Deny-only policy would deny every call (IAM's default deny): refused, naming Effect.
+    for content in ("{not json", json.dumps({"Effect": "Deny", "Action": "kms:*", "Resource": "*", "Condition": {}})):
         policy = tmp_path / "policy.json"
         policy.write_text(content)
         assert cli(["kms-sim", "--policy", str(policy)]) == 2

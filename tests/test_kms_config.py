@@ -233,3 +233,110 @@ def test_conditions_it_can_not_evaluate_are_refused(policy: Any) -> None:
 def test_require_refuses_bad_values(kwargs: dict[str, Any]) -> None:
     with pytest.raises(KmsConfigError):
         AttestationConditions.require(**kwargs)
+
+
+# --- Action, NotAction, Resource, NotResource, Effect: evaluated as IAM does (issue 12, item 15) ---------------
+
+ANY_DOCUMENT = {"Null": {"kms:RecipientAttestation:PCR0": "false"}}
+
+
+def element_statement(effect: str = "Allow", condition: dict[str, Any] | None = None,
+                      **elements: Any) -> dict[str, Any]:
+    return {"Effect": effect, **elements, **({"Condition": condition} if condition else {})}
+
+
+@pytest.mark.parametrize(("elements", "allows"), [
+    ({"Action": "kms:GenerateRandom", "Resource": "*"}, True),
+    ({"Action": "KMS:generaterandom", "Resource": "*"}, True),  # action names ignore case
+    ({"Action": "kms:*", "Resource": "*"}, True),
+    ({"Action": "kms:Generate*", "Resource": "*"}, True),
+    ({"Action": "kms:Gen?rateRandom", "Resource": "*"}, True),
+    ({"Action": "*", "Resource": "*"}, True),
+    ({"Action": ["kms:Decrypt", "kms:GenerateRandom"], "Resource": "*"}, True),
+    ({"Action": "kms:Decrypt", "Resource": "*"}, False),
+    ({"Action": ["kms:GenerateDataKey*", "kms:Encrypt"], "Resource": "*"}, False),
+    ({"Action": "s3:*", "Resource": "*"}, False),
+    ({"Action": "kms:GenerateRandomX", "Resource": "*"}, False),
+    ({"NotAction": "kms:GenerateRandom", "Resource": "*"}, False),
+    ({"NotAction": "kms:Generate*", "Resource": "*"}, False),
+    ({"NotAction": ["kms:Decrypt"], "Resource": "*"}, True),
+    # GenerateRandom uses no key: its resource is "*", which a key ARN pattern never matches.
+    ({"Action": "kms:GenerateRandom", "Resource": "arn:aws:kms:us-east-1:111122223333:key/*"}, False),
+    ({"Action": "kms:GenerateRandom", "Resource": ["arn:aws:kms:*", "*"]}, True),
+    ({"Action": "kms:GenerateRandom", "NotResource": "arn:aws:kms:*:*:key/*"}, True),
+    ({"Action": "kms:GenerateRandom", "NotResource": "*"}, False),
+], ids=["exact", "case", "kms-star", "generate-star", "question-mark", "star", "list", "other-action",
+        "other-patterns", "other-service", "longer-name", "not-action-exact", "not-action-pattern",
+        "not-action-other", "key-arn", "arn-or-star", "not-resource-arn", "not-resource-star"])
+def test_action_and_resource_elements_decide_whether_a_statement_applies(elements: dict[str, Any],
+                                                                          allows: bool) -> None:
+    unconditional = AttestationConditions.from_json(element_statement(**elements))
+    assert (unconditional.evaluate(NO_RECIPIENT) is None) == allows
+    assert (unconditional.evaluate(CONTEXT) is None) == allows
+    conditional = AttestationConditions.from_json(element_statement(condition=ANY_DOCUMENT, **elements))
+    assert (conditional.evaluate(CONTEXT) is None) == allows
+    assert conditional.evaluate(NO_RECIPIENT) is not None
+
+
+def test_not_action_generate_random_does_not_allow_generate_random() -> None:
+    """The review's example: an Allow of everything but GenerateRandom must not allow GenerateRandom."""
+    conditions = AttestationConditions.from_json({"Effect": "Allow", "NotAction": "kms:GenerateRandom",
+                                                  "Resource": "*"})
+    reason = conditions.evaluate(NO_RECIPIENT)
+    assert reason is not None and "NotAction" in reason
+
+
+@pytest.mark.parametrize(("deny", "with_recipient", "without_recipient"), [
+    (element_statement("Deny", {"Null": {"kms:RecipientAttestation:PCR0": "true"}}, Action="kms:*",
+                       Resource="*"), True, False),
+    (element_statement("Deny", None, Action="kms:GenerateRandom", Resource="*"), False, False),
+    (element_statement("Deny", None, NotAction="kms:GenerateRandom", Resource="*"), True, True),
+    (element_statement("Deny", None, Action="kms:GenerateRandom", Resource="arn:aws:kms:*"), True, True),
+    (element_statement("Deny", {"StringEquals": {"kms:RecipientAttestation:PCR0": PCR0}}, Action="kms:Generate*",
+                       Resource="*"), False, True),
+], ids=["deny-without-recipient", "deny-all", "deny-other-actions", "deny-on-keys-only", "deny-this-image"])
+def test_an_applying_deny_wins_over_every_allow(deny: dict[str, Any], with_recipient: bool,
+                                               without_recipient: bool) -> None:
+    allow_all = element_statement(Action="kms:*", Resource="*")
+    for policy in ([allow_all, deny], [deny, allow_all], {"Version": "2012-10-17", "Statement": [deny, allow_all]}):
+        conditions = AttestationConditions.from_json(policy)
+        assert (conditions.evaluate(CONTEXT) is None) == with_recipient
+        assert (conditions.evaluate(NO_RECIPIENT) is None) == without_recipient
+    if not without_recipient:
+        assert "explicit Deny" in (AttestationConditions.from_json([allow_all, deny]).evaluate(NO_RECIPIENT) or "")
+
+
+@pytest.mark.parametrize(("policy", "fragment"), [
+    ({"Effect": "Allow", "Resource": "*"}, "Action"),
+    ({"Effect": "Allow", "Action": "kms:*", "NotAction": "kms:Decrypt", "Resource": "*"}, "both Action"),
+    ({"Effect": "Allow", "Action": "kms:*"}, "Resource"),
+    ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "NotResource": "arn:aws:kms:*"}, "both Resource"),
+    ({"Action": "kms:*", "Resource": "*"}, "Effect"),
+    ({"Effect": "allow", "Action": "kms:*", "Resource": "*"}, "Effect"),
+    ({"Effect": 7, "Action": "kms:*", "Resource": "*"}, "Effect"),
+    ({"Effect": "Allow", "Action": "GenerateRandom", "Resource": "*"}, "service:action"),
+    ({"Effect": "Allow", "Action": [], "Resource": "*"}, "Action"),
+    ({"Effect": "Allow", "Action": ["kms:*", 5], "Resource": "*"}, "Action"),
+    ({"Effect": "Allow", "Action": "kms:Generate Random", "Resource": "*"}, "service:action"),
+    ({"Effect": "Allow", "Action": "kms:*", "Resource": "key/1234"}, "ARN"),
+    ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "NotPrincipal": {"AWS": "arn:aws:iam::1:root"}},
+     "NotPrincipal"),
+    ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "Principal": 5}, "Principal"),
+    ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "Principal": {"Bogus": "x"}}, "Principal"),
+    ({"Effect": "Allow", "Condition": {}}, "Action"),
+    ([element_statement("Deny", None, Action="kms:*", Resource="*")], "Allow"),
+    ({"Effect": "Allow", "Action": ["kms:*"] * 101, "Resource": "*"}, "more than 100"),
+], ids=["no-action", "action-and-not-action", "no-resource", "resource-and-not-resource", "no-effect",
+        "lower-case-effect", "int-effect", "action-without-service", "empty-action", "non-string-action",
+        "space-in-action", "resource-not-arn", "not-principal", "int-principal", "unknown-principal-type",
+        "condition-only", "deny-only", "too-many-actions"])
+def test_statements_iam_would_not_evaluate_are_refused(policy: Any, fragment: str) -> None:
+    with pytest.raises(KmsConfigError, match=fragment):
+        AttestationConditions.from_json(policy)
+
+
+def test_shorthand_and_require_mean_allow_generate_random() -> None:
+    for conditions in (AttestationConditions.from_json({"kms:RecipientAttestation:PCR0": PCR0}),
+                       AttestationConditions.require(pcrs={0: PCR0})):
+        assert conditions.evaluate(CONTEXT) is None
+        assert conditions.evaluate(CONTEXT, action="kms:Decrypt") is not None

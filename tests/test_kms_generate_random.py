@@ -321,6 +321,23 @@ def test_runtime_condition_changes(documents: dict[str, bytes | None]) -> None:
         client.generate_random(NumberOfBytes=8)
 
 
+def test_not_action_allow_gives_no_plaintext_without_recipient(documents: dict[str, bytes | None]) -> None:
+    """An Allow of every action but GenerateRandom, over the wire: GenerateRandom is denied, with or without a
+    Recipient (issue 12, item 15: NotAction was read and ignored, so Plaintext came back)."""
+    policy = {"Effect": "Allow", "NotAction": "kms:GenerateRandom", "Resource": "*"}
+    with SimulatedKms(KmsSimConfig(conditions=AttestationConditions.from_json(policy))) as simulator:
+        client = simulator.client()
+        assert error_of(client.generate_random, NumberOfBytes=8)[:2] == DENIED
+        assert error_of(client.generate_random, NumberOfBytes=8, Recipient=recipient(documents["good"]))[:2] == DENIED
+        simulator.set_conditions(AttestationConditions.from_json([
+            {"Effect": "Allow", "Action": "kms:Generate*", "Resource": "*"},
+            {"Effect": "Deny", "Action": "kms:*", "Resource": "*",
+             "Condition": {"Null": {"kms:RecipientAttestation:ImageSha384": "true"}}}]))
+        assert error_of(client.generate_random, NumberOfBytes=8)[:2] == DENIED
+        assert "CiphertextForRecipient" in client.generate_random(NumberOfBytes=8,
+                                                                  Recipient=recipient(documents["good"]))
+
+
 def test_key_policy_statement_is_accepted_as_conditions(documents: dict[str, bytes | None]) -> None:
     statement = {
         "Sid": "Enable enclave data key generation",

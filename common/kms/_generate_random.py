@@ -37,7 +37,7 @@ from nitrokit._rsa import RsaKeyError, load_rsa_spki
 from nitrokit.attestation import AttestationError, Policy, Verifier
 from nitrokit.cms import encrypt_for_recipient
 from nitrokit.errors import InputTooLargeError
-from nitrokit.kms.conditions import AttestationConditions, context_from_pcrs
+from nitrokit.kms.conditions import GENERATE_RANDOM, AttestationConditions, context_from_pcrs
 from nitrokit.kms.config import CustomKeyStore
 from nitrokit.kms.errors import KmsServiceError
 from nitrokit.kms_api import (
@@ -88,7 +88,7 @@ def generate_random(params: Mapping[str, Any], context: Context) -> dict[str, st
     if context.recipient_required and recipient is None:
         denied = "a Recipient is required"
     elif context.conditions is not None:
-        denied = context.conditions.evaluate(context_from_pcrs(pcrs))
+        denied = context.conditions.evaluate(context_from_pcrs(pcrs), action=GENERATE_RANDOM)
     if denied is not None:
         raise KmsServiceError("AccessDeniedException",
                               f"User: {context.caller} is not authorized to perform: kms:GenerateRandom because no "

@@ -10,10 +10,18 @@ Real KMS lets a policy statement say, for example::
      "Condition": {"StringEqualsIgnoreCase": {"kms:RecipientAttestation:PCR0": "<96 hex digits>"}}}
 
 The simulator accepts exactly such statements (one, a list of them, or a whole policy document with
-``Statement``) and also a shorthand mapping ``{"kms:RecipientAttestation:PCR0": "<hex>"}``. It evaluates them
-the way IAM does, restricted to what the simulator can know:
+``Statement``) and also a shorthand mapping ``{"kms:RecipientAttestation:PCR0": "<hex>"}`` (one ``Allow`` of
+``kms:GenerateRandom`` on ``"*"``). It evaluates them the way IAM does, restricted to what the simulator can
+know:
 
-- every statement is an alternative: the request is allowed if ANY statement's conditions all hold;
+- a statement applies to a request when its ``Action`` (or ``NotAction``), its ``Resource`` (or
+  ``NotResource``) and all its conditions match; an explicit ``Deny`` that applies wins, otherwise the request
+  is allowed if an ``Allow`` applies, and denied by default;
+- ``Action``/``NotAction``: ``"*"`` or ``service:name`` patterns with IAM's wildcards ``*`` and ``?``
+  (``kms:*``, ``kms:Generate*``), matched case-insensitively; the request's action is ``kms:GenerateRandom``;
+- ``Resource``/``NotResource``: ``"*"`` or ARN patterns with the same wildcards, matched case-sensitively.
+  GenerateRandom uses no KMS key, so its resource is ``"*"``: only ``"*"`` matches it (an ARN pattern never
+  does, and ``NotResource`` with ARNs always does);
 - inside a statement every (operator, key) clause must hold; a clause with a list of values holds if the
   document matches ANY of them;
 - keys are ``kms:RecipientAttestation:ImageSha384`` (= PCR0) and ``kms:RecipientAttestation:PCR<0..31>``,
@@ -24,10 +32,12 @@ the way IAM does, restricted to what the simulator can know:
 - a request without a Recipient has none of these keys, so a ``StringEquals*`` clause fails for it (IAM
   semantics), unless ``IfExists`` is used.
 
-``Principal``, ``Action``, ``Resource`` and ``Sid`` are read and ignored: the simulator has one caller and no
-keys. ``Effect`` must be ``Allow``. Anything else (another condition key or operator, ``Deny`` statements,
-malformed hex) raises :class:`~nitrokit.kms.errors.KmsConfigError` when the conditions are built, so a policy
-the simulator cannot evaluate is refused rather than half-applied.
+``Effect`` (``Allow`` or ``Deny``), one of ``Action``/``NotAction`` and one of ``Resource``/``NotResource`` are
+required, as IAM requires them. ``Principal`` is taken to name the caller (the simulator has one: whoever holds
+its credentials) and ``Sid`` names the statement in messages. Anything else (``NotPrincipal``, which needs the
+caller's ARN; another condition key or operator; malformed hex or patterns; a policy without any ``Allow``
+statement, which would deny every call) raises :class:`~nitrokit.kms.errors.KmsConfigError` when the conditions
+are built, so a policy the simulator cannot evaluate is refused rather than half-applied.
 """
 
 from __future__ import annotations
@@ -42,19 +52,30 @@ from nitrokit.attestation import PCR_COUNT, PCR_LENGTHS
 from nitrokit.condition_keys import IMAGE_SHA384_KEY, PCR_KEY_PREFIX, pcr_key
 from nitrokit.hextext import decode_hex
 from nitrokit.kms.errors import KmsConfigError
+from nitrokit.text import escaped
 
-__all__ = ["AttestationConditions", "Clause", "Statement", "context_from_pcrs"]
+__all__ = ["GENERATE_RANDOM", "AttestationConditions", "Clause", "Patterns", "Statement", "context_from_pcrs"]
+
+#: the action every request to the simulator is (the only operation it serves)
+GENERATE_RANDOM = "kms:GenerateRandom"
+#: the resource of an action that uses no KMS key, as IAM evaluates it
+NO_RESOURCE = "*"
 
 _HEX_LENGTHS = tuple(2 * size for size in sorted(PCR_LENGTHS))  # SHA-256, SHA-384, SHA-512 PCRs
 _MAX_STATEMENTS = 100
 _MAX_POLICY_BYTES = 1024 * 1024
 _MAX_VALUES = 100
+_MAX_PATTERN_CHARS = 2048
 
 _OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "Null")
 _STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
                    "Condition"}
 _POLICY_KEYS = {"Version", "Id", "Statement"}
 _PCR_KEY_RE = re.compile(re.escape(PCR_KEY_PREFIX.lower()) + r"([0-9]{1,2})")
+# IAM's action syntax: "*" or service-prefix:action, the action part letters/digits with * and ? wildcards.
+_ACTION_RE = re.compile(r"\*|[A-Za-z0-9-]{1,64}:[A-Za-z0-9*?]{1,128}")
+_EFFECTS = ("Allow", "Deny")
+_PRINCIPAL_TYPES = {"AWS", "Service", "Federated", "CanonicalUser"}
 
 
 @dataclass(frozen=True)
@@ -84,28 +105,102 @@ class Clause:
 
 
 @dataclass(frozen=True)
+class Patterns:
+    """A statement's ``Action``/``NotAction`` or ``Resource``/``NotResource`` element: IAM wildcard patterns.
+
+    ``element`` names which one; a ``Not*`` element matches everything its patterns do not.
+    """
+
+    element: str
+    patterns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.element not in ("Action", "NotAction", "Resource", "NotResource"):
+            raise KmsConfigError(f"attestation conditions: {self.element!r} is not a pattern element")
+        if not self.patterns or not all(isinstance(p, str) for p in self.patterns):
+            raise KmsConfigError(f"attestation conditions: {self.element} must be a non-empty list of strings")
+
+    def matches(self, value: str) -> bool:
+        fold = self.element.endswith("Action")  # IAM action names ignore case; ARNs do not
+        hit = any(_wildcard_match(p.lower() if fold else p, value.lower() if fold else value) for p in self.patterns)
+        return not hit if self.element.startswith("Not") else hit
+
+
+def _wildcard_match(pattern: str, text: str) -> bool:
+    """IAM's wildcards: ``*`` any run of characters, ``?`` one, all else literal.
+
+    Two pointers with a return to the last ``*``: O(len(pattern) * len(text)) at worst, where a regex could
+    backtrack exponentially on a pattern full of stars.
+    """
+    p = t = 0
+    star = -1
+    resume = 0
+    while t < len(text):
+        if p < len(pattern) and pattern[p] in ("?", text[t]) and pattern[p] != "*":
+            p += 1
+            t += 1
+        elif p < len(pattern) and pattern[p] == "*":
+            star, resume = p, t
+            p += 1
+        elif star >= 0:
+            p = star + 1
+            resume += 1
+            t = resume
+        else:
+            return False
+    return all(char == "*" for char in pattern[p:])
+
+
+_ANY_GENERATE_RANDOM = Patterns("Action", (GENERATE_RANDOM,))
+_ANY_RESOURCE = Patterns("Resource", (NO_RESOURCE,))
+
+
+@dataclass(frozen=True)
 class Statement:
-    """A set of clauses that must all hold. ``sid`` is kept for messages."""
+    """One policy statement: it applies when its action, resource and every clause match.
+
+    The defaults are what the shorthand and :meth:`AttestationConditions.require` mean: ``Allow``
+    ``kms:GenerateRandom`` on ``"*"``. ``sid`` is kept for messages.
+    """
 
     clauses: tuple[Clause, ...]
     sid: str | None = None
+    effect: str = "Allow"
+    action: Patterns = _ANY_GENERATE_RANDOM
+    resource: Patterns = _ANY_RESOURCE
 
-    def first_unmet(self, context: Mapping[str, str]) -> Clause | None:
+    def __post_init__(self) -> None:
+        if self.effect not in _EFFECTS:
+            raise KmsConfigError(f"attestation conditions: Effect must be 'Allow' or 'Deny', got {self.effect!r}")
+        if not self.action.element.endswith("Action") or not self.resource.element.endswith("Resource"):
+            raise KmsConfigError("attestation conditions: action must be an Action/NotAction element and resource "
+                                 "a Resource/NotResource element")
+
+    def unmet(self, context: Mapping[str, str], *, action: str = GENERATE_RANDOM,
+              resource: str = NO_RESOURCE) -> str | None:
+        """None if the statement applies to this request, else what does not match."""
+        if not self.action.matches(action):
+            return f"{self.action.element} does not cover {action}"
+        if not self.resource.matches(resource):
+            return f"{self.resource.element} does not cover resource {resource!r}"
         for clause in self.clauses:
             if not clause.holds(context):
-                return clause
+                return f"{clause.describe()} not met"
         return None
 
 
 @dataclass(frozen=True)
 class AttestationConditions:
-    """Alternative statements; a request is allowed if any one of them holds in full."""
+    """A policy's statements; a request is allowed if an ``Allow`` applies in full and no ``Deny`` does."""
 
     statements: tuple[Statement, ...]
 
     def __post_init__(self) -> None:
         if not self.statements:
             raise KmsConfigError("attestation conditions: no statements (pass None for no conditions)")
+        if not any(statement.effect == "Allow" for statement in self.statements):
+            raise KmsConfigError("attestation conditions: no statement has Effect 'Allow', so every call would be "
+                                 "denied (IAM denies by default); add an Allow statement, or pass no conditions")
 
     @classmethod
     def require(
@@ -148,7 +243,7 @@ class AttestationConditions:
             items = body if isinstance(body, list) else [body]
             return cls(tuple(_statement(item, position=f"Statement[{i}]") for i, item in
                              enumerate(_bounded(items, "statements"))))
-        if "Condition" in data or "Effect" in data:
+        if any(key in _STATEMENT_KEYS for key in data):  # a statement (shorthand keys are condition keys)
             return cls((_statement(data, position="Statement"),))
         # Shorthand: {condition key: value or [values]}, each StringEqualsIgnoreCase.
         clauses = tuple(_string_clause("StringEqualsIgnoreCase", _canonical_key(key), _values(value, key))
@@ -157,16 +252,25 @@ class AttestationConditions:
             raise KmsConfigError("attestation conditions: the mapping is empty")
         return cls((Statement(clauses),))
 
-    def evaluate(self, context: Mapping[str, str]) -> str | None:
-        """None if some statement holds for ``context``, else a short reason for the log."""
+    def evaluate(self, context: Mapping[str, str], *, action: str = GENERATE_RANDOM,
+                 resource: str = NO_RESOURCE) -> str | None:
+        """None if the request is allowed, else a short reason for the log.
+
+        ``context`` holds the request's condition keys (:func:`context_from_pcrs`); an applying ``Deny`` wins
+        over every ``Allow``, and without an applying ``Allow`` the request is denied.
+        """
         reasons = []
+        allowed = False
         for index, statement in enumerate(self.statements):
-            unmet = statement.first_unmet(context)
-            if unmet is None:
-                return None
+            unmet = statement.unmet(context, action=action, resource=resource)
             name = statement.sid or f"statement {index}"
-            reasons.append(f"{name}: {unmet.describe()} not met")
-        return "; ".join(reasons)
+            if unmet is None:
+                if statement.effect == "Deny":
+                    return f"{name}: explicit Deny"
+                allowed = True
+            elif statement.effect == "Allow":
+                reasons.append(f"{name}: {unmet}")
+        return None if allowed else "; ".join(reasons)
 
 
 def context_from_pcrs(pcrs: Mapping[int, bytes] | None) -> dict[str, str]:
@@ -183,12 +287,20 @@ def _statement(data: Any, *, position: str) -> Statement:
     if not isinstance(data, Mapping):
         raise KmsConfigError(f"attestation conditions: {position} is not an object")
     _check_keys(data, _STATEMENT_KEYS, position)
-    effect = data.get("Effect", "Allow")
-    if effect != "Allow":
-        raise KmsConfigError(f"attestation conditions: {position}: only Effect 'Allow' is supported, got {effect!r}")
+    effect = data.get("Effect")
+    if effect not in _EFFECTS:
+        raise KmsConfigError(f"attestation conditions: {position}: Effect must be 'Allow' or 'Deny', got "
+                             f"{_shown(effect)}")
     sid = data.get("Sid")
     if sid is not None and not isinstance(sid, str):
         raise KmsConfigError(f"attestation conditions: {position}: Sid must be a string")
+    if "NotPrincipal" in data:
+        raise KmsConfigError(f"attestation conditions: {position}: NotPrincipal is not supported (the simulator "
+                             "does not know the caller's ARN to compare); use Principal")
+    if "Principal" in data:
+        _check_principal(data["Principal"], position)
+    action = _patterns(data, "Action", position)
+    resource = _patterns(data, "Resource", position)
     condition = data.get("Condition", {})
     if not isinstance(condition, Mapping):
         raise KmsConfigError(f"attestation conditions: {position}: Condition must be an object")
@@ -203,7 +315,46 @@ def _statement(data: Any, *, position: str) -> Statement:
                 clauses.append(Clause("Null", canonical, _null_values(value, key), if_exists))
             else:
                 clauses.append(_string_clause(operator, canonical, _values(value, key), if_exists=if_exists))
-    return Statement(tuple(clauses), sid=sid)
+    return Statement(tuple(clauses), sid=sid, effect=effect, action=action, resource=resource)
+
+
+def _patterns(data: Mapping[str, Any], name: str, position: str) -> Patterns:
+    """The statement's ``name`` or ``Not<name>`` element (exactly one, as IAM requires), checked."""
+    given = [element for element in (name, f"Not{name}") if element in data]
+    if len(given) != 1:
+        problem = "has both" if given else "needs one of"
+        raise KmsConfigError(f"attestation conditions: {position} {problem} {name} and Not{name}")
+    element = given[0]
+    value = data[element]
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(item, str) for item in items):
+        raise KmsConfigError(f"attestation conditions: {position}: {element} must be a string or a non-empty list "
+                             "of strings")
+    for item in _bounded(items, f"{element} entries"):
+        valid = (_ACTION_RE.fullmatch(item) if name == "Action" else
+                 item == "*" or (item.startswith("arn:") and len(item) <= _MAX_PATTERN_CHARS and item.isprintable()))
+        if not valid:
+            expected = ("'*' or service:action, e.g. kms:GenerateRandom or kms:Generate*" if name == "Action" else
+                        "'*' or an ARN (arn:...)")
+            raise KmsConfigError(f"attestation conditions: {position}: {element} entry {_shown(item)} is "
+                                 f"not {expected}")
+    return Patterns(element, tuple(items))
+
+
+def _shown(value: Any) -> str:
+    """A policy value for a message: strings quoted, escaped and clipped; anything else by its type only."""
+    return f"'{escaped(value, 60)}'" if isinstance(value, str) else type(value).__name__
+
+
+def _check_principal(value: Any, position: str) -> None:
+    if value == "*":
+        return
+    if isinstance(value, Mapping) and value and set(value) <= _PRINCIPAL_TYPES:
+        entries = [item for v in value.values() for item in (v if isinstance(v, list) else [v])]
+        if entries and all(isinstance(item, str) and item for item in entries):
+            return
+    raise KmsConfigError(f"attestation conditions: {position}: Principal must be '*' or an object such as "
+                         '{"AWS": "<ARN>"}')
 
 
 def _operator(name: Any, position: str) -> tuple[str, bool]:
