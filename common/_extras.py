@@ -16,6 +16,7 @@ from nitrokit.errors import MissingExtraError
 EXTRAS: dict[str, frozenset[str]] = {
     "parent": frozenset({"boto3", "botocore"}),
     "kms-sim": frozenset({"boto3", "botocore"}),
+    "demo": frozenset({"boto3", "botocore"}),  # parent + kms-sim: what `nitrokit demo` runs
 }
 
 

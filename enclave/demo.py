@@ -29,7 +29,7 @@ DEFAULT_BYTES = 32
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "demo", help="run the whole GenerateRandom flow offline: simulated KMS <- parent <- enclave client",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(__doc__ or "").replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--bytes", type=int, default=DEFAULT_BYTES, metavar="N",
                         help=f"how many bytes ({NUMBER_OF_BYTES_RANGE})")
@@ -38,9 +38,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    # Test support, loaded only when the demo runs: the simulated KMS (kms-sim extra) and the parent process
-    # (parent extra) it starts; a missing extra is named before anything starts.
-    require_extra("parent")
+    # Test support, loaded only when the demo runs: the simulated KMS and the parent process it starts (the
+    # demo extra brings both); a missing extra is named before anything starts.
+    require_extra("demo")
     from nitrokit.enclave.nsm.simulated import SimulatedNsm
     from nitrokit.kms import SimulatedKms
     from nitrokit.testing.processes import NitrokitProcess, simulator_environment

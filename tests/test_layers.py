@@ -258,7 +258,7 @@ def test_verify_and_every_enclave_command_run_in_the_core_install(core_venv: Pat
 @pytest.mark.parametrize(("args", "extra"), [
     (["kms-sim"], "kms-sim"),
     (["parent", "--listen", "unix:///nonexistent/nitrokit-test.sock"], "parent"),
-    (["demo"], "parent"),
+    (["demo"], "demo"),
 ])
 def test_commands_that_need_an_extra_name_it(core_venv: Path, args: list[str], extra: str) -> None:
     result = _in(core_venv, *args)
