@@ -4,10 +4,12 @@ logging, and stopping cleanly."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import logging
 import re
+import select
 import socket
 import threading
 import time
@@ -242,6 +244,46 @@ def test_slow_client_is_dropped_without_blocking_others() -> None:
         finally:
             stalled_headers.close()
             stalled_body.close()
+
+
+@pytest.mark.parametrize(("prefix", "drip"), [
+    (b"", b"POST /" + b"a" * 200),
+    (b"POST / HTTP/1.1\r\n", b"X-Never-Ending: " + b"a" * 200),
+    (b"POST / HTTP/1.1\r\nContent-Length: 300\r\n\r\n", b"{" + b" " * 200),
+], ids=["request-line", "headers", "body"])
+def test_a_client_dripping_bytes_is_cut_off_by_the_request_deadline(prefix: bytes, drip: bytes) -> None:
+    """One byte at a time, each well within the socket timeout: the per-read timeout never trips, the one
+    deadline over the whole request (request line, headers and body) does (issue 12, item 16)."""
+    with SimulatedKms(socket_timeout=5.0, request_deadline=0.3) as simulator:
+        with socket.create_connection(simulator.address, timeout=10) as sock:
+            sock.sendall(prefix)
+            answer = None
+            for byte in drip:  # 0.05 s or more apart: 200 bytes take over 10 s, the deadline is 0.3 s
+                try:
+                    sock.sendall(bytes([byte]))
+                except OSError:  # the server closed while we were still sending
+                    answer = b""
+                    break
+                readable, _, _ = select.select([sock], [], [], 0.05)
+                if readable:
+                    answer = raw_answer(sock)
+                    break
+            assert answer is not None, "the server kept reading a request dripped over far more than its deadline"
+        assert answer == b"" or parse_raw(answer)[0] == 408
+        if answer:
+            _status, headers, body = parse_raw(answer)
+            assert body["__type"] == "RequestTimeoutException" and headers["connection"] == "close"
+        # The slot is free again: a normal client is served.
+        assert len(simulator.client().generate_random(NumberOfBytes=8)["Plaintext"]) == 8
+
+
+def raw_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (an answer with Connection: close)."""
+    data = b""
+    with contextlib.suppress(ConnectionError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
 
 
 def test_stop_closes_idle_keep_alive_connections() -> None:

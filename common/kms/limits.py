@@ -8,4 +8,6 @@ Importing this module loads nothing else (the server itself needs botocore, the 
 DEFAULT_MAX_BODY_BYTES = 512 * 1024
 DEFAULT_MAX_CONNECTIONS = 64
 DEFAULT_SOCKET_TIMEOUT = 20.0
-BODY_DEADLINE = 30.0
+# One deadline for reading a whole request (request line, headers and body), from the moment the server
+# starts waiting for it: a client dripping a byte at a time holds a connection slot no longer than this.
+REQUEST_DEADLINE = 30.0

@@ -8,15 +8,17 @@
 
 The server is the standard library's threaded HTTP server with keep-alive, bounded everywhere: at most
 ``max_connections`` connections at once (more get an immediate 503 and are closed), a per-read socket timeout
-and an overall deadline for reading a body, and a body cap checked against Content-Length before anything
-is read. Bodies must come with Content-Length: chunked requests are refused (411), oversized ones get 413,
-both with ``Connection: close``. Every answer is JSON with ``x-amzn-RequestId``.
+and one deadline for reading a whole request (request line, headers and body: a client dripping bytes is cut
+off with a 408), and a body cap checked against Content-Length before anything is read. Bodies must come
+with Content-Length: chunked requests are refused (411), oversized ones get 413, both with
+``Connection: close``. Every answer is JSON with ``x-amzn-RequestId``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import re
 import socket
 import sys
@@ -33,7 +35,12 @@ from nitrokit.kms._service import CONTENT_TYPE, Answer, KmsService
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.config import Faults, KmsSimConfig
 from nitrokit.kms.errors import KmsServiceError
-from nitrokit.kms.limits import BODY_DEADLINE, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_SOCKET_TIMEOUT
+from nitrokit.kms.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SOCKET_TIMEOUT,
+    REQUEST_DEADLINE,
+)
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -63,10 +70,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], service: KmsService, *, max_connections: int,
-                 socket_timeout: float, max_body_bytes: int) -> None:
+                 socket_timeout: float, request_deadline: float, max_body_bytes: int) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.service = service
         self.socket_timeout = socket_timeout
+        self.request_deadline = request_deadline
         self.max_body_bytes = max_body_bytes
         self._slots = threading.BoundedSemaphore(max_connections)
         self._active_lock = threading.Lock()
@@ -129,6 +137,38 @@ def _refuse_overloaded(request: socket.socket, service: KmsService) -> None:
         pass
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's reading side, with one deadline over many reads.
+
+    A socket timeout bounds each read only, so a client sending a byte every few seconds would never trip it;
+    here every read waits at most until :attr:`deadline`, after which reading raises ``TimeoutError`` (which the
+    standard library's request handling and :meth:`_Handler._read_body` treat as a dead connection).
+    """
+
+    def __init__(self, sock: socket.socket, timeout: float) -> None:
+        super().__init__()
+        self._sock, self._timeout = sock, timeout
+        self.deadline = float("inf")
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            self.expired = True
+            raise TimeoutError("the request took longer than its deadline to arrive")
+        self._sock.settimeout(min(self._timeout, remaining))
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = time.monotonic() >= self.deadline
+            raise
+        finally:
+            self._sock.settimeout(self._timeout)  # writes keep the plain socket timeout
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -146,6 +186,23 @@ class _Handler(BaseHTTPRequestHandler):
         # can hold the body back for 40 ms.
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile.close()  # the standard file object, replaced by one that keeps the request deadline
+        self._reader = _DeadlineReader(self.connection, self.server.socket_timeout)
+        self.rfile = io.BufferedReader(self._reader, _READ_CHUNK)
+
+    def handle_one_request(self) -> None:
+        # One deadline for the whole request: from waiting for its first line to the last byte of its body.
+        self._reader.deadline = time.monotonic() + self.server.request_deadline
+        super().handle_one_request()
+        if self._reader.expired:
+            self.close_connection = True
+            # Cut off before the request line was parsed: answer as HTTP/1.1, as send_error does.
+            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+                self.request_version = "HTTP/1.1"
+            self.requestline = getattr(self, "requestline", "")
+            self._send(self.server.service.refuse(KmsServiceError(
+                "RequestTimeoutException", f"The request did not arrive within {self.server.request_deadline:g} "
+                "seconds", status=408, reason="request deadline")), close=True)
 
     def do_POST(self) -> None:
         self._serve()
@@ -186,14 +243,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(answer, close=False)
 
     def _read_body(self, length: int) -> bytes | None:
-        """Read exactly ``length`` bytes within the deadline; None if the client is too slow or goes away."""
+        """Read exactly ``length`` bytes within the request's deadline; None if the client is too slow or goes
+        away (the reader raises TimeoutError once the deadline has passed)."""
         chunks: list[bytes] = []
         remaining = length
-        deadline = time.monotonic() + BODY_DEADLINE
         try:
             while remaining:
-                if time.monotonic() > deadline:
-                    return None
                 chunk = self.rfile.read1(min(remaining, _READ_CHUNK))
                 if not chunk:
                     return None
@@ -257,6 +312,7 @@ class SimulatedKms:
         port: int = 0,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        request_deadline: float = REQUEST_DEADLINE,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         if config is None:
@@ -269,12 +325,15 @@ class SimulatedKms:
             raise UsageError("max_connections must be in 1..4096")
         if not 0 < socket_timeout <= 3600:
             raise UsageError("socket_timeout must be in (0, 3600] seconds")
+        if not 0 < request_deadline <= 3600:
+            raise UsageError("request_deadline must be in (0, 3600] seconds")
         if not 1024 <= max_body_bytes <= 16 * 1024 * 1024:
             raise UsageError("max_body_bytes must be in 1 KiB..16 MiB")
         self.config = config
         self._service = KmsService(config)
         self._host, self._port = host, port
         self._max_connections, self._socket_timeout = max_connections, float(socket_timeout)
+        self._request_deadline = float(request_deadline)
         self._max_body_bytes = max_body_bytes
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -283,7 +342,8 @@ class SimulatedKms:
         if self._server is not None:
             raise UsageError("this SimulatedKms is already running")
         self._server = _Server((self._host, self._port), self._service, max_connections=self._max_connections,
-                               socket_timeout=self._socket_timeout, max_body_bytes=self._max_body_bytes)
+                               socket_timeout=self._socket_timeout, request_deadline=self._request_deadline,
+                               max_body_bytes=self._max_body_bytes)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="kms-sim", daemon=True)
         self._thread.start()
