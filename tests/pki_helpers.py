@@ -35,6 +35,7 @@ class Spec:
     hash: Any = field(default_factory=hashes.SHA384)
     not_before: datetime = LONG_AGO
     not_after: datetime = FAR_AHEAD
+    extensions: tuple[tuple[x509.ExtensionType, bool], ...] = ()  # more (extension, critical) pairs
 
 
 def default_specs(leaf_from: datetime = T0) -> list[Spec]:
@@ -86,6 +87,8 @@ def make_chain(specs: list[Spec]) -> list[tuple[x509.Certificate, Any]]:
                 critical=spec.bc_critical)
         if spec.key_usage is not None:
             builder = builder.add_extension(spec.key_usage, critical=True)
+        for extension, critical in spec.extensions:
+            builder = builder.add_extension(extension, critical=critical)
         chain.append((builder.sign(issuer_key, spec.hash), key))
     return chain
 

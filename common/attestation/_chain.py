@@ -1,26 +1,189 @@
 """Certificate checks for the Nitro chain: root -> cabundle intermediates -> signing certificate.
 
-Each check is a small function raising :class:`ChainError` (or :class:`CertificateValidityError`) with the
-position of the certificate it refers to. :class:`LinkCache` remembers which issuer->subject signatures
-already verified, so a warm verifier spends its public-key work on the document itself.
+:func:`verify_chain` is the chain step of :class:`~nitrokit.attestation.Verifier`. Each check raises
+:class:`ChainError` (or :class:`CertificateValidityError`) with the position of the certificate it refers to.
+
+Two caches keep a cold verification (a new Verifier per document) down to the five signature checks:
+
+- parsing: a process-wide, bounded map from certificate DER bytes to the parsed certificate with its key and
+  the facts the profile checks read (extensions parsed once, critical extensions refused once). Nothing in
+  it depends on time or on the certificate's position, and a DER string always parses the same way, so it
+  is shared by every Verifier; a certificate that fails to parse is not kept.
+- links: a per-Verifier :class:`LinkCache` of issuer->subject signatures that verified, so a warm verifier
+  spends its public-key work on the document itself. It lives with the Verifier, so a new Verifier verifies
+  every link again.
+
+Validity at the verification time is checked on every use, cached or not.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import SignatureAlgorithmOID
+from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
-from nitrokit.attestation.errors import CertificateValidityError, ChainError
+from nitrokit.attestation.errors import CertificateValidityError, ChainError, TrustRootError
 
-_Ext = TypeVar("_Ext", bound=x509.ExtensionType)
+#: The only extensions a certificate may mark critical: the ones every certificate of the AWS chain marks
+#: critical (basicConstraints everywhere, keyUsage on the CAs). RFC 5280 4.2: a critical extension the
+#: verifier does not process must be refused; so is a known one that nothing here checks.
+ALLOWED_CRITICAL_EXTENSIONS = frozenset({ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE})
+#: Parsed certificates kept process-wide: a few chains' worth of CAs and many hosts' leaves.
+PARSED_CACHE_SIZE = 512
+
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+class BoundedCache(Generic[_Key, _Value]):
+    """A bounded, thread-safe LRU map; ``max_entries`` 0 keeps nothing."""
+
+    def __init__(self, max_entries: int) -> None:
+        self._max_entries = max_entries
+        self._entries: OrderedDict[_Key, _Value] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: _Key) -> _Value | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def add(self, key: _Key, value: _Value) -> None:
+        if self._max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParsedCertificate:
+    """A certificate that parsed, with a P-384 key, ecdsa-with-SHA384 and no unknown critical extension.
+
+    The fields after ``public_key`` are what the profile checks read, taken from the extensions once:
+    ``ca`` is None without basicConstraints, ``key_cert_sign``/``digital_signature`` None without keyUsage.
+    """
+
+    certificate: x509.Certificate
+    public_key: ec.EllipticCurvePublicKey
+    der: bytes
+    self_issued: bool
+    ca: bool | None
+    basic_constraints_critical: bool
+    path_length: int | None
+    key_cert_sign: bool | None
+    digital_signature: bool | None
+
+
+# The links' old name: a checked chain is a sequence of parsed certificates.
+CheckedCertificate = ParsedCertificate
+
+# (certificate DER, issuer DER, number of CA certificates below it; -1 for the signing certificate)
+LinkKey = tuple[bytes, bytes, int]
+
+
+class LinkCache(BoundedCache[LinkKey, ParsedCertificate]):
+    """Chain links already verified, to the checked certificate (one Verifier's).
+
+    A link's signature and profile do not depend on time, so they are cached; validity at the verification
+    time is checked by the caller on every use.
+    """
+
+
+_PARSED: BoundedCache[bytes, ParsedCertificate] = BoundedCache(PARSED_CACHE_SIZE)
+
+
+def parse_certificate(der: bytes, *, position: str) -> ParsedCertificate:
+    """``der`` parsed and checked for everything that does not depend on time or place in the chain."""
+    parsed = _PARSED.get(der)
+    if parsed is None:
+        parsed = _parse(der, position=position)
+        _PARSED.add(der, parsed)
+    return parsed
+
+
+@functools.lru_cache(maxsize=16)
+def trusted_root(root: x509.Certificate) -> ParsedCertificate:
+    """The trust root parsed and checked like any chain certificate (cached per root certificate)."""
+    try:
+        return parse_certificate(root.public_bytes(serialization.Encoding.DER), position="root")
+    except ChainError as exc:
+        raise TrustRootError(str(exc), field="root") from None
+
+
+def verify_chain(certificate: bytes, cabundle: Sequence[bytes], *, root: ParsedCertificate, at: datetime,
+                 links: LinkCache) -> tuple[ParsedCertificate, ...]:
+    """The verified chain for a document's signing ``certificate`` and ``cabundle``: root first, signer last.
+
+    Every certificate must be valid at ``at``.
+    """
+    intermediates = list(cabundle)
+    # AWS puts the root first in cabundle. It is never trusted from there: it must be our root, or we
+    # treat it as one more intermediate below our root.
+    if intermediates[0] == root.der:
+        intermediates = intermediates[1:]
+    else:
+        first = parse_certificate(intermediates[0], position="cabundle[0]")
+        if first.self_issued and first.certificate.subject == root.certificate.subject:
+            raise ChainError("a root with the trusted root's name but different bytes (foreign root)",
+                             field="cabundle[0]")
+        if first.self_issued:
+            raise ChainError(f"self-signed certificate {first.certificate.subject.rfc4514_string()!r} is not "
+                             "the trusted root", field="cabundle[0]")
+
+    offset = len(cabundle) - len(intermediates)
+    positions = [f"cabundle[{offset + i}]" for i in range(len(intermediates))] + ["certificate"]
+    ders = [*intermediates, certificate]
+    last = len(ders) - 1
+
+    check_validity(root.certificate, at, position="root")
+    check_ca_profile(root, position="root", cas_below=last)
+    chain = [root]
+    for index, (der, position) in enumerate(zip(ders, positions, strict=True)):
+        cas_below = last - index - 1  # -1 marks the signing certificate
+        link = (der, chain[-1].der, cas_below)
+        checked = links.get(link)
+        if checked is None:
+            checked = _check_link(der, chain[-1], position=position, cas_below=cas_below, at=at)
+            links.add(link, checked)
+        else:
+            check_validity(checked.certificate, at, position=position)
+        chain.append(checked)
+    return tuple(chain)
+
+
+def _check_link(der: bytes, issuer: ParsedCertificate, *, position: str, cas_below: int,
+                at: datetime) -> ParsedCertificate:
+    parsed = parse_certificate(der, position=position)
+    check_validity(parsed.certificate, at, position=position)
+    if cas_below < 0:
+        check_leaf_profile(parsed, position=position)
+    else:
+        check_ca_profile(parsed, position=position, cas_below=cas_below)
+    check_issued_by(parsed.certificate, issuer.certificate, position=position)
+    return parsed
 
 
 def load_der(der: bytes, *, position: str) -> x509.Certificate:
@@ -46,26 +209,22 @@ def check_algorithms(cert: x509.Certificate, *, position: str) -> ec.EllipticCur
     return key
 
 
-def check_ca_profile(cert: x509.Certificate, *, position: str, cas_below: int) -> None:
+def check_ca_profile(cert: ParsedCertificate, *, position: str, cas_below: int) -> None:
     """A CA: critical basicConstraints cA=true, keyCertSign, and a path length that allows ``cas_below``."""
-    constraints = _extension(cert, x509.BasicConstraints, position=position)
-    if constraints is None or not constraints.critical or not constraints.value.ca:
+    if not cert.ca or not cert.basic_constraints_critical:
         raise ChainError("is not a CA (needs critical basicConstraints with cA=true)", field=position)
-    path_length = constraints.value.path_length
-    if path_length is not None and path_length < cas_below:
-        raise ChainError(f"path length {path_length} but {cas_below} CA certificates follow it", field=position)
-    usage = _extension(cert, x509.KeyUsage, position=position)
-    if usage is None or not usage.value.key_cert_sign:
+    if cert.path_length is not None and cert.path_length < cas_below:
+        raise ChainError(f"path length {cert.path_length} but {cas_below} CA certificates follow it",
+                         field=position)
+    if not cert.key_cert_sign:
         raise ChainError("key usage lacks keyCertSign", field=position)
 
 
-def check_leaf_profile(cert: x509.Certificate, *, position: str) -> None:
+def check_leaf_profile(cert: ParsedCertificate, *, position: str) -> None:
     """The signing certificate: not a CA, and allowed to make digital signatures."""
-    constraints = _extension(cert, x509.BasicConstraints, position=position)
-    if constraints is not None and constraints.value.ca:
+    if cert.ca:
         raise ChainError("is a CA certificate, expected an end-entity signing certificate", field=position)
-    usage = _extension(cert, x509.KeyUsage, position=position)
-    if usage is None or not usage.value.digital_signature:
+    if not cert.digital_signature:
         raise ChainError("key usage lacks digitalSignature", field=position)
 
 
@@ -89,58 +248,47 @@ def check_issued_by(cert: x509.Certificate, issuer: x509.Certificate, *, positio
         raise ChainError("signature by the next certificate up the chain does not verify", field=position) from None
 
 
-@dataclass(frozen=True)
-class CheckedCertificate:
-    """A certificate whose profile and issuer signature verified, with its parsed public key."""
-
-    certificate: x509.Certificate
-    public_key: ec.EllipticCurvePublicKey
-
-
-# (certificate DER, issuer DER, number of CA certificates below it; -1 for the signing certificate)
-LinkKey = tuple[bytes, bytes, int]
+def check_critical_extensions(extensions: x509.Extensions, *, position: str) -> None:
+    """Refuse a critical extension outside :data:`ALLOWED_CRITICAL_EXTENSIONS`, as RFC 5280 requires."""
+    for extension in extensions:
+        if extension.critical and extension.oid not in ALLOWED_CRITICAL_EXTENSIONS:
+            kind = ("unrecognized" if isinstance(extension.value, x509.UnrecognizedExtension)
+                    else type(extension.value).__name__)
+            raise ChainError(f"critical extension {extension.oid.dotted_string} ({kind}) is not one the Nitro "
+                             "chain uses (only basicConstraints and keyUsage may be critical)", field=position)
 
 
-class LinkCache:
-    """A bounded, thread-safe LRU map of chain links already verified, to the checked certificate.
-
-    A link's signature and profile do not depend on time, so they are cached; validity at the verification
-    time is checked by the caller on every use.
-    """
-
-    def __init__(self, max_entries: int) -> None:
-        self._max_entries = max_entries
-        self._links: OrderedDict[LinkKey, CheckedCertificate] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, link: LinkKey) -> CheckedCertificate | None:
-        with self._lock:
-            checked = self._links.get(link)
-            if checked is not None:
-                self._links.move_to_end(link)
-            return checked
-
-    def add(self, link: LinkKey, checked: CheckedCertificate) -> None:
-        if self._max_entries <= 0:
-            return
-        with self._lock:
-            self._links[link] = checked
-            self._links.move_to_end(link)
-            while len(self._links) > self._max_entries:
-                self._links.popitem(last=False)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._links)
-
-
-def _extension(cert: x509.Certificate, kind: type[_Ext], *, position: str) -> x509.Extension[_Ext] | None:
+def _parse(der: bytes, *, position: str) -> ParsedCertificate:
+    cert = load_der(der, position=position)
+    key = check_algorithms(cert, position=position)
     try:
-        return cert.extensions.get_extension_for_class(kind)
-    except x509.ExtensionNotFound:
-        return None
+        extensions = cert.extensions
     except (ValueError, x509.DuplicateExtension):
         raise ChainError("has malformed or duplicate extensions", field=position) from None
+    check_critical_extensions(extensions, position=position)
+    constraints = _extension(extensions, x509.BasicConstraints)
+    usage = _extension(extensions, x509.KeyUsage)
+    return ParsedCertificate(
+        certificate=cert,
+        public_key=key,
+        der=der,
+        self_issued=cert.subject == cert.issuer,
+        ca=None if constraints is None else constraints.value.ca,
+        basic_constraints_critical=constraints is not None and constraints.critical,
+        path_length=None if constraints is None else constraints.value.path_length,
+        key_cert_sign=None if usage is None else usage.value.key_cert_sign,
+        digital_signature=None if usage is None else usage.value.digital_signature,
+    )
+
+
+_Ext = TypeVar("_Ext", bound=x509.ExtensionType)
+
+
+def _extension(extensions: x509.Extensions, kind: type[_Ext]) -> x509.Extension[_Ext] | None:
+    try:
+        return extensions.get_extension_for_class(kind)
+    except x509.ExtensionNotFound:
+        return None
 
 
 def _key_name(key: object) -> str:

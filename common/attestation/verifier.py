@@ -18,12 +18,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from nitrokit.attestation import _chain
 from nitrokit.attestation._cose import ES384, verify_signature
 from nitrokit.attestation._parse import parse_document
-from nitrokit.attestation.errors import ChainError, DocumentTimeError, SignatureError, TrustRootError
+from nitrokit.attestation.errors import DocumentTimeError, SignatureError
 from nitrokit.attestation.models import AttestationDocument, VerificationResult
 from nitrokit.attestation.policy import Policy
 from nitrokit.attestation.roots import RootSource, aws_nitro_root, load_root
@@ -51,14 +50,9 @@ class Verifier:
         if cache_size < 0:
             raise UsageError("cache_size must not be negative")
         self._root = aws_nitro_root() if root is None else load_root(root)
-        self._root_der = self._root.public_bytes(serialization.Encoding.DER)
         self._future_skew = future_skew
-        try:
-            root_key = _chain.check_algorithms(self._root, position="root")
-        except ChainError as exc:
-            raise TrustRootError(str(exc), field="root") from None
-        self._checked_root = _chain.CheckedCertificate(self._root, root_key)
-        self._root_checked_for: set[int] = set()
+        # Parsed and checked once per process, like every chain certificate (a cold verify repeats none of it).
+        self._trusted_root = _chain.trusted_root(self._root)
         self._links = _chain.LinkCache(cache_size)
 
     @property
@@ -110,65 +104,13 @@ class Verifier:
                                     f"at {at.isoformat()}", field="timestamp")
 
     def _verify_chain(self, document: AttestationDocument, *,
-                      at: datetime) -> tuple[_chain.CheckedCertificate, ...]:
-        """Return the verified chain, root first and signing certificate last."""
-        intermediates_der = list(document.cabundle)
-        # AWS puts the root first in cabundle. It is never trusted from there: it must be our root, or we
-        # treat it as one more intermediate below our root.
-        if intermediates_der[0] == self._root_der:
-            intermediates_der = intermediates_der[1:]
-        else:
-            first = _chain.load_der(intermediates_der[0], position="cabundle[0]")
-            if first.subject == first.issuer and first.subject == self._root.subject:
-                raise ChainError("a root with the trusted root's name but different bytes (foreign root)",
-                                 field="cabundle[0]")
-            if first.subject == first.issuer:
-                raise ChainError(f"self-signed certificate {first.subject.rfc4514_string()!r} is not the "
-                                 "trusted root", field="cabundle[0]")
-
-        offset = len(document.cabundle) - len(intermediates_der)
-        positions = [f"cabundle[{offset + i}]" for i in range(len(intermediates_der))] + ["certificate"]
-        ders = [*intermediates_der, document.certificate]
-        last = len(ders) - 1
-
-        _chain.check_validity(self._root, at, position="root")
-        self._check_root_profile(cas_below=last)
-        chain: list[_chain.CheckedCertificate] = [self._checked_root]
-        issuer_der = self._root_der
-        for index, (der, position) in enumerate(zip(ders, positions, strict=True)):
-            cas_below = last - index - 1  # -1 marks the signing certificate
-            link = (der, issuer_der, cas_below)
-            checked = self._links.get(link)
-            if checked is None:
-                checked = self._check_link(der, chain[-1].certificate, position=position, cas_below=cas_below, at=at)
-                self._links.add(link, checked)
-            else:
-                _chain.check_validity(checked.certificate, at, position=position)
-            chain.append(checked)
-            issuer_der = der
-        return tuple(chain)
+                      at: datetime) -> tuple[_chain.ParsedCertificate, ...]:
+        """Return the verified chain, root first and signing certificate last (:func:`_chain.verify_chain`)."""
+        return _chain.verify_chain(document.certificate, document.cabundle, root=self._trusted_root, at=at,
+                                   links=self._links)
 
     @staticmethod
-    def _check_link(der: bytes, issuer: x509.Certificate, *, position: str, cas_below: int,
-                    at: datetime) -> _chain.CheckedCertificate:
-        cert = _chain.load_der(der, position=position)
-        key = _chain.check_algorithms(cert, position=position)
-        _chain.check_validity(cert, at, position=position)
-        if cas_below < 0:
-            _chain.check_leaf_profile(cert, position=position)
-        else:
-            _chain.check_ca_profile(cert, position=position, cas_below=cas_below)
-        _chain.check_issued_by(cert, issuer, position=position)
-        return _chain.CheckedCertificate(cert, key)
-
-    def _check_root_profile(self, *, cas_below: int) -> None:
-        # No lock: set.add is atomic under the GIL, and a race only repeats a cheap, idempotent check.
-        if cas_below not in self._root_checked_for:
-            _chain.check_ca_profile(self._root, position="root", cas_below=cas_below)
-            self._root_checked_for.add(cas_below)
-
-    @staticmethod
-    def _verify_signature(document: AttestationDocument, *, signer: _chain.CheckedCertificate) -> None:
+    def _verify_signature(document: AttestationDocument, *, signer: _chain.ParsedCertificate) -> None:
         if not verify_signature(signer.public_key, algorithm=ES384, protected=document.protected,
                                 payload=document.payload, signature=document.signature):
             raise SignatureError("does not verify with the signing certificate's key", field="COSE signature")
