@@ -65,7 +65,7 @@ from nitrokit.attestation import Policy, Verifier, parse_document
 from nitrokit.errors import NitrokitError
 from nitrokit.kms import DEFAULT_ACCESS_KEY, CustomKeyStore, KmsSimConfig
 from nitrokit.kms._service import KmsService
-from nitrokit.kms.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT
+from nitrokit.kms.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT, REQUEST_DEADLINE
 from nitrokit.kms.server import _Handler
 from nitrokit.testing import build_document, fixture_pki
 from nitrokit.testing.documents import default_pcrs, sign_payload
@@ -396,7 +396,7 @@ class _Connection:
 @functools.cache
 def _fake_server() -> Any:
     return SimpleNamespace(service=_kms().service, socket_timeout=DEFAULT_SOCKET_TIMEOUT,
-                           max_body_bytes=DEFAULT_MAX_BODY_BYTES)
+                           request_deadline=REQUEST_DEADLINE, max_body_bytes=DEFAULT_MAX_BODY_BYTES)
 
 
 def target_kms_http(data: bytes) -> None:

@@ -145,9 +145,9 @@ class _DeadlineReader(io.RawIOBase):
     standard library's request handling and :meth:`_Handler._read_body` treat as a dead connection).
     """
 
-    def __init__(self, sock: socket.socket, timeout: float) -> None:
+    def __init__(self, source: Any, sock: socket.socket, timeout: float) -> None:
         super().__init__()
-        self._sock, self._timeout = sock, timeout
+        self._source, self._sock, self._timeout = source, sock, timeout
         self.deadline = float("inf")
         self.expired = False
 
@@ -161,16 +161,22 @@ class _DeadlineReader(io.RawIOBase):
             raise TimeoutError("the request took longer than its deadline to arrive")
         self._sock.settimeout(min(self._timeout, remaining))
         try:
-            return self._sock.recv_into(buffer)
+            count: int = self._source.readinto(buffer)
+            return count
         except TimeoutError:
             self.expired = time.monotonic() >= self.deadline
             raise
         finally:
             self._sock.settimeout(self._timeout)  # writes keep the plain socket timeout
 
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    rbufsize = 0  # setup() wraps the unbuffered socket file in the deadline reader, then buffers that
     server: _Server
     _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's own (not in its stubs)
     _pending_body = b""  # the body flush_headers writes with the head
@@ -186,8 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
         # can hold the body back for 40 ms.
         with contextlib.suppress(OSError):
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rfile.close()  # the standard file object, replaced by one that keeps the request deadline
-        self._reader = _DeadlineReader(self.connection, self.server.socket_timeout)
+        self._reader = _DeadlineReader(self.rfile, self.connection, self.server.socket_timeout)
         self.rfile = io.BufferedReader(self._reader, _READ_CHUNK)
 
     def handle_one_request(self) -> None:
