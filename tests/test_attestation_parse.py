@@ -11,7 +11,7 @@ from nitrokit.attestation import MalformedDocumentError, parse_document
 from nitrokit.attestation._cose import PROTECTED_ES384, encode_sign1
 from nitrokit.attestation._parse import MAX_DOCUMENT_BYTES
 from nitrokit.errors import InputTooLargeError
-from nitrokit.testing.documents import build_payload
+from nitrokit.testing.documents import DEFAULT_MODULE_ID, build_payload
 from nitrokit.testing.pki import fixture_pki
 from tests.conftest import vector_files
 from tests.pki_helpers import T0, der
@@ -50,7 +50,7 @@ def parse_error(data: bytes) -> MalformedDocumentError:
 
 def test_a_well_formed_document_parses(leaf_der: bytes) -> None:
     doc = parse_document(sign1(cbor2.dumps(payload(leaf_der, nonce=b"n" * 8))))
-    assert doc.module_id.startswith("i-0fixture")
+    assert doc.module_id == DEFAULT_MODULE_ID
     assert doc.digest == "SHA384"
     assert doc.timestamp == int(T0.timestamp() * 1000)
     assert doc.issued_at == T0

@@ -108,7 +108,7 @@ def test_inspect_shows_the_structure_without_verifying() -> None:
     assert result.returncode == 0
     text = result.stdout.decode()
     assert text.startswith("NOT VERIFIED")
-    assert "i-0fixture0000000000-enc0000000000000000" in text
+    assert "i-00000000000000000-enc0000000000000000" in text
     assert "PCR0" in text and "01" * 48 in text
     assert "cabundle[0]  CN=nitrokit-fixture-root" in text.replace("cabundle[0] ", "cabundle[0]  ")
     as_json = json.loads(run_cli("inspect", EXAMPLE, "--json").stdout)

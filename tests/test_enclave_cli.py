@@ -193,7 +193,7 @@ def test_extend_pcr_errors(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
 def test_describe_nsm(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     report = json_of(capsysbinary, "describe-nsm", "--nsm", "simulated")
     assert report == {"version_major": 1, "version_minor": 0, "version_patch": 0,
-                      "module_id": "i-0fixture0000000000-enc0000000000000000", "max_pcrs": 32,
+                      "module_id": "i-00000000000000000-enc0000000000000000", "max_pcrs": 32,
                       "locked_pcrs": list(range(16)), "digest": "SHA384", "version": "1.0.0", "nsm": "simulated"}
 
 

@@ -72,7 +72,7 @@ def test_documents_verify_against_the_fixture_root_with_exactly_the_requested_fi
     for name in ("user_data", "nonce", "public_key"):
         assert getattr(parsed, name) == fields.get(name)  # absent stays null; b"" stays b""
     assert parsed.timestamp == int(T0.timestamp() * 1000)
-    assert parsed.module_id == "i-0fixture0000000000-enc0000000000000000"
+    assert parsed.module_id == "i-00000000000000000-enc0000000000000000"
     assert dict(parsed.pcrs) == default_pcrs()
     assert not parsed.is_debug
     assert dict(parsed.unknown_fields) == {}

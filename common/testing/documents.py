@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nitrokit.attestation._cose import PROTECTED_ES384, encode_sign1, sign_es384
-from nitrokit.testing.pki import FixturePki, fixture_pki
+from nitrokit.testing.pki import DEFAULT_MODULE_ID, FixturePki, fixture_pki
 
-DEFAULT_MODULE_ID = "i-0fixture0000000000-enc0000000000000000"
+__all__ = ["DEFAULT_MODULE_ID", "build_document", "build_payload", "default_pcrs", "sign_payload"]
 
 
 def default_pcrs(count: int = 16) -> dict[int, bytes]:

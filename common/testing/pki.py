@@ -23,6 +23,10 @@ from nitrokit.errors import UsageError
 CA_NAMES = ("root", "regional", "zonal", "instance")
 LEAF_LIFETIME = timedelta(hours=3)
 
+#: The simulated NSM's module id, in the real format: ``i-`` + 17 hex digits (the EC2 instance) + ``-enc`` + 16
+#: hex digits (the enclave), 39 characters, as in every real document; all zeros, so plainly not a real one.
+DEFAULT_MODULE_ID = "i-00000000000000000-enc0000000000000000"
+
 
 @dataclass(frozen=True)
 class FixturePki:
@@ -45,7 +49,7 @@ class FixturePki:
         *,
         not_before: datetime,
         lifetime: timedelta = LEAF_LIFETIME,
-        module_id: str = "i-0fixture0000000000-enc0000000000000000",
+        module_id: str = DEFAULT_MODULE_ID,
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         """A fresh signing certificate and key, like the NSM's (about 3 hours, digitalSignature)."""
         key = ec.generate_private_key(ec.SECP384R1())
