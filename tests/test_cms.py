@@ -419,20 +419,20 @@ def test_an_unwrap_failure_still_runs_the_aes_step_with_a_random_key(key2048, mo
     # RFC 3218's countermeasure (issue 12): a wrapped key that does not unwrap (or unwraps to the wrong size)
     # goes on through the same AES-CBC and padding check as one that does, with a random content key, so the
     # two failures take the same time. Before, an unwrap failure returned without touching AES.
-    import nitrokit.cms._decrypt as decrypt_module
+    from cryptography.hazmat.primitives.ciphers import algorithms
 
     keys: list[bytes] = []
-    real_aes = decrypt_module.algorithms.AES
+    real_aes = algorithms.AES
 
     def recording_aes(content_key: bytes) -> object:
         keys.append(content_key)
         return real_aes(content_key)
 
-    monkeypatch.setattr(decrypt_module.algorithms, "AES", recording_aes)
     good, bad_oaep = _good_and_unwrap_failing(key2048)
     short_wrap = key2048.public_key().encrypt(b"s" * 16, build_module.OAEP_SHA256)
     short_key = dataclasses.replace(good, encrypted_key=short_wrap)
-    keys.clear()  # building them used AES too
+    # Patched only after a real AES-CBC use: cryptography resolves the cipher on first use.
+    monkeypatch.setattr(algorithms, "AES", recording_aes)
     for envelope in (bad_oaep, short_key):
         with pytest.raises(CmsDecryptionError) as caught:
             decrypt(envelope, key2048)
@@ -444,11 +444,9 @@ def test_an_unwrap_failure_still_runs_the_aes_step_with_a_random_key(key2048, mo
 def test_an_unwrap_failure_fails_even_when_the_random_key_unpads(key2048, monkeypatch):
     # The random content key of the countermeasure can unpad the content by chance (here: it is the real
     # key); the failure must still be reported, and nothing decrypted with it returned.
-    import nitrokit.cms._decrypt as decrypt_module
-
     good, bad_oaep = _good_and_unwrap_failing(key2048)
     real_key = key2048.decrypt(good.encrypted_key, build_module.OAEP_SHA256)
-    monkeypatch.setattr(decrypt_module.os, "urandom", lambda n: real_key[:n])
+    monkeypatch.setattr(os, "urandom", lambda n: real_key[:n])
     assert decrypt(good, key2048) == b"k" * 32
     with pytest.raises(CmsDecryptionError):
         decrypt(bad_oaep, key2048)
