@@ -152,7 +152,8 @@ class Rig:
         try:
             self.parent = NitrokitProcess(
                 "parent", "--listen", f"unix://{self.socket_path}", "--endpoint-url", self.kms.url,
-                "--region", "us-east-1", "--max-connections", str(PARENT_MAX_CONNECTIONS), *self._parent_args,
+                "--region", "us-east-1", "--max-connections", str(PARENT_MAX_CONNECTIONS),
+                "--max-connections-per-peer", str(PARENT_MAX_CONNECTIONS), *self._parent_args,
                 env=simulator_environment())
             self.parent.start()
         except BaseException:

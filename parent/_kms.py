@@ -4,21 +4,47 @@ Everything here is synchronous and runs in the proxy's worker threads. Failures 
 :class:`~nitrokit.wire.server.CallFailed` (the server's error-response exception, re-exported here) carrying
 the ``{code, message, retryable}`` the enclave receives; nothing of a request or response body is put in a
 message or a log.
+
+Two bounds botocore does not give: its read timeout is per read, so a KMS that drips a byte at a time holds
+a call without end, and it buffers an answer of any size before parsing it. So the parent sends KMS requests
+itself, from a ``before-send`` hook, through botocore's own HTTP session: it reads the answer with a cap
+(:data:`MAX_KMS_ANSWER_BYTES`) and against the call's deadline (a :class:`KmsCall`). The sockets a call uses
+are registered with its ``KmsCall``, so the event loop can abandon the call at its deadline, or at the end of
+a graceful stop, by shutting them down: the worker thread then ends at once instead of waiting on KMS.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
-from collections.abc import Mapping
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from nitrokit._extras import extra_required
-from nitrokit.errors import UsageError
+from nitrokit.errors import NitrokitError, UsageError
+from nitrokit.kms_api import MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES, MAX_PLAINTEXT_BYTES
 from nitrokit.text import escaped
 from nitrokit.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
 from nitrokit.wire.server import CallFailed
 
-__all__ = ["RETRYABLE_KMS_CODES", "CallFailed", "KmsRelay", "check_result", "error_for_exception"]
+__all__ = ["MAX_KMS_ANSWER_BYTES", "RETRYABLE_KMS_CODES", "CallFailed", "KmsCall", "KmsRelay", "check_result",
+           "error_for_exception"]
+
+
+def _base64_length(size: int) -> int:
+    return 4 * -(-size // 3)
+
+
+#: The largest KMS answer body the parent reads (bytes): four times the largest legal GenerateRandom answer
+#: (both response blobs at their API maximum, base64, plus 1 KiB of JSON and error message). A longer
+#: answer is refused after reading at most this much, whatever its Content-Length says.
+MAX_KMS_ANSWER_BYTES = 4 * (_base64_length(MAX_PLAINTEXT_BYTES) + _base64_length(MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES)
+                            + 1024)
+_READ_CHUNK = 16384
 
 #: KMS (and generic AWS) error codes worth retrying later: KMS's own transient errors and every throttling
 #: code botocore's standard retry mode knows. Any HTTP 5xx answer is retryable too. LimitExceededException is
@@ -51,8 +77,70 @@ _SAFE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")  # not an HTTP status
 _MAX_KMS_MESSAGE = 512
 
 
+class _AnswerTooLarge(NitrokitError):
+    """KMS's answer is over :data:`MAX_KMS_ANSWER_BYTES` (internal: mapped to an error response)."""
+
+
+class _CallAbandoned(NitrokitError):
+    """The call passed its deadline or was abandoned (internal: mapped to an error response)."""
+
+
+class KmsCall:
+    """One KMS call's deadline, and the sockets it uses, so that another thread can abandon it.
+
+    :meth:`abandon` (from the event loop, at the deadline or at the end of a graceful stop) shuts down every
+    socket the call has registered, which ends a read blocked on KMS at once; the call then raises instead of
+    retrying. Thread-safe.
+    """
+
+    __slots__ = ("_lock", "_sockets", "abandoned", "deadline")
+
+    def __init__(self, timeout: float) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.abandoned = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def expired(self) -> bool:
+        return self.abandoned or time.monotonic() >= self.deadline
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            if self.abandoned:
+                _shut(sock)
+            elif sock not in self._sockets:
+                self._sockets.append(sock)
+
+    def abandon(self) -> None:
+        with self._lock:
+            self.abandoned = True
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            _shut(sock)
+
+    def finish(self) -> None:
+        """The call is over: its sockets (back in botocore's pool) are no longer its to shut down."""
+        with self._lock:
+            self._sockets = []
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS: no TLS state touched
+
+
+_CURRENT = threading.local()  # the KmsCall the worker thread is running, for the hooks below
+
+
+def _current_call() -> KmsCall | None:
+    call = getattr(_CURRENT, "call", None)
+    return call if isinstance(call, KmsCall) else None
+
+
 class KmsRelay:
-    """A boto3 KMS client and the one method the proxy needs: ``invoke(operation, params) -> result``."""
+    """A boto3 KMS client and the one method the proxy needs: ``invoke(operation, params, call) -> result``."""
 
     def __init__(
         self, *, region: str | None, endpoint_url: str | None, profile: str | None, connect_timeout: float,
@@ -62,6 +150,7 @@ class KmsRelay:
             region=region, endpoint_url=endpoint_url, profile=profile, connect_timeout=connect_timeout,
             read_timeout=read_timeout, max_attempts=max_attempts, max_pool_connections=max_pool_connections)
         self._methods: dict[str, Any] = {}
+        _install_bounds(self.client)
 
     @property
     def endpoint(self) -> str:
@@ -71,19 +160,112 @@ class KmsRelay:
     def region(self) -> str:
         return str(self.client.meta.region_name)
 
-    def invoke(self, operation: Operation, params: Mapping[str, Any]) -> dict[str, Any]:
-        """Call KMS; return boto3's result or raise :class:`CallFailed` with the mapped error."""
+    def invoke(self, operation: Operation, params: Mapping[str, Any], call: KmsCall) -> dict[str, Any]:
+        """Call KMS within ``call``'s deadline; return boto3's result or raise :class:`CallFailed`."""
         method = self._methods.get(operation.name)
         if method is None:
             from botocore import xform_name
 
             method = self._methods[operation.name] = getattr(self.client, xform_name(operation.name))
+        _CURRENT.call = call
         try:
             result: dict[str, Any] = method(**params)
         except Exception as exc:  # every failure becomes an error response; the parent keeps serving
             info = error_for_exception(exc)
             raise CallFailed(info.code, info.message, retryable=info.retryable) from None
+        finally:
+            _CURRENT.call = None
+            call.finish()
         return result
+
+
+def _install_bounds(client: Any) -> None:
+    """Make ``client`` register its sockets with the current :class:`KmsCall` and read answers through
+    :func:`_send`. A client that is not botocore's (a test double) is left as it is."""
+    endpoint = getattr(client, "_endpoint", None)
+    session = getattr(endpoint, "http_session", None)
+    pools = getattr(session, "_pool_classes_by_scheme", None)  # botocore's URLLib3Session (tests pin it)
+    if session is None or not isinstance(pools, dict):
+        return
+    for scheme, pool in list(pools.items()):  # the same dict its pool managers read: pools are made lazily
+        if not getattr(pool, "_nitrokit_watched", False):
+            pools[scheme] = _watched_pool(pool)
+    client.meta.events.register("before-send.kms", functools.partial(_send, session))
+
+
+def _watched_pool(pool: Any) -> type:
+    base: Any = pool.ConnectionCls
+
+    class WatchedConnection(base):  # type: ignore[misc]
+        def connect(self) -> None:
+            super().connect()
+            call = _current_call()
+            if call is not None:
+                call.watch(self.sock)
+
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            call = _current_call()
+            if call is not None:
+                call.watch(self.sock)  # a pooled connection: registered when the call starts reading from it
+            return super().getresponse(*args, **kwargs)
+
+    return type(pool.__name__, (pool,), {"ConnectionCls": WatchedConnection, "_nitrokit_watched": True})
+
+
+class _Body:
+    """What botocore's AWSResponse reads its content from: the body already read."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def _send(session: Any, request: Any, **_: Any) -> Any:
+    """The ``before-send`` hook: send with botocore's session, read the answer capped and against the deadline."""
+    call = _current_call()
+    if call is None:
+        return None  # not a call of ours: botocore sends it as usual
+    if call.expired():
+        raise _CallAbandoned()  # also stops botocore's retries once the deadline has passed
+    from botocore.awsrequest import AWSResponse
+    from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+    from urllib3.exceptions import ProtocolError
+    from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
+
+    request.stream_output = True  # botocore would read the whole body at once, of any size
+    response = session.send(request)
+    raw = response.raw
+    chunks: list[bytes] = []
+    try:
+        declared = str(response.headers.get("content-length", ""))
+        if declared.isdigit() and int(declared) > MAX_KMS_ANSWER_BYTES:
+            raise _AnswerTooLarge()
+        size = 0
+        while chunk := raw.read1(_READ_CHUNK):  # what has arrived, so a drip is checked against the deadline
+            size += len(chunk)
+            if size > MAX_KMS_ANSWER_BYTES:
+                raise _AnswerTooLarge()
+            if call.expired():
+                raise _CallAbandoned()
+            chunks.append(chunk)
+        if call.abandoned:
+            raise _CallAbandoned()  # its socket was shut down under it: what was read is not the answer
+    except Urllib3ReadTimeout as exc:
+        raw.close()
+        raise ReadTimeoutError(endpoint_url=request.url, error=exc) from None
+    except ProtocolError as exc:
+        raw.close()
+        if call.abandoned:
+            raise _CallAbandoned() from None
+        raise ConnectionClosedError(error=exc, request=request, endpoint_url=request.url) from None
+    except BaseException:
+        raw.close()  # never hand a half-read connection back to the pool
+        raise
+    finally:
+        raw.release_conn()
+    return AWSResponse(request.url, response.status_code, response.headers, _Body(b"".join(chunks)))
 
 
 def _make_client(
@@ -142,6 +324,12 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
         # Its message can quote parameter values: say only that botocore refused them.
         return ErrorInfo(code=ErrorCode.INVALID_REQUEST, message="botocore refused the request parameters",
                          retryable=False)
+    if isinstance(exc, _AnswerTooLarge):
+        return ErrorInfo(code=ErrorCode.INVALID_KMS_RESPONSE,
+                         message=f"KMS's answer is larger than {MAX_KMS_ANSWER_BYTES} bytes; refused, not read",
+                         retryable=False)
+    if isinstance(exc, _CallAbandoned):
+        return ErrorInfo(code=ErrorCode.KMS_TIMEOUT, message="the KMS call passed its deadline", retryable=True)
     if isinstance(exc, ResponseParserError):
         return ErrorInfo(code=ErrorCode.INVALID_KMS_RESPONSE, message="KMS's answer could not be parsed",
                          retryable=False)

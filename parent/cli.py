@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections, metavar="N",
                         help="open connections (default %(default)s)")
+    limits.add_argument("--max-connections-per-peer", type=int, default=_DEFAULTS.max_connections_per_peer,
+                        metavar="N", help="open connections from one peer: a vsock CID (one enclave), a Unix "
+                                          "peer's uid, a TCP host (default %(default)s)")
     limits.add_argument("--max-inflight", type=int, default=_DEFAULTS.max_inflight, metavar="N",
                         help="KMS calls in flight overall = worker threads (default %(default)s)")
     limits.add_argument("--max-inflight-per-connection", type=int, default=_DEFAULTS.max_inflight_per_connection,
@@ -51,7 +54,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     limits.add_argument("--kms-connect-timeout", type=float, default=_DEFAULTS.kms_connect_timeout, metavar="S",
                         help="(default %(default)s)")
     limits.add_argument("--kms-read-timeout", type=float, default=_DEFAULTS.kms_read_timeout, metavar="S",
-                        help="(default %(default)s)")
+                        help="per read from KMS (default %(default)s)")
+    limits.add_argument("--kms-call-timeout", type=float, default=_DEFAULTS.kms_call_timeout, metavar="S",
+                        help="the whole KMS call, retries included; then the enclave is answered KmsTimeout "
+                             "(default %(default)s)")
     limits.add_argument("--kms-max-attempts", type=int, default=_DEFAULTS.kms_max_attempts, metavar="N",
                         help="attempts per KMS call, botocore standard retry mode (default %(default)s)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
@@ -62,11 +68,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_parent(args: argparse.Namespace) -> int:
     config = ProxyConfig(
         listen=args.listen, region=args.region, endpoint_url=args.endpoint_url, profile=args.profile,
-        allow_plaintext=args.allow_plaintext, max_connections=args.max_connections, max_inflight=args.max_inflight,
+        allow_plaintext=args.allow_plaintext, max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer, max_inflight=args.max_inflight,
         max_inflight_per_connection=args.max_inflight_per_connection, max_frame_size=args.max_frame_size,
         read_timeout=args.read_timeout, idle_timeout=args.idle_timeout, queue_timeout=args.queue_timeout,
         grace_period=args.grace_period, kms_connect_timeout=args.kms_connect_timeout,
         kms_read_timeout=args.kms_read_timeout, kms_max_attempts=args.kms_max_attempts,
+        kms_call_timeout=args.kms_call_timeout,
     )
     configure_logging("nitrokit", args.log_level)
     return run_until_signal(ParentProxy(config), on_listening=lambda address: print(address, flush=True))

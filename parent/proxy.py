@@ -13,7 +13,11 @@ The serving is :class:`nitrokit.wire.server.WireServer`'s (docs/protocol.md): co
 flight per connection, read and idle timeouts, protocol-error refusals and the graceful stop, all bounded by
 the :class:`~nitrokit.wire.server.ServerLimits` the config builds. This module adds what is the parent's own:
 KMS calls in flight overall (``max_inflight`` worker threads; a call waits at most ``queue_timeout`` for one,
-else ``Busy``) and the relay itself. A slow, stalled or hostile peer only ever holds its own connection.
+else ``Busy``), a total deadline per KMS call (``kms_call_timeout``, retries included: past it the enclave is
+answered ``KmsTimeout`` and the worker is abandoned, its sockets shut down) and the relay itself. A worker
+keeps its slot until its thread has really ended, so abandoned calls never add threads beyond
+``max_inflight``; the threads are daemons, so a stop never waits for one. A slow, stalled or hostile peer
+only ever holds its own connection.
 
 Requests are checked before anything is sent to KMS; a request without Recipient is refused unless
 ``allow_plaintext``; an answer with Plaintext to a request with Recipient is dropped. One log line per call
@@ -23,12 +27,13 @@ Requests are checked before anything is sent to KMS; a request without Recipient
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from nitrokit.parent._kms import KmsRelay, check_result
+from nitrokit.parent._kms import KmsCall, KmsRelay, check_result
 from nitrokit.wire import (
     OPERATIONS,
     Address,
@@ -77,9 +82,14 @@ class ProxyConfig:
     idle_timeout: float = _SERVER_DEFAULTS.idle_timeout
     grace_period: float = _SERVER_DEFAULTS.grace_period
     kms_connect_timeout: float = 2.0
+    #: per read from KMS (botocore's); a KMS that answers a byte at a time is cut by kms_call_timeout
     kms_read_timeout: float = 5.0
     #: attempts per call, including botocore's standard-mode retries
     kms_max_attempts: int = 3
+    #: the whole KMS call, all attempts included: then the enclave gets KmsTimeout (retryable)
+    kms_call_timeout: float = 10.0
+    #: connections open at once from one peer (vsock CID, Unix peer uid, or TCP host)
+    max_connections_per_peer: int = _SERVER_DEFAULTS.max_connections_per_peer
 
     #: the server's part of the above (built and checked on creation)
     limits: ServerLimits = field(init=False, repr=False, compare=False)
@@ -87,12 +97,13 @@ class ProxyConfig:
     def __post_init__(self) -> None:
         parse_address(self.listen)
         object.__setattr__(self, "limits", ServerLimits(
-            max_connections=self.max_connections, max_inflight_per_connection=self.max_inflight_per_connection,
+            max_connections=self.max_connections, max_connections_per_peer=self.max_connections_per_peer,
+            max_inflight_per_connection=self.max_inflight_per_connection,
             max_frame_size=self.max_frame_size, read_timeout=self.read_timeout, idle_timeout=self.idle_timeout,
             grace_period=self.grace_period))
         check_count("max_inflight", self.max_inflight, 1, 1024)
         check_count("kms_max_attempts", self.kms_max_attempts, 1, 10)
-        for name in ("queue_timeout", "kms_connect_timeout", "kms_read_timeout"):
+        for name in ("queue_timeout", "kms_connect_timeout", "kms_read_timeout", "kms_call_timeout"):
             check_seconds(name, getattr(self, name))
 
 
@@ -103,7 +114,6 @@ class ParentProxy:
         self.config = config
         self._kms_client = kms_client
         self._relay: KmsRelay | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._server = WireServer(config.limits, self._execute, operations=OPERATIONS, name="parent")
 
@@ -118,24 +128,19 @@ class ParentProxy:
 
     async def start(self) -> Address:
         """Build the KMS client, bind and start accepting. Returns the bound address."""
-        if self._executor is not None:
+        if self._relay is not None:
             return self.address
         config = self.config
         relay = KmsRelay(
             region=config.region, endpoint_url=config.endpoint_url, profile=config.profile,
             connect_timeout=config.kms_connect_timeout, read_timeout=config.kms_read_timeout,
             max_attempts=config.kms_max_attempts, max_pool_connections=config.max_inflight, client=self._kms_client)
-        self._relay = relay
         self._slots = asyncio.Semaphore(config.max_inflight)
-        self._executor = ThreadPoolExecutor(max_workers=config.max_inflight, thread_name_prefix="nitrokit-kms")
         detail = (f"KMS endpoint {relay.endpoint}, region {relay.region}, "
                   f"plaintext {'allowed' if config.allow_plaintext else 'refused'}")
-        try:
-            return await self._server.start(config.listen, detail=detail)
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            self._executor = None
-            raise
+        address = await self._server.start(config.listen, detail=detail)
+        self._relay = relay
+        return address
 
     async def serve(self) -> None:
         """Serve until :meth:`request_stop`, then stop accepting, let calls in flight finish, and return."""
@@ -148,10 +153,12 @@ class ParentProxy:
         self._server.request_stop()
 
     async def stop(self) -> None:
-        """Stop accepting, finish calls in flight (at most ``grace_period``), close everything."""
+        """Stop accepting, finish calls in flight (at most ``grace_period``), close everything.
+
+        Calls still in flight after the grace period are abandoned (their KMS sockets shut down), not
+        waited for: the stop takes at most the grace period and about a second more.
+        """
         await self._server.stop()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -179,12 +186,53 @@ class ParentProxy:
                 await self._slots.acquire()
         except TimeoutError:
             raise CallFailed(ErrorCode.BUSY, "all KMS workers are busy; try again later", retryable=True) from None
+        timeout = self.config.kms_call_timeout
+        call = KmsCall(timeout)
+        answer = self._start_worker(operation, params, call)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._relay.invoke, operation, params)
-        finally:
-            self._slots.release()
+            async with asyncio.timeout(timeout):
+                result = await answer
+        except TimeoutError:
+            call.abandon()
+            raise CallFailed(ErrorCode.KMS_TIMEOUT, f"KMS gave no whole answer within {timeout:g} s (the call's "
+                             "deadline, retries included); nothing was received", retryable=True) from None
+        except asyncio.CancelledError:
+            call.abandon()  # the graceful stop is over: the worker ends now instead of waiting on KMS
+            raise
         return check_result(operation, params, result)
+
+    def _start_worker(self, operation: Any, params: Any, call: KmsCall) -> asyncio.Future[dict[str, Any]]:
+        """Run the KMS call in a daemon thread that holds a slot until it ends; its answer comes in the future."""
+        assert self._relay is not None and self._slots is not None
+        relay, slots = self._relay, self._slots
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        def deliver(result: dict[str, Any] | None, error: BaseException | None) -> None:
+            slots.release()
+            if answer.done():  # abandoned: nobody waits for it any more
+                return
+            if error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(result or {})
+
+        def work() -> None:
+            result: dict[str, Any] | None = None
+            error: BaseException | None = None
+            try:
+                result = relay.invoke(operation, params, call)
+            except BaseException as exc:  # delivered to the awaiting call, where it is mapped
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the proxy has stopped
+                loop.call_soon_threadsafe(deliver, result, error)
+
+        try:
+            threading.Thread(target=work, name="nitrokit-kms", daemon=True).start()
+        except BaseException:
+            slots.release()
+            raise
+        return answer
 
 
 class ProxyThread(ServerThread[ParentProxy]):

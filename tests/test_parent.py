@@ -178,6 +178,77 @@ class StandInKms:
         self.server.server_close()
 
 
+class DripKms:
+    """A KMS-shaped endpoint on loopback that answers too slowly or too much, over a raw socket.
+
+    ``mode``: ``"body"`` sends the headers at once, then the body one byte every ``interval`` seconds;
+    ``"headers"`` drips the status line and headers themselves; ``"huge"`` declares and sends ``size`` bytes
+    as fast as the parent takes them. ``closed`` is set when the parent has closed (or shut down) a
+    connection; ``sent`` counts body bytes written.
+    """
+
+    def __init__(self, mode: str, *, interval: float = 0.2, size: int = 100 * 1024 * 1024) -> None:
+        self.mode, self.interval, self.size = mode, interval, size
+        self.closed = threading.Event()
+        self.received = threading.Event()
+        self.sent = 0
+        self._stop = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.getsockname()[1]}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._server.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                connection, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(65536)
+                head, _, body = request.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(body) < length:
+                    body += connection.recv(65536)
+                self.received.set()
+                declared = self.size if self.mode == "huge" else 200
+                headers = (f"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                           f"x-amzn-RequestId: drip\r\nContent-Length: {declared}\r\n\r\n").encode()
+                if self.mode == "headers":
+                    for byte in headers:
+                        if self._stop.wait(self.interval):
+                            return
+                        connection.sendall(bytes([byte]))
+                    return
+                connection.sendall(headers)
+                if self.mode == "huge":
+                    block = b"A" * 65536
+                    while self.sent < self.size and not self._stop.is_set():
+                        connection.sendall(block)
+                        self.sent += len(block)
+                    return
+                while not self._stop.wait(self.interval):
+                    connection.sendall(b" ")  # JSON whitespace: a valid start of an answer that never ends
+                    self.sent += 1
+            except (OSError, StopIteration, ValueError):
+                pass
+            finally:
+                self.closed.set()
+
+
 @pytest.fixture
 def stand_in() -> Iterator[StandInKms]:
     server = StandInKms()
@@ -750,3 +821,105 @@ def test_cli_usage_errors_exit_2(tmp_path, args, fragment):
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert fragment in result.stderr and result.stdout == ""
+
+
+# -- bounds on KMS itself (issue 12) ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_dripping_kms_is_cut_at_the_call_deadline(start_proxy, document, mode):
+    # botocore's read timeout is per read: a byte every 0.2 s never trips a 1 s read timeout, and the call
+    # ran until KMS stopped dripping. Now the call has a total deadline, and its worker is abandoned (its
+    # socket shut down) rather than left reading.
+    drip = DripKms(mode)
+    try:
+        proxy = start_proxy(drip.url, kms_read_timeout=1, kms_call_timeout=1)
+        started = time.monotonic()
+        with pytest.raises(RemoteError) as caught:
+            WireClient(proxy.address, timeout=30).call("GenerateRandom", _recipient_request(document))
+        assert time.monotonic() - started < 10  # the drip alone would go on for minutes
+        assert caught.value.code == ErrorCode.KMS_TIMEOUT and caught.value.retryable
+        assert "deadline" in caught.value.remote_message
+        assert drip.closed.wait(5), "the abandoned worker kept KMS's connection open"
+    finally:
+        drip.close()
+
+
+def _peak_rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak RSS from /proc")
+def test_a_huge_kms_answer_is_refused_without_buffering_it(tmp_path, document):
+    # A 100 MB answer took 452 MB of RSS before it was refused; now at most MAX_KMS_ANSWER_BYTES are read.
+    from nitrokit.parent._kms import MAX_KMS_ANSWER_BYTES
+
+    drip = DripKms("huge")
+    args = ["--listen", "tcp://127.0.0.1:0", "--region", "us-east-1", "--endpoint-url", drip.url,
+            "--kms-max-attempts", "1"]
+    process, first_line = _start_cli(args, _cli_env(tmp_path))
+    try:
+        before = _peak_rss_kb(process.pid)
+        with pytest.raises(RemoteError) as caught:
+            WireClient(parse_address(first_line.strip()), timeout=60).call("GenerateRandom",
+                                                                           _recipient_request(document))
+        after = _peak_rss_kb(process.pid)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        drip.close()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert caught.value.code == ErrorCode.INVALID_KMS_RESPONSE and not caught.value.retryable
+    assert str(MAX_KMS_ANSWER_BYTES) in caught.value.remote_message
+    assert after - before < 50 * 1024, f"peak RSS grew by {(after - before) // 1024} MB"  # 100 MB body, unread
+    assert drip.sent < 50 * 1024 * 1024  # the parent hung up instead of taking it all
+    assert "Traceback" not in stderr
+
+
+def test_the_answer_cap_is_above_the_largest_legal_answer():
+    from nitrokit.kms_api import MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES, MAX_PLAINTEXT_BYTES
+    from nitrokit.parent._kms import MAX_KMS_ANSWER_BYTES
+
+    envelope = b"x" * MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES
+    largest = json.dumps({"Plaintext": base64.b64encode(b"x" * MAX_PLAINTEXT_BYTES).decode(),
+                          "CiphertextForRecipient": base64.b64encode(envelope).decode(),
+                          "KeyId": "arn:aws:kms:us-east-1:111122223333:key/" + "0" * 36})
+    assert 2 * len(largest) < MAX_KMS_ANSWER_BYTES < 1024 * 1024
+
+
+def test_stop_abandons_a_stuck_call_within_the_grace_period_and_logs_it(tmp_path, document):
+    # With the worker thread joined, SIGTERM with --grace-period 3 took 37 s against a dripping KMS, and the
+    # cancelled call was logged as a CancelledError traceback. Now: grace period + about a second, one line.
+    drip = DripKms("body")
+    args = ["--listen", "tcp://127.0.0.1:0", "--region", "us-east-1", "--endpoint-url", drip.url,
+            "--kms-max-attempts", "1", "--kms-read-timeout", "2", "--kms-call-timeout", "120",
+            "--grace-period", "1"]
+    process, first_line = _start_cli(args, _cli_env(tmp_path))
+
+    def call() -> None:
+        with contextlib.suppress(RemoteError, TransportError):  # cut off by the stop: that is the point
+            WireClient(parse_address(first_line.strip()), timeout=60).call("GenerateRandom",
+                                                                           _recipient_request(document))
+
+    caller = threading.Thread(target=call, daemon=True)
+    try:
+        caller.start()
+        assert drip.received.wait(20)
+        time.sleep(0.3)  # the headers are in: the worker is reading the dripping body
+        stopped = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - stopped < 1 + 5  # the grace period, and far less than the drip would take
+    finally:
+        drip.close()
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    abandoned = [line for line in stderr.splitlines() if "outcome=abandoned" in line]
+    assert len(abandoned) == 1 and "call op=GenerateRandom" in abandoned[0], stderr
+    assert "Traceback" not in stderr and "CancelledError" not in stderr, stderr
+    caller.join(10)

@@ -223,6 +223,72 @@ def test_an_idle_connection_is_closed_without_an_answer(start_server):
         assert sock.recv(1) == b""
 
 
+def _answered_once_freed(address: Any) -> None:
+    """A call succeeds once the server has seen a close that freed a place (until then: Busy)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert WireClient(address, operations=ECHO).call("Echo", {"Text": "next"}) == {"Echo": "next"}
+            return
+        except RemoteError as exc:
+            if exc.code != ErrorCode.BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _tcp_from(source: str, address: Any) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.settimeout(5)
+    sock.connect((address.host, address.port))
+    return sock
+
+
+def test_one_peer_cannot_take_every_connection(start_server):
+    # Issue 12: one peer held every slot and starved the others. Now a peer (here a TCP host) has its own cap;
+    # another peer still gets in while the first one is at its cap.
+    running, _ = start_server(listen="tcp://127.0.0.1:0", max_connections=8, max_connections_per_peer=2)
+    held = [_tcp_from("127.0.0.1", running.address) for _ in range(2)]
+    try:
+        for sock in held:
+            assert _exchange(sock, "Echo", {"Text": "mine"}).response == {"Echo": "mine"}  # registered
+        with _tcp_from("127.0.0.1", running.address) as third:
+            response = _expect_error_then_close(third, ErrorCode.BUSY)
+            assert response.error is not None and response.error.retryable
+            assert "this peer" in response.error.message
+        with _tcp_from("127.0.0.2", running.address) as other_peer:  # another host on loopback
+            assert _exchange(other_peer, "Echo", {"Text": "other"}).response == {"Echo": "other"}
+    finally:
+        for sock in held:
+            sock.close()
+    _answered_once_freed(running.address)  # the peer's places are free again
+
+
+def test_unix_peers_are_counted_by_uid(start_server):
+    running, _ = start_server(max_connections=8, max_connections_per_peer=1)
+    with connect(running.address, timeout=5) as held:
+        assert _exchange(held, "Echo", {"Text": "mine"}).response == {"Echo": "mine"}
+        with connect(running.address, timeout=5) as second:  # same uid: the same peer
+            _expect_error_then_close(second, ErrorCode.BUSY)
+
+
+def test_peer_names(tmp_path):
+    from nitrokit.wire.server import peer_of
+
+    assert peer_of(None) == "unknown"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(tmp_path / "peer.sock"))
+    server.listen(1)
+    with server, socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.connect(str(tmp_path / "peer.sock"))
+        accepted, _ = server.accept()
+        with accepted:
+            assert peer_of(accepted) == f"unix:uid={os.getuid()}"
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed.close()
+    assert peer_of(closed) == "unknown"  # a socket the system cannot name: counted, never a crash
+
+
 def test_connections_over_the_limit_get_busy_then_close(start_server):
     running, _ = start_server(max_connections=1)
     with connect(running.address, timeout=5) as held:
@@ -232,15 +298,7 @@ def test_connections_over_the_limit_get_busy_then_close(start_server):
             assert response.id is None and response.error is not None and response.error.retryable
         assert running.server.connections == 1
         assert _exchange(held, "Echo", {"Text": "still mine"}).response == {"Echo": "still mine"}
-    deadline = time.monotonic() + 10
-    while True:  # the place is free again once the server has seen the close
-        try:
-            assert WireClient(running.address, operations=ECHO).call("Echo", {"Text": "next"}) == {"Echo": "next"}
-            break
-        except RemoteError as exc:
-            if exc.code != ErrorCode.BUSY or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
+    _answered_once_freed(running.address)  # the place is free again
 
 
 def test_pipelined_calls_run_at_most_max_inflight_per_connection_at_once(start_server):
@@ -319,6 +377,7 @@ def test_async_use_without_a_thread(tmp_path):
 
 @pytest.mark.parametrize(("options", "fragment"), [
     ({"max_connections": 0}, "max_connections"),
+    ({"max_connections_per_peer": 0}, "max_connections_per_peer"),
     ({"max_inflight_per_connection": 1025}, "max_inflight_per_connection"),
     ({"max_frame_size": MAX_FRAME_SIZE + 1}, "max_frame_size"),
     ({"read_timeout": 0}, "read_timeout"),

@@ -17,18 +17,19 @@ are both this server with their own handler and operation allow-list::
 
     raise SystemExit(run_until_signal(server, on_listening=print))   # a CLI: SIGTERM/SIGINT stop it gracefully
 
-What a peer can make the server hold is bounded by :class:`ServerLimits`: connections (over the limit, a
-``Busy`` answer and a close), the frame size, calls in flight per connection (the next frame is not read
-until one finishes), the time to send a whole frame once it started (``read_timeout``), the time between
-frames (``idle_timeout``) and the time to take an answer (``read_timeout`` again, then the connection is
-cut). A protocol error (malformed frame, unknown version or operation, frame too large, a frame not finished
-in time) is answered and closes the connection; a :class:`CallFailed` from the handler is an error response
-on a connection that stays open; any other exception from the handler costs that one call an
-``InternalError``, never the connection or the server. A slow, stalled or hostile peer only ever holds its
-own connection.
+What a peer can make the server hold is bounded by :class:`ServerLimits`: connections, overall and per peer
+(over either limit, a ``Busy`` answer and a close; a peer is a vsock CID, a Unix peer's uid, or a TCP host, so
+one enclave cannot take every connection from the others), the frame size, calls in flight per connection (the
+next frame is not read until one finishes), the time to send a whole frame once it started (``read_timeout``),
+the time between frames (``idle_timeout``) and the time to take an answer (``read_timeout`` again, then the
+connection is cut). A protocol error (malformed frame, unknown version or operation, frame too large, a frame
+not finished in time) is answered and closes the connection; a :class:`CallFailed` from the handler is an
+error response on a connection that stays open; any other exception from the handler costs that one call an
+``InternalError``, never the connection or the server. A slow, stalled or hostile peer only ever holds its own
+connection.
 
-One log line per call on the ``nitrokit.<name>`` logger: ``call op= id= conn= outcome= ms=``. Bodies are
-never logged.
+One log line per call on the ``nitrokit.<name>`` logger: ``call op= id= conn= outcome= ms=``; a call still
+in flight when the grace period of a stop ends is logged with ``outcome=abandoned``. Bodies are never logged.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import logging
 import os
 import re
 import signal
+import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
@@ -100,6 +103,8 @@ class ServerLimits:
 
     #: open connections; one more is answered ``Busy`` (retryable) and closed
     max_connections: int = 128
+    #: open connections from one peer (vsock CID, Unix peer uid, TCP host); one more is answered ``Busy``
+    max_connections_per_peer: int = 64
     #: calls in flight per connection; the server stops reading the connection until one finishes
     max_inflight_per_connection: int = 4
     #: the largest frame accepted (at most the protocol's :data:`~nitrokit.wire.MAX_FRAME_SIZE`)
@@ -113,6 +118,7 @@ class ServerLimits:
 
     def __post_init__(self) -> None:
         check_count("max_connections", self.max_connections, 1, 65536)
+        check_count("max_connections_per_peer", self.max_connections_per_peer, 1, 65536)
         check_count("max_inflight_per_connection", self.max_inflight_per_connection, 1, 1024)
         check_count("max_frame_size", self.max_frame_size, 1024, MAX_FRAME_SIZE)
         for name in ("read_timeout", "idle_timeout", "grace_period"):
@@ -162,6 +168,7 @@ class WireServer:
         self._server: asyncio.Server | None = None
         self._address: Address | None = None
         self._connections: set[_Connection] = set()
+        self._per_peer: dict[str, int] = {}
         self._handlers: set[asyncio.Task[None]] = set()
         self._stop_requested: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -243,17 +250,22 @@ class WireServer:
         for connection in list(self._connections):
             connection.stop_reading()
         handlers = set(self._handlers)
+        # At most the grace period, then one second for everything else: calls still in flight are abandoned
+        # (their handlers cancelled, one log line each), never waited for.
+        last_second = asyncio.get_running_loop().time() + self.limits.grace_period + 1.0
         if handlers:
             _, late = await asyncio.wait(handlers, timeout=self.limits.grace_period)
             for connection in list(self._connections):
+                connection.abandon_calls()
                 connection.abort()
             for task in late:
                 task.cancel()
             if late:
-                await asyncio.wait(late, timeout=1.0)
+                await asyncio.wait(late, timeout=max(0.0, last_second - asyncio.get_running_loop().time()))
                 logger.warning("stopped %d connection(s) with calls still in flight after the grace period", len(late))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+            await asyncio.wait_for(self._server.wait_closed(),
+                                   max(0.01, last_second - asyncio.get_running_loop().time()))
         if isinstance(self._address, UnixAddress):
             with contextlib.suppress(OSError):
                 os.unlink(self._address.path)
@@ -264,11 +276,19 @@ class WireServer:
         assert task is not None
         self._next_connection += 1
         number = self._next_connection
-        if self._shutdown_task is not None or len(self._connections) >= self.limits.max_connections:
-            busy = self._shutdown_task is None
-            self.logger.warning("conn=%d refused: %s", number, "too many connections" if busy else "shutting down")
-            code, message = ((ErrorCode.BUSY, "too many connections; try again later") if busy
-                             else (ErrorCode.SHUTTING_DOWN, f"the {self.name} is shutting down"))
+        peer = peer_of(writer.get_extra_info("socket"))
+        refusal: tuple[str, str, str] | None = None
+        if self._shutdown_task is not None:
+            refusal = ("shutting down", ErrorCode.SHUTTING_DOWN, f"the {self.name} is shutting down")
+        elif len(self._connections) >= self.limits.max_connections:
+            refusal = ("too many connections", ErrorCode.BUSY, "too many connections; try again later")
+        elif self._per_peer.get(peer, 0) >= self.limits.max_connections_per_peer:
+            refusal = (f"too many connections from {peer}", ErrorCode.BUSY,
+                       f"too many connections from this peer (at most {self.limits.max_connections_per_peer}); "
+                       "close one or try again later")
+        if refusal is not None:
+            reason, code, message = refusal
+            self.logger.warning("conn=%d refused: %s", number, reason)
             with contextlib.suppress(WireError):
                 await write_frame(writer, encode_response(Response(id=None, error=ErrorInfo(code, message, True))),
                                   timeout=1.0)
@@ -276,12 +296,42 @@ class WireServer:
             return
         connection = _Connection(self, number, reader, writer)
         self._connections.add(connection)
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         self._handlers.add(task)
         try:
             await connection.run()
+        except asyncio.CancelledError:
+            # The graceful stop cut this connection after its grace period (its calls are logged as
+            # abandoned): end quietly, or asyncio's stream callback logs the cancellation as a traceback.
+            pass
         finally:
             self._connections.discard(connection)
+            left = self._per_peer.pop(peer, 1) - 1
+            if left:
+                self._per_peer[peer] = left
             self._handlers.discard(task)
+
+
+def peer_of(sock: socket.socket | None) -> str:
+    """Who is at the other end of ``sock``, for the per-peer connection limit: ``vsock:CID``, ``unix:uid=N``
+    (SO_PEERCRED) or ``tcp:HOST``. Any peer the system cannot name is ``unknown`` (one peer for the limit)."""
+    if sock is None:
+        return "unknown"
+    try:
+        family = sock.family
+        if family == getattr(socket, "AF_VSOCK", None):
+            return f"vsock:{sock.getpeername()[0]}"
+        if family == socket.AF_UNIX:
+            peercred = getattr(socket, "SO_PEERCRED", None)
+            if peercred is None:
+                return "unix"
+            _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i")))
+            return f"unix:uid={uid}"
+        if family in (socket.AF_INET, socket.AF_INET6):
+            return f"tcp:{sock.getpeername()[0]}"
+    except (OSError, struct.error, IndexError, TypeError):
+        pass
+    return "unknown"
 
 
 class _Connection:
@@ -296,6 +346,7 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.calls: set[asyncio.Task[None]] = set()
+        self.abandoning = False
         self.slots = asyncio.Semaphore(self.limits.max_inflight_per_connection)
         self.write_lock = asyncio.Lock()
         self.reader_task: asyncio.Task[None] | None = None
@@ -321,6 +372,10 @@ class _Connection:
 
     def abort(self) -> None:
         self.writer.transport.abort()
+
+    def abandon_calls(self) -> None:
+        """The grace period is over: the calls still in flight are cancelled and logged as abandoned."""
+        self.abandoning = True
 
     async def _read_loop(self) -> None:
         limits = self.limits
@@ -365,7 +420,14 @@ class _Connection:
     async def _call(self, request: Request) -> None:
         started = time.perf_counter()
         try:
-            body, outcome = await self._answer(request)
+            try:
+                body, outcome = await self._answer(request)
+            except asyncio.CancelledError:
+                if self.abandoning:
+                    self.logger.warning("call op=%s id=%s conn=%d outcome=abandoned ms=%.1f (grace period over)",
+                                        request.operation, request.id, self.number,
+                                        (time.perf_counter() - started) * 1000)
+                raise
             self.logger.info("call op=%s id=%s conn=%d outcome=%s ms=%.1f", request.operation, request.id,
                              self.number, outcome, (time.perf_counter() - started) * 1000)
             await self._send(body)
