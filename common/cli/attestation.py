@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from nitrokit.attestation import (
     MAX_DOCUMENT_BYTES,
     AttestationDocument,
     AttestationError,
+    CertificateValidityError,
+    ChainError,
     Policy,
     TrustRootError,
     Verifier,
+    load_root,
     parse_document,
 )
 from nitrokit.cli._io import (
@@ -31,11 +36,14 @@ from nitrokit.cli._io import (
 )
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
-from nitrokit.text import clip
+from nitrokit.text import clip, escaped
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
 _MAX_AGE_LIMIT_SECONDS = 100 * 365 * 86400
+# Untrusted text shown in human-readable output is clipped to this many (escaped) characters.
+_MAX_SHOWN_CHARS = 200
+_MAX_SHOWN_KEY_CHARS = 80
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -90,10 +98,14 @@ def run_verify(args: argparse.Namespace) -> int:
         at = _time_from_arg(args.at, document)
         result = verifier.verify(document, at=at, max_age=max_age, policy=policy)
     except AttestationError as exc:
+        hint = _first_failure_hint(exc, data, at_arg=args.at, root_arg=args.root)
         if args.json:
-            print_json({"valid": False, "step": exc.step, "field": exc.field, "error": str(exc)})
+            print_json({"valid": False, "step": exc.step, "field": exc.field, "error": str(exc),
+                        **({"hint": hint} if hint else {})})
         else:
-            print(f"NOT VALID: {exc}")
+            print(f"NOT VALID: {_shown(str(exc))}")
+            if hint:
+                print(f"hint: {hint}", file=sys.stderr)
         return EXIT_FAILURE
 
     if args.json:
@@ -102,9 +114,10 @@ def run_verify(args: argparse.Namespace) -> int:
                     "chain": [cert.subject.rfc4514_string() for cert in result.chain], **summary})
     else:
         doc = result.document
-        print(f"VALID: {doc.module_id} at {doc.issued_at.isoformat()} (verified at {result.verified_at.isoformat()})")
+        print(f"VALID: {_shown(doc.module_id)} at {doc.issued_at.isoformat()} "
+              f"(verified at {result.verified_at.isoformat()})")
         print(f"  checks: {', '.join(result.checks)}")
-        print(f"  root: {result.chain[0].subject.rfc4514_string()}")
+        print(f"  root: {_shown(result.chain[0].subject.rfc4514_string())}")
         for index, value in doc.pcrs.items():
             print(f"  PCR{index}: {value.hex()}")
     return EXIT_OK
@@ -116,8 +129,9 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"verified": False, **summary})
         return EXIT_OK
+    # Everything below comes from the document: escaped, so it cannot drive the terminal or fake a verdict.
     print("NOT VERIFIED: structure only (use 'nitrokit verify' to check it)")
-    print(f"module_id:  {summary['module_id']}")
+    print(f"module_id:  {_shown(summary['module_id'])}")
     print(f"timestamp:  {summary['timestamp']} ({summary['issued_at']})")
     print(f"digest:     {summary['digest']}   debug mode: {summary['debug']}   tagged: {summary['tagged']}")
     for index, value in summary["pcrs"].items():
@@ -126,10 +140,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         size = summary["sizes"][name]
         print(f"{name + ':':<11} {'null' if size is None else f'{size} bytes'}")
     for cert in summary["certificates"]:
-        print(f"{cert['position']:<11} {cert['subject']}")
+        print(f"{cert['position']:<11} {_shown(cert['subject'])}")
         print(f"{'':<11} valid {cert['not_before']} .. {cert['not_after']}")
     for key, value in summary["unknown_fields"].items():
-        print(f"unknown field (not trusted) {key!r}: {value}")
+        print(f"unknown field (not trusted) '{_shown(key, _MAX_SHOWN_KEY_CHARS)}': {_shown(str(value))}")
     return EXIT_OK
 
 
@@ -168,17 +182,53 @@ def _describe_certificate(position: str, der: bytes) -> dict[str, Any]:
         return {"position": position, "subject": cert.subject.rfc4514_string(),
                 "issuer": cert.issuer.rfc4514_string(), "not_before": cert.not_valid_before_utc.isoformat(),
                 "not_after": cert.not_valid_after_utc.isoformat(), "size": len(der)}
-    except ValueError:
+    except (ValueError, TypeError, x509.InvalidVersion):  # TypeError: a name attribute of the wrong ASN.1 type
         return {"position": position, "subject": "(not a parseable certificate)", "issuer": None,
                 "not_before": None, "not_after": None, "size": len(der)}
 
 
 def _printable(value: object) -> object:
+    """An unknown field's value as JSON can hold it: no NaN or Infinity, no integer json cannot write."""
     if isinstance(value, bytes):
         return {"bytes": len(value), "hex": value[:64].hex() + ("..." if len(value) > 64 else "")}
-    if isinstance(value, str | int | float | bool) or value is None:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"float": repr(value)}  # NaN and Infinity are not JSON
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return {"integer bits": value.bit_length()}  # no str(): past 4300 digits it raises
+    if isinstance(value, str | int | bool) or value is None:
         return value
     return clip(repr(value), 200)  # repr escapes control characters in any string inside
+
+
+def _shown(text: str, limit: int = _MAX_SHOWN_CHARS) -> str:
+    """Untrusted text (from a document or a certificate) as it may reach a terminal: escaped and clipped."""
+    return escaped(text, limit)
+
+
+def _first_failure_hint(error: AttestationError, data: bytes, *, at_arg: str, root_arg: str | None) -> str | None:
+    """What to try when a first verification fails for one of the two usual reasons, else None.
+
+    A real document checked now: its signing certificate lives about 3 hours, so it has expired. A document
+    from the simulated NSM checked against the AWS root: its cabundle starts with the fixture root.
+    """
+    try:
+        document = parse_document(data)
+        if isinstance(error, CertificateValidityError) and at_arg == "now":
+            signer = x509.load_der_x509_certificate(document.certificate)
+            if signer.not_valid_after_utc < datetime.now(UTC):
+                return (f"the signing certificate expired at {signer.not_valid_after_utc.isoformat()} (Nitro "
+                        "signing certificates live about 3 hours); to check an archived document at its own "
+                        "time, add --at document (then nothing shows it is recent)")
+        if isinstance(error, ChainError) and root_arg in (None, "aws") and document.cabundle[0] == _fixture_root_der():
+            return ("this document chains to nitrokit's fixture root (the simulated NSM), not to AWS's: "
+                    "add --root fixture to check it against the test PKI")
+    except (AttestationError, ValueError, TypeError, x509.InvalidVersion):
+        return None
+    return None
+
+
+def _fixture_root_der() -> bytes:
+    return load_root("fixture").public_bytes(serialization.Encoding.DER)
 
 
 def _size(value: bytes | None) -> int | None:
