@@ -230,3 +230,61 @@ def test_signature_checked_before_body(sim: SimulatedKms) -> None:
     status, _, body = post(sim, b"{not json", sign_headers(sim.url, b"{not json"))
     assert (status, body["__type"]) == (400, "SerializationException")
     assert json.dumps(body)  # a well-formed error body either way
+
+
+# --- any_credentials (issue 12, item 21): any key signs; the SigV4 form is still checked ---------------------
+
+@pytest.fixture(scope="module")
+def any_sim() -> Iterator[SimulatedKms]:
+    with SimulatedKms(KmsSimConfig(any_credentials=True)) as simulator:
+        yield simulator
+
+
+def test_strict_by_default() -> None:
+    assert KmsSimConfig().any_credentials is False
+
+
+def test_any_credentials_accepts_any_key_secret_and_token(any_sim: SimulatedKms) -> None:
+    for client in (client_for(any_sim, access_key="AKIAANYTHINGATALL000", secret="whatever"),
+                   client_for(any_sim, access_key="test", secret="test", token="any-session-token"),
+                   client_for(any_sim)):
+        assert len(client.generate_random(NumberOfBytes=16)["Plaintext"]) == 16
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"region": "eu-west-1"}, "InvalidSignatureException"),
+    ({"config": ONE_ATTEMPT.merge(Config(signature_version=UNSIGNED))}, "MissingAuthenticationTokenException"),
+], ids=["wrong-region", "unsigned"])
+def test_any_credentials_still_checks_the_scope_and_that_requests_are_signed(any_sim: SimulatedKms,
+                                                                            change: dict[str, Any],
+                                                                            code: str) -> None:
+    assert failure(client_for(any_sim, access_key="AKIAANYTHINGATALL000", secret="x", **change))[:2] == (code, 400)
+
+
+@pytest.mark.parametrize(("signature", "accepted"), [("0" * 64, True), ("0" * 63, False), ("G" * 64, False),
+                                                     ("ab" * 32 + "00", False)])
+def test_any_credentials_checks_the_signature_form_only(any_sim: SimulatedKms, signature: str,
+                                                         accepted: bool) -> None:
+    headers = sign_headers(any_sim.url, BODY)
+    parts = _authorization_parts(headers)
+    status, _, body = post(any_sim, BODY, _with_authorization(headers, (
+        f"AWS4-HMAC-SHA256 Credential={parts['Credential']}, SignedHeaders={parts['SignedHeaders']}, "
+        f"Signature={signature}")))
+    assert (status == 200) == accepted, body
+    if not accepted:
+        assert body["__type"] == "InvalidSignatureException"
+
+
+def test_any_credentials_from_a_config_file_and_the_command_line(tmp_path: Any) -> None:
+    from nitrokit.cli import build_parser
+    from nitrokit.cli.kms_sim import build_config
+    from nitrokit.kms import load_config
+
+    path = tmp_path / "kms.json"
+    path.write_text(json.dumps({"any_credentials": True}))
+    assert load_config(path).any_credentials is True
+    path.write_text(json.dumps({"any_credentials": "yes"}))
+    with pytest.raises(Exception, match="any_credentials must be true or false"):
+        load_config(path)
+    assert build_config(build_parser().parse_args(["kms-sim", "--any-credentials"])).any_credentials is True
+    assert build_config(build_parser().parse_args(["kms-sim"])).any_credentials is False

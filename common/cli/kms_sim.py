@@ -10,6 +10,7 @@ with a message naming it.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import threading
 from types import FrameType
@@ -49,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--image-sha384", metavar="HEX", help="require kms:RecipientAttestation:ImageSha384 = HEX")
     parser.add_argument("--recipient-required", action="store_true",
                         help="refuse GenerateRandom without Recipient (AccessDeniedException)")
+    parser.add_argument("--any-credentials", action="store_true",
+                        help="accept any access key id, as moto and LocalStack do: requests must still be "
+                             "SigV4-signed in form (scope, region, date), but the signature is not recomputed")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                         help=f"open connections served at once (default {DEFAULT_MAX_CONNECTIONS})")
     parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -62,6 +66,9 @@ def run_kms_sim(args: argparse.Namespace) -> int:
     config = build_config(args)
     host, port = parse_listen(args.listen)
     configure_logging("nitrokit.kms_sim", args.log_level)
+    if config.any_credentials:
+        logging.getLogger("nitrokit.kms_sim").warning("accepting any credentials: SigV4 form is checked, signatures "
+                                                      "are not")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -98,6 +105,8 @@ def build_config(args: argparse.Namespace) -> KmsSimConfig:
         changes["region"] = args.region
     if args.recipient_required:
         changes["recipient_required"] = True
+    if args.any_credentials:
+        changes["any_credentials"] = True
     if args.policy and (args.pcr or args.image_sha384):
         raise UsageError("give either --policy or --pcr/--image-sha384, not both")
     if args.policy:

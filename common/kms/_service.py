@@ -119,7 +119,8 @@ class KmsService:
         try:
             operation = self._route(method, path, headers)
             _sigv4.verify_request(method=method, path=path, headers=headers, body=body,
-                                        credentials=self.config.credentials, region=self.config.region)
+                                  credentials=self.config.credentials, region=self.config.region,
+                                  any_credentials=self.config.any_credentials)
             self._inject_faults()
             if operation not in SUPPORTED_OPERATIONS:
                 raise KmsServiceError("UnsupportedOperationException",

@@ -12,12 +12,18 @@ Errors are the ones AWS JSON services answer, all HTTP 400:
 - unknown access key, or a session token that is missing, unexpected or wrong: UnrecognizedClientException
 - wrong date/region/service/terminator in the scope, host or x-amz-date not signed, clock skew over 5 minutes,
   signature mismatch: InvalidSignatureException
+
+With ``any_credentials`` (``--any-credentials``, as moto and LocalStack accept any keys) every access key id and
+session token is accepted; since the secret is then unknown, the signature cannot be recomputed, so only its
+form is checked: the whole header, scope, signed headers, date and skew as above, and a signature of 64
+lower-case hex digits. A request that is not SigV4-signed at all is still refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +43,7 @@ SERVICE = "kms"
 MAX_SKEW = timedelta(minutes=5)
 _MAX_AUTHORIZATION_LENGTH = 8192
 _MAX_SIGNED_HEADERS = 64
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")  # hex of an HMAC-SHA256
 
 _MISMATCH = ("The request signature we calculated does not match the signature you provided. Check your AWS "
              "Secret Access Key and signing method. Consult the service documentation for details.")
@@ -81,8 +88,13 @@ def verify_request(
     credentials: Sequence[AccessKey],
     region: str,
     now: datetime | None = None,
-) -> AccessKey:
-    """Check the request's SigV4 signature; return the matching access key or raise KmsServiceError."""
+    any_credentials: bool = False,
+) -> AccessKey | None:
+    """Check the request's SigV4 signature; return the matching access key or raise KmsServiceError.
+
+    With ``any_credentials`` no key is looked up (None is returned) and the signature's form is checked instead
+    of its value: see the module's docstring.
+    """
     now = now or datetime.now(UTC)
     header = headers.get("Authorization")
     if header is None:
@@ -90,14 +102,14 @@ def verify_request(
     auth = _parse_authorization(header, has_date=headers.get("X-Amz-Date") is not None)
     amz_date = headers["X-Amz-Date"]
 
-    key = _find_key(credentials, auth.access_key_id)
-    if key is None:
+    key = None if any_credentials else _find_key(credentials, auth.access_key_id)
+    if key is None and not any_credentials:
         raise KmsServiceError("UnrecognizedClientException", "The security token included in the request is invalid.",
                               reason=f"unknown access key {auth.access_key_id}")
     token = headers.get("X-Amz-Security-Token")
-    if (token is None) != (key.session_token is None) or (
+    if key is not None and ((token is None) != (key.session_token is None) or (
             token is not None and key.session_token is not None
-            and not hmac.compare_digest(token.encode(), key.session_token.encode())):
+            and not hmac.compare_digest(token.encode(), key.session_token.encode()))):
         raise KmsServiceError("UnrecognizedClientException", "The security token included in the request is invalid.",
                               reason="session token missing, unexpected or wrong")
 
@@ -129,6 +141,11 @@ def verify_request(
             raise _invalid(_MISMATCH, reason=f"signed header {name} is absent")
         for value in values:
             signed[name] = value
+    if key is None:  # any credentials: the secret is unknown, so the signature can only be checked for form
+        if not _SIGNATURE_RE.fullmatch(auth.signature):
+            raise _invalid(_MISMATCH, reason="the signature is not 64 lower-case hex digits")
+        _check_content_hash(headers, body)
+        return None
     # The body hash is always computed from the bytes received: the request given to botocore carries no
     # X-Amz-Content-SHA256 header, so a client-supplied hash can not stand in for the real one.
     request = AWSRequest(method=method, url=f"http://{headers.get('Host', '')}{path}", data=body)
@@ -141,10 +158,14 @@ def verify_request(
         raise _invalid(_MISMATCH, reason="the Host header is not a valid host") from None
     if not hmac.compare_digest(expected.encode(), auth.signature.encode()):
         raise _invalid(_MISMATCH, reason="signature mismatch")
+    _check_content_hash(headers, body)
+    return key
+
+
+def _check_content_hash(headers: Message, body: bytes) -> None:
     claimed = headers.get("X-Amz-Content-SHA256")
     if claimed is not None and not hmac.compare_digest(claimed.encode(), hashlib.sha256(body).hexdigest().encode()):
         raise _invalid(_MISMATCH, reason="x-amz-content-sha256 does not match the body")
-    return key
 
 
 def _parse_authorization(header: str, *, has_date: bool) -> _Authorization:

@@ -6,6 +6,7 @@ or TOML file with :func:`load_config`::
     region = "us-east-1"
     root = "fixture"                  # "fixture" (nitrokit's test PKI), "aws" (the real Nitro root) or a PEM path
     recipient_required = false        # true: GenerateRandom without Recipient is AccessDeniedException
+    any_credentials = false           # true: any access key signs (SigV4 form checked, not the signature)
 
     [[credentials]]                   # default: AWS's documented example pair
     access_key_id = "AKIAIOSFODNN7EXAMPLE"
@@ -153,6 +154,9 @@ class KmsSimConfig:
     custom_key_stores: tuple[CustomKeyStore, ...] = ()
     conditions: AttestationConditions | None = None
     recipient_required: bool = False
+    #: accept any access key id (and session token): the SigV4 header's form, scope, date and skew are still
+    #: checked, the signature's value cannot be (the secret is unknown). Off by default: strict.
+    any_credentials: bool = False
     faults: Faults = field(default_factory=Faults)
 
     def __post_init__(self) -> None:
@@ -174,6 +178,8 @@ class KmsSimConfig:
             raise KmsConfigError("conditions must be AttestationConditions or None")
         if not isinstance(self.recipient_required, bool):
             raise KmsConfigError("recipient_required must be true or false")
+        if not isinstance(self.any_credentials, bool):
+            raise KmsConfigError("any_credentials must be true or false")
         if not isinstance(self.faults, Faults):
             raise KmsConfigError("faults must be a Faults value")
         if not isinstance(self.root, str | Path | x509.Certificate):
@@ -195,7 +201,8 @@ class KmsSimConfig:
         """A config from parsed JSON/TOML. Relative root paths are taken from ``base_dir``."""
         if not isinstance(data, Mapping):
             raise KmsConfigError("the configuration must be an object/table")
-        known = {"credentials", "region", "root", "custom_key_stores", "conditions", "recipient_required", "faults"}
+        known = {"credentials", "region", "root", "custom_key_stores", "conditions", "recipient_required",
+                 "any_credentials", "faults"}
         unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
             raise KmsConfigError(f"unknown configuration key(s): {', '.join(unknown)}")
@@ -219,6 +226,8 @@ class KmsSimConfig:
             kwargs["conditions"] = AttestationConditions.from_json(data["conditions"])
         if "recipient_required" in data:
             kwargs["recipient_required"] = data["recipient_required"]
+        if "any_credentials" in data:
+            kwargs["any_credentials"] = data["any_credentials"]
         if "faults" in data:
             kwargs["faults"] = _build(Faults, data["faults"], "faults")
         return cls(**kwargs)
