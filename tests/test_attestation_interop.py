@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from nitrokit.attestation import SignatureError, Verifier, parse_document
+from nitrokit.attestation import Policy, SignatureError, Verifier, parse_document
 from nitrokit.attestation._cose import PROTECTED_ES384
 from nitrokit.testing import build_document, fixture_pki
 from nitrokit.testing.documents import build_payload
@@ -67,6 +67,6 @@ def test_we_verify_what_pycose_signs(tamper: bool) -> None:
     verifier = Verifier(root=fixture_pki().root)
     if tamper:
         with pytest.raises(SignatureError):
-            verifier.verify(encoded, at=T0)
+            verifier.verify(encoded, at=T0, policy=Policy.any_enclave_image())
     else:
-        assert verifier.verify(encoded, at=T0).document.tagged
+        assert verifier.verify(encoded, at=T0, policy=Policy.any_enclave_image()).document.tagged

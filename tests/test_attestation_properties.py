@@ -77,7 +77,7 @@ def test_one_field_replaced_is_rejected_or_verified(name: str, value: Any) -> No
     fields[name] = value
     data = encode_sign1(protected=PROTECTED_ES384, payload=cbor2.dumps(fields), signature=b"\x00" * 96)
     try:
-        VERIFIER.verify(data, at=T0)
+        VERIFIER.verify(data, at=T0, policy=Policy.any_enclave_image())
     except AttestationError:
         return
     raise AssertionError("a document with a zero signature verified")

@@ -44,6 +44,9 @@ from tests.pki_helpers import (
     with_change,
 )
 
+# Most cases here are about the document, not the image: they pin no PCR, explicitly.
+ANY_IMAGE = Policy.any_enclave_image()
+
 
 @pytest.fixture(scope="module")
 def fixture_verifier() -> Verifier:
@@ -78,7 +81,7 @@ def test_real_documents_are_expired_now(vector: Path) -> None:
 def test_real_debug_documents_are_refused_by_default(vector: Path) -> None:
     doc = parse_document(vector.read_bytes())
     with pytest.raises(PolicyError, match="debug mode") as info:
-        Verifier().verify(doc, at=doc.issued_at)
+        Verifier().verify(doc, at=doc.issued_at, policy=ANY_IMAGE)
     assert info.value.field == "pcrs[0]"
 
 
@@ -122,7 +125,7 @@ def test_a_modified_packaged_root_is_refused(monkeypatch: pytest.MonkeyPatch, tm
 # --- a good fixture document ----------------------------------------------------------------------------
 
 def test_a_fixture_document_verifies(fixture_verifier: Verifier, document: bytes) -> None:
-    result = fixture_verifier.verify(document, at=T0 + timedelta(minutes=1))
+    result = fixture_verifier.verify(document, at=T0 + timedelta(minutes=1), policy=ANY_IMAGE)
     assert result.document.nonce == b"nonce-1"
     assert result.checks == ("parse", "time", "chain", "signature", "policy: not debug mode")
     assert [c.subject for c in result.chain[:4]] == [c.subject for c in fixture_pki().cas]
@@ -130,14 +133,14 @@ def test_a_fixture_document_verifies(fixture_verifier: Verifier, document: bytes
 
 def test_fixture_documents_are_refused_by_the_default_aws_root(document: bytes) -> None:
     with pytest.raises(ChainError, match="is not the trusted root"):
-        Verifier().verify(document, at=T0)
+        Verifier().verify(document, at=T0, policy=ANY_IMAGE)
 
 
 def test_root_may_be_given_as_pem_der_path_or_certificate(document: bytes) -> None:
     root = fixture_pki().root
     pem = (FIXTURES / "pki" / "root.pem").read_bytes()
     for source in (root, pem, der(root), FIXTURES / "pki" / "root.pem", str(FIXTURES / "pki" / "root.pem")):
-        assert Verifier(root=source).verify(document, at=T0).chain[0] == root
+        assert Verifier(root=source).verify(document, at=T0, policy=ANY_IMAGE).chain[0] == root
 
 
 @pytest.mark.parametrize("source", [b"not a certificate", "/nonexistent/root.pem", 42])
@@ -150,31 +153,33 @@ def test_bad_roots_are_refused(source: Any) -> None:
 
 def test_verification_time_must_be_timezone_aware(fixture_verifier: Verifier, document: bytes) -> None:
     with pytest.raises(UsageError, match="timezone-aware"):
-        fixture_verifier.verify(document, at=datetime(2025, 6, 1, 12, 0))
+        fixture_verifier.verify(document, at=datetime(2025, 6, 1, 12, 0), policy=ANY_IMAGE)
 
 
 def test_a_document_from_the_future_is_refused(fixture_verifier: Verifier, document: bytes) -> None:
     with pytest.raises(DocumentTimeError, match="later than the verification time") as info:
-        fixture_verifier.verify(document, at=T0 - timedelta(minutes=6))
+        fixture_verifier.verify(document, at=T0 - timedelta(minutes=6), policy=ANY_IMAGE)
     assert info.value.field == "timestamp"
 
 
 def test_a_small_future_skew_is_tolerated(document: bytes) -> None:
     leaf_time = T0 - timedelta(minutes=10)
     early = build_document(at=T0, signer=fixture_pki().issue_leaf(not_before=leaf_time))
-    Verifier(root=fixture_pki().root).verify(early, at=T0 - timedelta(minutes=4))
+    Verifier(root=fixture_pki().root).verify(early, at=T0 - timedelta(minutes=4), policy=ANY_IMAGE)
     with pytest.raises(DocumentTimeError):
-        Verifier(root=fixture_pki().root, future_skew=timedelta(0)).verify(early, at=T0 - timedelta(minutes=4))
+        Verifier(root=fixture_pki().root, future_skew=timedelta(0)).verify(early, at=T0 - timedelta(minutes=4),
+                                                                                 policy=ANY_IMAGE)
 
 
 def test_extreme_verification_times_are_typed_errors_not_overflows(fixture_verifier: Verifier,
                                                                    document: bytes) -> None:
     with pytest.raises(CertificateValidityError, match="expired"):
-        fixture_verifier.verify(document, at=datetime.max.replace(tzinfo=UTC))
+        fixture_verifier.verify(document, at=datetime.max.replace(tzinfo=UTC), policy=ANY_IMAGE)
     with pytest.raises(DocumentTimeError, match="later than the verification time"):
-        fixture_verifier.verify(document, at=datetime.min.replace(tzinfo=UTC))
+        fixture_verifier.verify(document, at=datetime.min.replace(tzinfo=UTC), policy=ANY_IMAGE)
     with pytest.raises(DocumentTimeError, match="older than the maximum age"):
-        fixture_verifier.verify(document, at=datetime.max.replace(tzinfo=UTC), max_age=timedelta(days=1))
+        fixture_verifier.verify(document, at=datetime.max.replace(tzinfo=UTC), max_age=timedelta(days=1),
+                                policy=ANY_IMAGE)
 
 
 def test_documents_do_not_show_user_data_in_repr(document: bytes) -> None:
@@ -183,15 +188,16 @@ def test_documents_do_not_show_user_data_in_repr(document: bytes) -> None:
 
 
 def test_max_age(fixture_verifier: Verifier, document: bytes) -> None:
-    fixture_verifier.verify(document, at=T0 + timedelta(minutes=5), max_age=timedelta(minutes=5))
+    fixture_verifier.verify(document, at=T0 + timedelta(minutes=5), max_age=timedelta(minutes=5), policy=ANY_IMAGE)
     with pytest.raises(DocumentTimeError, match="older than the maximum age"):
-        fixture_verifier.verify(document, at=T0 + timedelta(minutes=5, seconds=1), max_age=timedelta(minutes=5))
+        fixture_verifier.verify(document, at=T0 + timedelta(minutes=5, seconds=1), max_age=timedelta(minutes=5),
+                                policy=ANY_IMAGE)
 
 
 def test_the_leaf_expires_after_three_hours(fixture_verifier: Verifier, document: bytes) -> None:
-    fixture_verifier.verify(document, at=T0 + timedelta(hours=2, minutes=59))
+    fixture_verifier.verify(document, at=T0 + timedelta(hours=2, minutes=59), policy=ANY_IMAGE)
     with pytest.raises(CertificateValidityError, match="expired") as info:
-        fixture_verifier.verify(document, at=T0 + timedelta(hours=3, seconds=1))
+        fixture_verifier.verify(document, at=T0 + timedelta(hours=3, seconds=1), policy=ANY_IMAGE)
     assert info.value.field == "certificate"
 
 
@@ -199,7 +205,7 @@ def test_a_leaf_not_yet_valid_is_refused(fixture_verifier: Verifier) -> None:
     later_leaf = fixture_pki().issue_leaf(not_before=T0 + timedelta(hours=1))
     data = build_document(at=T0, signer=later_leaf)
     with pytest.raises(CertificateValidityError, match="not valid before"):
-        fixture_verifier.verify(data, at=T0)
+        fixture_verifier.verify(data, at=T0, policy=ANY_IMAGE)
 
 
 # --- signature --------------------------------------------------------------------------------------------
@@ -210,7 +216,7 @@ def test_a_changed_payload_breaks_the_signature(fixture_verifier: Verifier, docu
     fields["pcrs"][0] = b"\xee" * 48
     forged = encode_sign1(protected=doc.protected, payload=cbor2.dumps(fields), signature=doc.signature)
     with pytest.raises(SignatureError) as info:
-        fixture_verifier.verify(forged, at=T0)
+        fixture_verifier.verify(forged, at=T0, policy=ANY_IMAGE)
     assert info.value.field == "COSE signature"
 
 
@@ -218,18 +224,18 @@ def test_a_document_signed_by_another_key_is_refused(fixture_verifier: Verifier)
     leaf, _ = fixture_pki().issue_leaf(not_before=T0)
     other_key = ec.generate_private_key(ec.SECP384R1())
     with pytest.raises(SignatureError):
-        fixture_verifier.verify(build_document(at=T0, signer=(leaf, other_key)), at=T0)
+        fixture_verifier.verify(build_document(at=T0, signer=(leaf, other_key)), at=T0, policy=ANY_IMAGE)
 
 
 def test_the_tagged_form_verifies_too(fixture_verifier: Verifier) -> None:
-    assert fixture_verifier.verify(build_document(at=T0, tagged=True), at=T0).document.tagged
+    assert fixture_verifier.verify(build_document(at=T0, tagged=True), at=T0, policy=ANY_IMAGE).document.tagged
 
 
 # --- the chain ------------------------------------------------------------------------------------------
 
 def _verify_chain_variant(specs: list[Any], **kwargs: Any) -> None:
     chain = make_chain(specs)
-    Verifier(root=chain[0][0]).verify(document_from_chain(chain, **kwargs), at=T0)
+    Verifier(root=chain[0][0]).verify(document_from_chain(chain, **kwargs), at=T0, policy=ANY_IMAGE)
 
 
 def test_a_well_formed_test_chain_verifies() -> None:
@@ -263,7 +269,7 @@ def test_chain_rules(what: str, index: int, change: dict[str, Any], message: str
     chain = make_chain(specs)
     signing_key = chain[-1][1] if index != 4 or "key" not in change else ec.generate_private_key(ec.SECP384R1())
     with pytest.raises(ChainError, match=message):
-        Verifier(root=chain[0][0]).verify(document_from_chain(chain, signing_key=signing_key), at=T0)
+        Verifier(root=chain[0][0]).verify(document_from_chain(chain, signing_key=signing_key), at=T0, policy=ANY_IMAGE)
 
 
 def test_validity_failures_are_their_own_class() -> None:
@@ -276,7 +282,7 @@ def test_a_missing_intermediate_breaks_the_chain() -> None:
     chain = make_chain(default_specs())
     bundle = [der(chain[0][0]), der(chain[1][0]), der(chain[3][0])]  # zonal left out
     with pytest.raises(ChainError, match="issuer name does not match") as info:
-        Verifier(root=chain[0][0]).verify(document_from_chain(chain, cabundle=bundle), at=T0)
+        Verifier(root=chain[0][0]).verify(document_from_chain(chain, cabundle=bundle), at=T0, policy=ANY_IMAGE)
     assert info.value.field == "cabundle[2]"
 
 
@@ -284,14 +290,14 @@ def test_intermediates_in_the_wrong_order_break_the_chain() -> None:
     chain = make_chain(default_specs())
     bundle = [der(chain[0][0]), der(chain[2][0]), der(chain[1][0]), der(chain[3][0])]
     with pytest.raises(ChainError):
-        Verifier(root=chain[0][0]).verify(document_from_chain(chain, cabundle=bundle), at=T0)
+        Verifier(root=chain[0][0]).verify(document_from_chain(chain, cabundle=bundle), at=T0, policy=ANY_IMAGE)
 
 
 def test_a_cabundle_root_is_never_trusted() -> None:
     """A self-signed chain that brings its own root in cabundle must not verify against ours."""
     attacker = make_chain(default_specs())
     with pytest.raises(ChainError, match="is not the trusted root") as info:
-        Verifier(root=fixture_pki().root).verify(document_from_chain(attacker), at=T0)
+        Verifier(root=fixture_pki().root).verify(document_from_chain(attacker), at=T0, policy=ANY_IMAGE)
     assert info.value.field == "cabundle[0]"
 
 
@@ -299,7 +305,7 @@ def test_a_foreign_root_with_our_roots_name_is_refused() -> None:
     ours = make_chain(default_specs())
     impostor = make_chain(default_specs())  # same names, other keys
     with pytest.raises(ChainError, match="foreign root"):
-        Verifier(root=ours[0][0]).verify(document_from_chain(impostor), at=T0)
+        Verifier(root=ours[0][0]).verify(document_from_chain(impostor), at=T0, policy=ANY_IMAGE)
 
 
 def test_a_foreign_intermediate_signature_is_caught() -> None:
@@ -307,14 +313,14 @@ def test_a_foreign_intermediate_signature_is_caught() -> None:
     impostor = make_chain(default_specs())
     bundle = [der(ours[0][0]), der(impostor[1][0]), der(impostor[2][0]), der(impostor[3][0])]
     with pytest.raises(ChainError, match="signature by the next certificate") as info:
-        Verifier(root=ours[0][0]).verify(document_from_chain(impostor, cabundle=bundle), at=T0)
+        Verifier(root=ours[0][0]).verify(document_from_chain(impostor, cabundle=bundle), at=T0, policy=ANY_IMAGE)
     assert info.value.field == "cabundle[1]"
 
 
 def test_a_cabundle_without_the_root_is_accepted_when_it_chains_to_it() -> None:
     chain = make_chain(default_specs())
     bundle = [der(cert) for cert, _ in chain[1:-1]]
-    result = Verifier(root=chain[0][0]).verify(document_from_chain(chain, cabundle=bundle), at=T0)
+    result = Verifier(root=chain[0][0]).verify(document_from_chain(chain, cabundle=bundle), at=T0, policy=ANY_IMAGE)
     assert len(result.chain) == 5
 
 
@@ -327,7 +333,7 @@ def test_garbage_certificates_are_chain_errors(fixture_verifier: Verifier) -> No
 
     data = sign_payload(build_payload(timestamp=T0, certificate=der(leaf), cabundle=bundle), key)
     with pytest.raises(ChainError, match=r"not a DER X\.509 certificate"):
-        fixture_verifier.verify(data, at=T0)
+        fixture_verifier.verify(data, at=T0, policy=ANY_IMAGE)
 
 
 # --- policy ---------------------------------------------------------------------------------------------
@@ -360,7 +366,7 @@ def test_bad_pcr_policies_are_usage_errors(pcrs: Any, message: str) -> None:
 def test_debug_documents_need_allow_debug(fixture_verifier: Verifier) -> None:
     debug = build_document(at=T0, pcrs={i: b"\x00" * 48 for i in range(16)})
     with pytest.raises(PolicyError, match="debug mode"):
-        fixture_verifier.verify(debug, at=T0)
+        fixture_verifier.verify(debug, at=T0, policy=ANY_IMAGE)
     assert "policy: not debug mode" not in fixture_verifier.verify(debug, at=T0, policy=Policy(allow_debug=True)).checks
 
 
@@ -384,7 +390,7 @@ def test_policy_and_option_misuse_are_usage_errors(fixture_verifier: Verifier, d
     with pytest.raises(UsageError):
         fixture_verifier.verify(document, at=T0, policy={"pcrs": {}})  # type: ignore[arg-type]
     with pytest.raises(UsageError):
-        fixture_verifier.verify(document, at=T0, max_age=timedelta(seconds=-1))
+        fixture_verifier.verify(document, at=T0, max_age=timedelta(seconds=-1), policy=ANY_IMAGE)
     with pytest.raises(UsageError):
         Policy(nonce="text")  # type: ignore[arg-type]
     with pytest.raises(UsageError):
@@ -409,11 +415,11 @@ def test_a_warm_verifier_skips_verified_links(monkeypatch: pytest.MonkeyPatch) -
     calls = _count_link_checks(monkeypatch)
     verifier = Verifier(root=fixture_pki().root)
     signer = fixture_pki().issue_leaf(not_before=T0)
-    verifier.verify(build_document(at=T0, signer=signer), at=T0)
+    verifier.verify(build_document(at=T0, signer=signer), at=T0, policy=ANY_IMAGE)
     assert calls[0] == 4
-    verifier.verify(build_document(at=T0, signer=signer, nonce=b"2"), at=T0)
+    verifier.verify(build_document(at=T0, signer=signer, nonce=b"2"), at=T0, policy=ANY_IMAGE)
     assert calls[0] == 4  # same host, same leaf: only the COSE signature is checked
-    verifier.verify(build_document(at=T0), at=T0)
+    verifier.verify(build_document(at=T0), at=T0, policy=ANY_IMAGE)
     assert calls[0] == 5  # a new leaf: one more link
 
 
@@ -422,21 +428,21 @@ def test_cached_links_do_not_outlive_certificate_validity() -> None:
     chain = make_chain(specs)
     verifier = Verifier(root=chain[0][0])
     data = document_from_chain(chain)
-    verifier.verify(data, at=T0)
+    verifier.verify(data, at=T0, policy=ANY_IMAGE)
     with pytest.raises(CertificateValidityError):
-        verifier.verify(data, at=T0 + timedelta(hours=2))
+        verifier.verify(data, at=T0 + timedelta(hours=2), policy=ANY_IMAGE)
 
 
 def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     verifier = Verifier(root=fixture_pki().root, cache_size=3)
     for _ in range(3):
-        verifier.verify(build_document(at=T0), at=T0)
+        verifier.verify(build_document(at=T0), at=T0, policy=ANY_IMAGE)
     assert len(verifier._links) == 3
     uncached = Verifier(root=fixture_pki().root, cache_size=0)
     calls = _count_link_checks(monkeypatch)
     data = build_document(at=T0)
-    uncached.verify(data, at=T0)
-    uncached.verify(data, at=T0)
+    uncached.verify(data, at=T0, policy=ANY_IMAGE)
+    uncached.verify(data, at=T0, policy=ANY_IMAGE)
     assert calls[0] == 8
 
 
@@ -447,5 +453,5 @@ def test_every_error_is_an_attestation_error() -> None:
 
 def test_now_is_the_default_time() -> None:
     fresh = build_document()
-    result = Verifier(root=fixture_pki().root).verify(fresh)
+    result = Verifier(root=fixture_pki().root).verify(fresh, policy=ANY_IMAGE)
     assert abs(result.verified_at - datetime.now(UTC)) < timedelta(minutes=1)

@@ -62,7 +62,7 @@ def test_attest_to_stdout_with_a_raw_public_key_file(capsysbinary: pytest.Captur
     raw.write_bytes(b"\x04" + bytes(range(64)))
     code, stdout, _ = nitrokit(capsysbinary, "attest", "--nsm", "simulated", "--public-key", str(raw))
     assert code == 0
-    document = fresh_verifier().verify(stdout).document
+    document = fresh_verifier().verify(stdout, policy=Policy.any_enclave_image()).document
     assert document.public_key == raw.read_bytes()
     assert (document.user_data, document.nonce) == (None, None)
 
@@ -71,13 +71,13 @@ def test_attest_shapes_simulated_pcrs_and_debug_mode(capsysbinary: pytest.Captur
     code, stdout, _ = nitrokit(capsysbinary, "attest", "--nsm", "simulated", "--pcr", "0=" + "ab" * 48,
                                "--pcr", "8=" + "CD" * 48)
     assert code == 0
-    pcrs = fresh_verifier().verify(stdout).document.pcrs
+    pcrs = fresh_verifier().verify(stdout, policy=Policy.any_enclave_image()).document.pcrs
     assert (pcrs[0], pcrs[8]) == (b"\xab" * 48, b"\xcd" * 48)
 
     code, stdout, _ = nitrokit(capsysbinary, "attest", "--nsm", "simulated", "--debug")
     assert code == 0
     with pytest.raises(PolicyError, match="debug"):
-        fresh_verifier().verify(stdout)
+        fresh_verifier().verify(stdout, policy=Policy.any_enclave_image())
     assert parse_document(stdout).is_debug
 
 

@@ -54,8 +54,8 @@ def test_an_attestation_request_is_answered_with_the_nonce_echoed(service: Nitro
 
 def test_the_identity_is_stable_and_the_nonce_is_the_callers(service: NitrokitProcess) -> None:
     verifier = Verifier(root=fixture_pki().root)
-    first = verifier.verify(_attest(service.first_line, b"one")).document
-    second = verifier.verify(_attest(service.first_line, b"two")).document
+    first = verifier.verify(_attest(service.first_line, b"one"), policy=Policy.any_enclave_image()).document
+    second = verifier.verify(_attest(service.first_line, b"two"), policy=Policy.any_enclave_image()).document
     assert first.public_key == second.public_key
     assert (first.nonce, second.nonce) == (b"one", b"two")
     with pytest.raises(PolicyError):
@@ -115,7 +115,8 @@ def test_identity_derivation_is_deterministic_and_seed_bound() -> None:
 def test_the_identity_signs_and_the_attested_key_verifies(service: NitrokitProcess) -> None:
     from nitrokit.wire.service import parse_sign_response, sign_request, verify_service_signature
 
-    document = Verifier(root=fixture_pki().root).verify(_attest(service.first_line, b"n")).document
+    document = Verifier(root=fixture_pki().root).verify(_attest(service.first_line, b"n"),
+                                                   policy=Policy.any_enclave_image()).document
     assert document.public_key is not None
     with WireClient(service.first_line, operations=SERVICE_OPERATIONS) as client:
         signature = parse_sign_response(client.call("Sign", sign_request(b"hello enclave")))

@@ -24,7 +24,7 @@ import pytest
 
 from fuzz import harnesses
 from fuzz.run import MAX_LEN
-from nitrokit.attestation import ChainError, MalformedDocumentError, parse_document
+from nitrokit.attestation import ChainError, MalformedDocumentError, Policy, parse_document
 from nitrokit.cms import decrypt
 from nitrokit.testing.documents import sign_payload
 from tests.conftest import REPO, VECTORS
@@ -141,7 +141,7 @@ def test_fixed_finding_gets_its_typed_error(name, error, message):
     if name.startswith("attestation_signed/"):
         data = sign_payload(data, harnesses.leaf()[1])
     with pytest.raises(error, match=message):
-        harnesses._verifier().verify(data, at=harnesses.FIXED_AT)
+        harnesses._verifier().verify(data, at=harnesses.FIXED_AT, policy=Policy.any_enclave_image())
 
 
 def test_fixed_findings_outside_attestation_get_typed_errors():

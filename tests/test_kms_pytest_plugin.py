@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives import serialization
 
 from nitrokit import cms
-from nitrokit.attestation import Verifier
+from nitrokit.attestation import Policy, Verifier
 from nitrokit.kms import KmsSimConfig
 
 
@@ -52,7 +52,7 @@ def test_enclave_flow(simulated_nsm, kms_client, fixture_root):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     document = simulated_nsm.attestation(public_key=spki)
-    assert Verifier(root=fixture_root).verify(document).document.public_key == spki
+    assert Verifier(root=fixture_root).verify(document, policy=Policy.any_enclave_image()).document.public_key == spki
     answer = kms_client.generate_random(NumberOfBytes=32, Recipient={
         "AttestationDocument": document, "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"})
     assert "Plaintext" not in answer

@@ -83,7 +83,7 @@ def test_documents_do_not_verify_against_the_aws_root() -> None:
     from nitrokit.attestation import ChainError
 
     with pytest.raises(ChainError):
-        Verifier().verify(simulated().attestation(), at=T0)
+        Verifier().verify(simulated().attestation(), at=T0, policy=Policy.any_enclave_image())
 
 
 def test_an_independent_check_agrees_on_shape_and_signature() -> None:
@@ -148,7 +148,7 @@ def test_debug_mode_reports_zero_pcrs_and_is_refused_by_default(verifier: Verifi
     document = nsm.attestation()
     assert all(value == ZERO for value in parse_document(document).pcrs.values())
     with pytest.raises(PolicyError, match="debug"):
-        verifier.verify(document, at=T0)
+        verifier.verify(document, at=T0, policy=Policy.any_enclave_image())
     assert verifier.verify(document, at=T0, policy=Policy(allow_debug=True)).document.is_debug
     assert nsm.describe_pcr(0) == (True, ZERO)
 
@@ -158,7 +158,7 @@ def test_documents_carry_every_locked_pcr_with_its_value(verifier: Verifier) -> 
     extended = nsm.extend_pcr(16, b"app config")
     nsm.lock_pcr(16)
     nsm.extend_pcr(17, b"not locked")  # unlocked PCRs are not attested
-    pcrs = verifier.verify(nsm.attestation(), at=T0).document.pcrs
+    pcrs = verifier.verify(nsm.attestation(), at=T0, policy=Policy.any_enclave_image()).document.pcrs
     assert sorted(pcrs) == list(range(17))
     assert pcrs[16] == extended
     nsm.lock_pcrs(32)
@@ -189,17 +189,17 @@ def test_one_leaf_signs_until_less_than_the_margin_is_left(verifier: Verifier) -
     second = nsm.attestation()
     assert leaf_of(second) == leaf_of(first)
     # Every document verifies at its own time, and for at least the margin after it.
-    verifier.verify(second, at=clock.now + LEAF_REUSE_MARGIN)
+    verifier.verify(second, at=clock.now + LEAF_REUSE_MARGIN, policy=Policy.any_enclave_image())
 
     clock.now += timedelta(seconds=2)
     third = nsm.attestation()
     assert leaf_of(third) != leaf_of(second)
-    verifier.verify(third, at=clock.now)
+    verifier.verify(third, at=clock.now, policy=Policy.any_enclave_image())
 
     clock.now = T0 - timedelta(days=1)  # a clock set back: the current leaf is not yet valid
     fourth = nsm.attestation()
     assert leaf_of(fourth) not in (leaf_of(first), leaf_of(third))
-    verifier.verify(fourth, at=clock.now)
+    verifier.verify(fourth, at=clock.now, policy=Policy.any_enclave_image())
 
 
 # --- PCR semantics ---------------------------------------------------------------------------------------

@@ -4,11 +4,12 @@ The public API::
 
     from nitrokit.attestation import Verifier, Policy
 
-    result = Verifier().verify(document_bytes, at=None, max_age=None, policy=Policy(pcrs={0: "..."}))
-    result.document.pcrs[0], result.chain, result.checks
+    result = Verifier().verify(document_bytes, policy=Policy(pcrs={0: "..."}), at=None, max_age=None)
+    result.document.pcrs[0], result.chain, result.checks   # a VerifiedAttestation holding a VerifiedDocument
 
-``parse_document`` parses without verifying (for inspection only: nothing in an unverified document is
-trustworthy). Errors are in :mod:`nitrokit.attestation.errors`, all subclasses of ``AttestationError``.
+``policy`` is required; ``Policy.any_enclave_image()`` pins no PCR. ``parse_document`` parses without
+verifying and returns an ``UnverifiedDocument`` (for inspection only: nothing in it is trustworthy). Errors
+are in :mod:`nitrokit.attestation.errors`, all subclasses of ``AttestationError``, size errors included.
 """
 
 from nitrokit.attestation._parse import (
@@ -21,6 +22,7 @@ from nitrokit.attestation._parse import (
 )
 from nitrokit.attestation.errors import (
     AttestationError,
+    AttestationInputTooLargeError,
     CertificateValidityError,
     ChainError,
     DocumentTimeError,
@@ -29,7 +31,7 @@ from nitrokit.attestation.errors import (
     SignatureError,
     TrustRootError,
 )
-from nitrokit.attestation.models import AttestationDocument, VerificationResult
+from nitrokit.attestation.models import AttestationDocument, UnverifiedDocument, VerifiedAttestation, VerifiedDocument
 from nitrokit.attestation.policy import Policy
 from nitrokit.attestation.roots import AWS_NITRO_ROOT_G1_SHA256, aws_nitro_root, load_root
 from nitrokit.attestation.verifier import Verifier
@@ -43,6 +45,7 @@ __all__ = [
     "PCR_LENGTHS",
     "AttestationDocument",
     "AttestationError",
+    "AttestationInputTooLargeError",
     "CertificateValidityError",
     "ChainError",
     "DocumentTimeError",
@@ -51,7 +54,9 @@ __all__ = [
     "PolicyError",
     "SignatureError",
     "TrustRootError",
-    "VerificationResult",
+    "UnverifiedDocument",
+    "VerifiedAttestation",
+    "VerifiedDocument",
     "Verifier",
     "aws_nitro_root",
     "load_root",

@@ -10,8 +10,11 @@ The rules (RFC 9052 section 4.2, narrowed to what the NSM and nitro-cli write):
 - untagged, or tag 18 (COSE_Sign1) and no other tag;
 - an array of exactly four: protected (byte string), unprotected (map, contents ignored), payload (byte
   string), signature (byte string);
-- the protected header is a serialized map holding exactly one label, 1 (alg), an integer that is one of the
-  caller's algorithms; anything else (kid, content type, critical parameters) is refused;
+- no CBOR tags but that one (cbor2's bignums, dates, value sharing... are refused: :mod:`nitrokit.cbor`);
+- the protected header is exactly the canonical bytes of ``{1: alg}`` for one of the caller's algorithms
+  (``a1 01 38 22`` for ES384), as the NSM and nitro-cli write it; anything else (other labels, kid, critical
+  parameters, but also ``{true: -35}``, ``{1.0: -35}``, a bignum or a long-form integer that other COSE
+  libraries would read differently) is refused;
 - the signature is raw r||s of the algorithm's size.
 
 Failures raise :class:`CoseError`, which callers re-raise as their own typed error (``field`` says which part
@@ -31,10 +34,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from nitrokit.cbor import CborError, decode_exactly, kind
+from nitrokit.cbor import CborError, decode_exactly, kind, shown
 from nitrokit.errors import NitrokitError
 
 COSE_SIGN1_TAG = 18
+_SIGN1_TAGS = frozenset({COSE_SIGN1_TAG})
 _ALG_LABEL = 1
 _CRIT_LABEL = 2
 
@@ -50,9 +54,12 @@ class Algorithm:
     hash: hashes.HashAlgorithm = field(repr=False)
     # One ECDSA object per algorithm, made once: verification is on the attestation hot path.
     ecdsa: ec.ECDSA = field(init=False, repr=False, compare=False)
+    #: The one protected header accepted for this algorithm: the canonical CBOR of ``{1: label}``.
+    protected_header: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ecdsa", ec.ECDSA(self.hash))
+        object.__setattr__(self, "protected_header", cbor2.dumps({_ALG_LABEL: self.label}))
 
     @property
     def signature_bytes(self) -> int:
@@ -67,7 +74,7 @@ ALGORITHMS_BY_CURVE: Mapping[str, Algorithm] = {alg.curve: alg for alg in (ES256
 
 P384_COORDINATE_BYTES = ES384.coordinate_bytes
 ES384_SIGNATURE_BYTES = ES384.signature_bytes
-PROTECTED_ES384 = cbor2.dumps({_ALG_LABEL: ES384.label})
+PROTECTED_ES384 = ES384.protected_header
 
 
 class CoseError(NitrokitError):
@@ -91,17 +98,17 @@ class Sign1(NamedTuple):
     tagged: bool
 
 
-def decode_item(data: bytes, *, field: str, max_depth: int) -> Any:
+def decode_item(data: bytes, *, field: str, max_depth: int, tags: frozenset[int] = frozenset()) -> Any:
     """One strict CBOR item spanning ``data`` (:func:`nitrokit.cbor.decode_exactly`), or :class:`CoseError`."""
     try:
-        return decode_exactly(data, max_depth=max_depth)
+        return decode_exactly(data, max_depth=max_depth, tags=tags)
     except CborError as exc:
         raise CoseError(str(exc), field=field) from None
 
 
 def decode_sign1(data: bytes, *, algorithms: tuple[Algorithm, ...], max_depth: int) -> Sign1:
     """Decode a tagged or untagged COSE_Sign1 whose algorithm is one of ``algorithms``; check its framing."""
-    top = decode_item(data, field="COSE_Sign1", max_depth=max_depth)
+    top = decode_item(data, field="COSE_Sign1", max_depth=max_depth, tags=_SIGN1_TAGS)
     tagged = False
     if isinstance(top, cbor2.CBORTag):
         if top.tag != COSE_SIGN1_TAG:
@@ -127,28 +134,34 @@ def decode_sign1(data: bytes, *, algorithms: tuple[Algorithm, ...], max_depth: i
 
 
 def check_protected_header(protected: object, *, algorithms: tuple[Algorithm, ...], max_depth: int) -> Algorithm:
-    """The algorithm of a protected header that holds exactly ``{1: alg}`` with alg one of ``algorithms``."""
+    """The algorithm whose canonical ``{1: alg}`` header ``protected`` is, byte for byte; else :class:`CoseError`.
+
+    Exact bytes, not a decoded comparison: a map that only decodes to the same value (``{true: -35}``,
+    ``{1.0: -35}``, non-minimal integers, a bignum) is read differently by other COSE implementations.
+    """
     if not isinstance(protected, bytes):
         raise CoseError(f"expected a byte string, got {kind(protected)}", field="protected header")
+    for candidate in algorithms:
+        if protected == candidate.protected_header:
+            return candidate
+    # Refused; decode only to say why, in bounded words.
+    wanted = " or ".join(f"{candidate.name} ({candidate.protected_header.hex()})" for candidate in algorithms)
     header = decode_item(protected, field="protected header", max_depth=max_depth)
     if not isinstance(header, Mapping):
         raise CoseError(f"expected a map, got {kind(header)}", field="protected header")
-    if _ALG_LABEL not in header:
-        raise CoseError("no algorithm (label 1)", field="protected header")
-    alg = header[_ALG_LABEL]
-    chosen = None
-    if type(alg) is int:  # bool is an int subclass; CBOR true is not an algorithm
-        for candidate in algorithms:
-            if alg == candidate.label:
-                chosen = candidate
-    if chosen is None:
-        wanted = " or ".join(f"{candidate.name} ({candidate.label})" for candidate in algorithms)
-        raise CoseError(f"algorithm {alg!r}, expected {wanted}", field="protected header")
-    if len(header) != 1:
-        extra = [label for label in header if label != _ALG_LABEL]
+    # type() checks: true and 1.0 compare equal to 1 in Python, but are not label 1.
+    extra = [label for label in header if not (type(label) is int and label == _ALG_LABEL)]
+    if len(extra) == len(header):
+        raise CoseError(f"no algorithm (label 1) among {len(header)} labels, expected exactly {wanted}",
+                        field="protected header")
+    if extra:
         note = " (critical parameters, label 2, that nitrokit does not know)" if _CRIT_LABEL in extra else ""
-        raise CoseError(f"unexpected labels {sorted(map(repr, extra))}{note}", field="protected header")
-    return chosen
+        shown_labels = ", ".join(shown(label) for label in extra[:4]) + (", ..." if len(extra) > 4 else "")
+        raise CoseError(f"unexpected labels {shown_labels}{note}, expected exactly {wanted}", field="protected header")
+    alg = header[_ALG_LABEL]
+    known = type(alg) is int and any(alg == candidate.label for candidate in algorithms)
+    what = "not in canonical form" if known else f"algorithm {shown(alg)}"
+    raise CoseError(f"{what}, expected exactly {wanted}", field="protected header")
 
 
 def sig_structure(protected: bytes, payload: bytes) -> bytes:

@@ -1,8 +1,9 @@
-"""Strict parsing of the bytes an NSM returns into an :class:`AttestationDocument`.
+"""Strict parsing of the bytes an NSM returns into an :class:`UnverifiedDocument`.
 
 The COSE_Sign1 framing (one item, tag 18 or none, the ES384 protected header, a 96-byte signature) is checked
 by :mod:`nitrokit.attestation._cose`, the COSE code EIF signatures share; this module checks every payload
-field's type and size (docs/attestation.md).
+field's type and size (docs/attestation.md). The payload uses no CBOR tag. Messages show decoded values only
+through :func:`nitrokit.cbor.shown` (bounded, never raising).
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from types import MappingProxyType
 from typing import Any
 
 from nitrokit.attestation._cose import ES384, CoseError, decode_item, decode_sign1
-from nitrokit.attestation.errors import MalformedDocumentError
-from nitrokit.attestation.models import AttestationDocument
-from nitrokit.cbor import kind
-from nitrokit.errors import InputTooLargeError
-from nitrokit.text import clip
+from nitrokit.attestation.errors import AttestationInputTooLargeError, MalformedDocumentError
+from nitrokit.attestation.models import UnverifiedDocument, build
+from nitrokit.cbor import kind, shown
 
 # A real document is about 4.4 KB and the NSM's response buffer is 12 KiB; 32 KiB leaves room for
 # 1024-byte optional fields without letting anyone feed us megabytes.
@@ -39,12 +38,16 @@ OPTIONAL_FIELDS = ("public_key", "user_data", "nonce")
 EXPECTED_DIGEST = "SHA384"
 
 
-def parse_document(data: bytes) -> AttestationDocument:
-    """Parse ``data`` (a tagged or untagged COSE_Sign1) strictly; raise :class:`MalformedDocumentError`."""
+def parse_document(data: bytes) -> UnverifiedDocument:
+    """Parse ``data`` (a tagged or untagged COSE_Sign1) strictly, WITHOUT verifying it.
+
+    Raises :class:`MalformedDocumentError` (:class:`AttestationInputTooLargeError` over
+    :data:`MAX_DOCUMENT_BYTES`). Nothing in the result is trustworthy: see :class:`UnverifiedDocument`.
+    """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedDocumentError(f"expected bytes, got {type(data).__name__}", field="document")
     if len(data) > MAX_DOCUMENT_BYTES:
-        raise InputTooLargeError("attestation document", len(data), MAX_DOCUMENT_BYTES)
+        raise AttestationInputTooLargeError("attestation document", len(data), MAX_DOCUMENT_BYTES)
     data = bytes(data)
     if not data:
         raise MalformedDocumentError("empty input", field="document")
@@ -57,14 +60,14 @@ def parse_document(data: bytes) -> AttestationDocument:
     if not isinstance(fields, Mapping):
         raise MalformedDocumentError(f"expected a map, got {kind(fields)}", field="payload")
     return _build_document(fields, tagged=sign1.tagged, protected=sign1.protected, payload=sign1.payload,
-                           signature=sign1.signature)
+                           signature=sign1.signature, encoded=data)
 
 
 def _build_document(fields: Mapping[Any, Any], *, tagged: bool, protected: bytes, payload: bytes,
-                    signature: bytes) -> AttestationDocument:
+                    signature: bytes, encoded: bytes) -> UnverifiedDocument:
     non_text = [key for key in fields if not isinstance(key, str)]
     if non_text:
-        raise MalformedDocumentError(f"non-text key {non_text[0]!r}", field="payload")
+        raise MalformedDocumentError(f"non-text key {shown(non_text[0])}", field="payload")
     for name in REQUIRED_FIELDS:
         if name not in fields:
             raise MalformedDocumentError("required field is missing", field=name)
@@ -72,7 +75,7 @@ def _build_document(fields: Mapping[Any, Any], *, tagged: bool, protected: bytes
             raise MalformedDocumentError("required field is null", field=name)
 
     unknown = {key: value for key, value in fields.items() if key not in REQUIRED_FIELDS + OPTIONAL_FIELDS}
-    return AttestationDocument(
+    return build(UnverifiedDocument, dict(
         module_id=_module_id(fields["module_id"]),
         digest=_digest(fields["digest"]),
         timestamp=_timestamp(fields["timestamp"]),
@@ -87,7 +90,8 @@ def _build_document(fields: Mapping[Any, Any], *, tagged: bool, protected: bytes
         protected=protected,
         payload=payload,
         signature=signature,
-    )
+        encoded=encoded,
+    ))
 
 
 def _module_id(value: object) -> str:
@@ -104,7 +108,7 @@ def _digest(value: object) -> str:
     if not isinstance(value, str):
         raise MalformedDocumentError(f"expected text, got {kind(value)}", field="digest")
     if value != EXPECTED_DIGEST:
-        raise MalformedDocumentError(f"{clip(value)!r}, expected {EXPECTED_DIGEST!r}", field="digest")
+        raise MalformedDocumentError(f"{shown(value)}, expected {EXPECTED_DIGEST!r}", field="digest")
     return value
 
 
@@ -113,7 +117,7 @@ def _timestamp(value: object) -> int:
     if type(value) is not int:
         raise MalformedDocumentError(f"expected an unsigned integer, got {kind(value)}", field="timestamp")
     if value <= 0 or value >= 253402300800000:  # 10000-01-01T00:00Z: issued_at must fit in a datetime
-        raise MalformedDocumentError(f"{value} is out of range (milliseconds since the epoch)",
+        raise MalformedDocumentError(f"{shown(value)} is out of range (milliseconds since the epoch)",
                                      field="timestamp")
     return value
 
@@ -126,9 +130,9 @@ def _pcrs(value: object) -> Mapping[int, bytes]:
     pcrs: dict[int, bytes] = {}
     for index, digest in value.items():
         if type(index) is not int:
-            raise MalformedDocumentError(f"index {clip(repr(index))} is not an unsigned integer", field="pcrs")
+            raise MalformedDocumentError(f"index {shown(index)} is not an unsigned integer", field="pcrs")
         if not 0 <= index < PCR_COUNT:
-            raise MalformedDocumentError(f"index {index} is outside 0..{PCR_COUNT - 1}", field="pcrs")
+            raise MalformedDocumentError(f"index {shown(index)} is outside 0..{PCR_COUNT - 1}", field="pcrs")
         if not isinstance(digest, bytes):
             raise MalformedDocumentError(f"expected a byte string, got {kind(digest)}", field=f"pcrs[{index}]")
         if len(digest) not in PCR_LENGTHS:

@@ -9,12 +9,14 @@ Each class is one step of verification, so a caller can tell *why* a document wa
     except AttestationError:           # anything else about the document
         ...
 
-Every message names the step and the field.
+Every message names the step and the field. ``except AttestationError`` catches every way a document can be
+bad, its size included (:class:`AttestationInputTooLargeError` is also an
+:class:`~nitrokit.errors.InputTooLargeError`, for code that handles every size cap alike).
 """
 
 from __future__ import annotations
 
-from nitrokit.errors import NitrokitError
+from nitrokit.errors import InputTooLargeError, NitrokitError
 
 
 class AttestationError(NitrokitError):
@@ -32,6 +34,15 @@ class MalformedDocumentError(AttestationError):
     """The bytes are not a well-formed COSE_Sign1 attestation document with a valid payload."""
 
     step = "parse"
+
+
+class AttestationInputTooLargeError(InputTooLargeError, MalformedDocumentError):
+    """The document is over :data:`~nitrokit.attestation.MAX_DOCUMENT_BYTES`; refused before parsing."""
+
+    def __init__(self, what: str, size: int | None, limit: int) -> None:
+        # InputTooLargeError first in the MRO: its message goes through AttestationError's "parse: " prefix.
+        super().__init__(what, size, limit)
+        self.field = "document"
 
 
 class ChainError(AttestationError):

@@ -6,6 +6,8 @@ evaluated by the simulated KMS in :mod:`nitrokit.kms.conditions`.)
 A :class:`Policy` compiles into small checks, each with a ``verify(document)`` that raises
 :class:`PolicyError` naming the field that differs. Defaults fail closed: debug-mode documents are refused
 unless ``allow_debug=True``, and an explicitly empty PCR policy is a usage error, not a pass.
+``Verifier.verify`` requires a policy; one that accepts any enclave image (no PCR pinned) is spelled
+:meth:`Policy.any_enclave_image`, so that choice reads as one in the caller's code.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ class Policy:
     """Optional expectations for a document; every one given must hold.
 
     ``pcrs`` maps an index (0..31) to bytes or a hex string. Passing an empty mapping is refused: it
-    would look like a PCR policy while checking nothing.
+    would look like a PCR policy while checking nothing. Without ``pcrs`` any enclave image passes: say so
+    with :meth:`any_enclave_image`.
     """
 
     pcrs: Mapping[int, bytes | str] | None = None
@@ -106,6 +109,21 @@ class Policy:
             value = getattr(self, name)
             if value is not None and not isinstance(value, bytes):
                 raise UsageError(f"policy {name} must be bytes, got {type(value).__name__}")
+
+    @classmethod
+    def any_enclave_image(cls, *, allow_debug: bool = False, nonce: bytes | None = None,
+                          user_data: bytes | None = None, public_key: bytes | None = None) -> Policy:
+        """A policy that pins no PCR: any enclave image passes (debug mode still refused unless allowed).
+
+        For tests, tools and services that check the image elsewhere; an authenticated document proves only
+        that *some* Nitro enclave made it.
+        """
+        return cls(pcrs=None, allow_debug=allow_debug, nonce=nonce, user_data=user_data, public_key=public_key)
+
+    @property
+    def pins_image(self) -> bool:
+        """True if the policy expects at least one PCR value, so not every enclave image passes."""
+        return self.pcrs is not None
 
     def checks(self) -> tuple[Check, ...]:
         """The checks this policy stands for, in the order they run."""

@@ -1,12 +1,17 @@
 """Verify Nitro attestation documents: one readable sequence of named steps.
 
     result = Verifier().verify(document_bytes, policy=Policy(pcrs={0: "ab12..."}))
+    result.document  # a VerifiedDocument
 
-1. parse      strict COSE_Sign1 + payload checks (:mod:`nitrokit.attestation._parse`)
-2. time       the document is not from the future, and not older than ``max_age`` if given
-3. chain      trusted root -> cabundle intermediates -> signing certificate, all valid at ``at``
+1. parse      strict COSE_Sign1 + payload checks (:mod:`nitrokit.attestation._parse`), always from bytes: an
+              :class:`UnverifiedDocument` passed in is parsed again from its ``encoded`` bytes
+2. time       the document is not later than ``at`` plus the skew, and not older than ``max_age`` if given
+3. chain      trusted root -> cabundle intermediates -> signing certificate, all valid at ``at`` (the
+              signing certificate's notBefore with the same skew), and the document's timestamp within the
+              signing certificate's validity
 4. signature  ES384 over the COSE Sig_structure with the signing certificate's key
-5. policy     the caller's expectations (:class:`Policy`); debug mode refused by default
+5. policy     the caller's expectations (:class:`Policy`, required: ``Policy.any_enclave_image()`` says
+              "no PCR pinned" out loud); debug mode refused by default
 
 Only the configured root is trusted; cabundle entries are untrusted intermediates. Verified certificate
 links are cached (bounded, keyed by the DER bytes of both certificates) and only reused after each
@@ -23,7 +28,7 @@ from nitrokit.attestation import _chain
 from nitrokit.attestation._cose import ES384, verify_signature
 from nitrokit.attestation._parse import parse_document
 from nitrokit.attestation.errors import DocumentTimeError, SignatureError
-from nitrokit.attestation.models import AttestationDocument, VerificationResult
+from nitrokit.attestation.models import AttestationDocument, UnverifiedDocument, VerifiedAttestation, verified_copy
 from nitrokit.attestation.policy import Policy
 from nitrokit.attestation.roots import RootSource, aws_nitro_root, load_root
 from nitrokit.errors import UsageError
@@ -63,37 +68,44 @@ class Verifier:
         self,
         document: bytes | AttestationDocument,
         *,
+        policy: Policy,
         at: datetime | None = None,
         max_age: timedelta | None = None,
-        policy: Policy | None = None,
-    ) -> VerificationResult:
-        """Verify ``document`` (raw bytes or an already parsed document) at time ``at`` (default: now).
+    ) -> VerifiedAttestation:
+        """Verify ``document`` at time ``at`` (default: now) under ``policy``; return what was verified.
 
-        Raises a subclass of :class:`~nitrokit.attestation.errors.AttestationError` naming the failed step.
+        ``document`` is the raw bytes, or a document from ``parse_document`` (parsed again from its
+        ``encoded`` bytes: every verified field comes from the signed bytes). ``policy`` is required; a
+        policy that pins no PCR is :meth:`Policy.any_enclave_image`. Raises a subclass of
+        :class:`~nitrokit.attestation.errors.AttestationError` naming the failed step.
         """
         at = _resolve_time(at)
         if max_age is not None and (not isinstance(max_age, timedelta) or max_age < timedelta(0)):
             raise UsageError("max_age must be a non-negative timedelta")
-        if policy is None:
-            policy = Policy()
-        elif not isinstance(policy, Policy):
-            raise UsageError(f"policy must be a Policy, got {type(policy).__name__}")
+        if not isinstance(policy, Policy):
+            raise UsageError(f"policy must be a Policy (Policy.any_enclave_image() to pin no PCR), got "
+                             f"{type(policy).__name__}")
 
-        parsed = document if isinstance(document, AttestationDocument) else parse_document(document)
+        # Never the object's fields: they are derived again from the bytes the signature covers.
+        parsed = parse_document(document.encoded if isinstance(document, AttestationDocument) else document)
         checks = ["parse"]
         self._check_time(parsed, at=at, max_age=max_age)
         checks.append("time")
-        chain = self._verify_chain(parsed, at=at)
+        # A verifier whose clock is behind (within the skew, checked above) accepts a document "from the
+        # future", so it must accept the leaf issued just before it too: the chain is checked at the document's
+        # time then. The skew on notBefore is the document's, and the timestamp must lie in the leaf's validity.
+        chain = self._verify_chain(parsed, at=max(at, parsed.issued_at))
+        _check_within_validity(parsed, chain[-1].certificate)
         checks.append("chain")
         self._verify_signature(parsed, signer=chain[-1])
         checks.append("signature")
         for check in policy.checks():
             check.verify(parsed)
             checks.append(f"policy: {check.name}")
-        return VerificationResult(document=parsed, chain=tuple(link.certificate for link in chain), verified_at=at,
-                                  checks=tuple(checks))
+        return VerifiedAttestation(document=verified_copy(parsed), chain=tuple(link.certificate for link in chain),
+                                   verified_at=at, checks=tuple(checks))
 
-    def _check_time(self, document: AttestationDocument, *, at: datetime, max_age: timedelta | None) -> None:
+    def _check_time(self, document: UnverifiedDocument, *, at: datetime, max_age: timedelta | None) -> None:
         issued = document.issued_at
         # Differences, not sums: a sum near datetime.max would overflow.
         if issued - at > self._future_skew:
@@ -103,17 +115,26 @@ class Verifier:
             raise DocumentTimeError(f"{issued.isoformat()} is older than the maximum age {max_age} "
                                     f"at {at.isoformat()}", field="timestamp")
 
-    def _verify_chain(self, document: AttestationDocument, *,
+    def _verify_chain(self, document: UnverifiedDocument, *,
                       at: datetime) -> tuple[_chain.ParsedCertificate, ...]:
         """Return the verified chain, root first and signing certificate last (:func:`_chain.verify_chain`)."""
         return _chain.verify_chain(document.certificate, document.cabundle, root=self._trusted_root, at=at,
                                    links=self._links)
 
     @staticmethod
-    def _verify_signature(document: AttestationDocument, *, signer: _chain.ParsedCertificate) -> None:
+    def _verify_signature(document: UnverifiedDocument, *, signer: _chain.ParsedCertificate) -> None:
         if not verify_signature(signer.public_key, algorithm=ES384, protected=document.protected,
                                 payload=document.payload, signature=document.signature):
             raise SignatureError("does not verify with the signing certificate's key", field="COSE signature")
+
+
+def _check_within_validity(document: UnverifiedDocument, signer: x509.Certificate) -> None:
+    """The document was issued while its signing certificate was valid (the NSM signs with a current leaf)."""
+    issued = document.issued_at
+    not_before, not_after = signer.not_valid_before_utc, signer.not_valid_after_utc
+    if not not_before <= issued <= not_after:
+        raise DocumentTimeError(f"{issued.isoformat()} is outside the signing certificate's validity "
+                                f"{not_before.isoformat()} .. {not_after.isoformat()}", field="timestamp")
 
 
 def _resolve_time(at: datetime | None) -> datetime:

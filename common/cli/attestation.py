@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "checks then prove nothing (for archived documents only)")
     verify.add_argument("--max-age", type=float, metavar="SECONDS", help="refuse documents older than this")
     verify.add_argument("--pcr", action="append", default=[], metavar="N=HEX",
-                        help="expected PCR value (repeatable)")
+                        help="expected PCR value (repeatable); without one any enclave image passes (a warning "
+                             "on stderr says so)")
     verify.add_argument("--nonce", metavar="HEX", help="expected nonce")
     verify.add_argument("--user-data", metavar="HEX", help="expected user_data")
     verify.add_argument("--public-key", metavar="FILE", help="expected public_key (raw bytes, or PEM -> DER)")
@@ -83,6 +84,10 @@ def read_document(source: str) -> bytes:
 
 def run_verify(args: argparse.Namespace) -> int:
     policy = _policy_from_args(args)
+    if not policy.pins_image:
+        # stderr, so --json output stays one object: an authentic document from ANY enclave image passes.
+        print("warning: no --pcr given: any enclave image is accepted (pin PCR0 to accept only your image)",
+              file=sys.stderr)
     try:
         verifier = Verifier(root=args.root or "aws")
     except TrustRootError as exc:
@@ -251,7 +256,7 @@ def _time_from_arg(value: str, document: AttestationDocument) -> datetime:
 
 def _policy_from_args(args: argparse.Namespace) -> Policy:
     pcrs = parse_pcr_args(args.pcr)
-    return Policy(
+    return Policy(  # pcrs None is Policy.any_enclave_image(); run_verify warns about it
         pcrs=dict(pcrs) or None,
         allow_debug=args.allow_debug,
         nonce=decode_hex(args.nonce, what="--nonce") if args.nonce is not None else None,

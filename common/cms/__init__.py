@@ -23,8 +23,8 @@ and for inspection ``parse_enveloped_data(data) -> EnvelopedData`` and ``recipie
 Errors (all :class:`~nitrokit.errors.NitrokitError`): :class:`CmsFormatError` (names what differs),
 :class:`RecipientMismatchError` (another key's envelope; found before any RSA operation),
 :class:`CmsDecryptionError` (one message for every later failure), :class:`UnsupportedKeyError` (not RSA
-2048/3072/4096), :class:`~nitrokit.errors.InputTooLargeError` (over :data:`MAX_ENVELOPE_SIZE` or
-:data:`MAX_PLAINTEXT_SIZE`).
+2048/3072/4096), :class:`CmsInputTooLargeError` (over :data:`MAX_ENVELOPE_SIZE` or :data:`MAX_PLAINTEXT_SIZE`;
+also an :class:`~nitrokit.errors.InputTooLargeError`). ``except CmsError`` catches all of them.
 
 The envelope is not authenticated: anyone with the public key can make one, and AES-CBC is malleable.
 See docs/cms.md.
@@ -41,6 +41,7 @@ from nitrokit.cms.errors import (
     CmsDecryptionError,
     CmsError,
     CmsFormatError,
+    CmsInputTooLargeError,
     RecipientMismatchError,
     UnsupportedKeyError,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "CmsDecryptionError",
     "CmsError",
     "CmsFormatError",
+    "CmsInputTooLargeError",
     "EnvelopedData",
     "RecipientMismatchError",
     "UnsupportedKeyError",

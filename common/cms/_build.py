@@ -20,7 +20,8 @@ from nitrokit.cms._shape import (
     TEMPLATES,
     octet_string_header,
 )
-from nitrokit.errors import InputTooLargeError, UsageError
+from nitrokit.cms.errors import CmsInputTooLargeError
+from nitrokit.errors import UsageError
 
 # Large enough for any KMS payload (4 KiB at most) with room to spare, small enough that every envelope
 # we build (with an RSA-4096 recipient) stays under MAX_ENVELOPE_SIZE and so opens with our own parser.
@@ -43,7 +44,7 @@ def encrypt_for_recipient(plaintext: bytes, recipient_public_key: bytes | rsa.RS
     if not isinstance(plaintext, bytes):
         raise UsageError(f"plaintext must be bytes, not {type(plaintext).__name__}")
     if len(plaintext) > MAX_PLAINTEXT_SIZE:
-        raise InputTooLargeError("plaintext", len(plaintext), MAX_PLAINTEXT_SIZE)
+        raise CmsInputTooLargeError("plaintext", len(plaintext), MAX_PLAINTEXT_SIZE)
     key = load_recipient_key(recipient_public_key)
     rid = hashlib.sha256(spki_der(key)).digest()
 

@@ -33,8 +33,8 @@ from nitrokit.cms._shape import (
     RID_LENGTH,
     TEMPLATES,
 )
-from nitrokit.cms.errors import CmsFormatError
-from nitrokit.errors import InputTooLargeError, UsageError
+from nitrokit.cms.errors import CmsFormatError, CmsInputTooLargeError
+from nitrokit.errors import UsageError
 from nitrokit.text import escaped
 
 # KMS's CiphertextForRecipient is at most 6144 bytes; a 4 KiB plaintext for RSA-4096 is under 5 KiB. The cap
@@ -57,7 +57,7 @@ _RECIPIENT_INFO_NAMES = {
 def parse_enveloped_data(data: bytes) -> EnvelopedData:
     """Parse a CiphertextForRecipient (raw BER/DER bytes) and check it has the shape KMS produces.
 
-    Raises :class:`~nitrokit.errors.InputTooLargeError` over :data:`MAX_ENVELOPE_SIZE` bytes and
+    Raises :class:`~nitrokit.cms.errors.CmsInputTooLargeError` over :data:`MAX_ENVELOPE_SIZE` bytes and
     :class:`~nitrokit.cms.errors.CmsFormatError` (naming what differs) for anything else it does not accept.
     """
     if isinstance(data, bytearray | memoryview):
@@ -65,7 +65,7 @@ def parse_enveloped_data(data: bytes) -> EnvelopedData:
     if not isinstance(data, bytes):
         raise UsageError(f"envelope must be bytes, not {type(data).__name__}")
     if len(data) > MAX_ENVELOPE_SIZE:
-        raise InputTooLargeError("CMS envelope", len(data), MAX_ENVELOPE_SIZE)
+        raise CmsInputTooLargeError("CMS envelope", len(data), MAX_ENVELOPE_SIZE)
     if not data:
         raise CmsFormatError("envelope is empty")
     parsed = _parse_kms_layout(data)

@@ -1,7 +1,7 @@
 """Errors raised by :mod:`nitrokit.cms`.
 
-Catch :class:`CmsError` for "this envelope could not be used". The subclasses tell apart the three cases a
-caller may want to handle differently:
+Catch :class:`CmsError` for "this envelope could not be used" (its size included). The subclasses tell apart
+the three cases a caller may want to handle differently:
 
 - :class:`CmsFormatError`: the bytes are not an envelope of the one shape AWS KMS produces (the message
   names what differs);
@@ -11,17 +11,21 @@ caller may want to handle differently:
   caller (or an attacker watching it) cannot tell a bad wrapped key from a bad padding.
 
 :class:`UnsupportedKeyError` is a usage error: the key handed in is not an RSA 2048/3072/4096 key.
+:class:`CmsInputTooLargeError` (an envelope over ``MAX_ENVELOPE_SIZE``, a plaintext over
+``MAX_PLAINTEXT_SIZE``) is also an :class:`~nitrokit.errors.InputTooLargeError`, for code that handles every
+size cap alike.
 Messages never contain key material or plaintext.
 """
 
 from __future__ import annotations
 
-from nitrokit.errors import NitrokitError, UsageError
+from nitrokit.errors import InputTooLargeError, NitrokitError, UsageError
 
 __all__ = [
     "CmsDecryptionError",
     "CmsError",
     "CmsFormatError",
+    "CmsInputTooLargeError",
     "RecipientMismatchError",
     "UnsupportedKeyError",
 ]
@@ -33,6 +37,12 @@ class CmsError(NitrokitError):
 
 class CmsFormatError(CmsError, ValueError):
     """The input is not a CMS EnvelopedData of the shape AWS KMS emits for CiphertextForRecipient."""
+
+
+class CmsInputTooLargeError(InputTooLargeError, CmsError):
+    """An envelope or a plaintext is over its size cap; refused before any parsing or RSA operation."""
+
+    # InputTooLargeError first in the MRO: its (what, size, limit) message goes up through CmsError.
 
 
 class RecipientMismatchError(CmsError):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from nitrokit.errors import NitrokitError, UsageError
+from nitrokit.errors import InputTooLargeError, NitrokitError, UsageError
 
 __all__ = [
     "AddressError",
@@ -116,15 +116,18 @@ class MalformedFrameError(ProtocolError):
     code: str = ErrorCode.MALFORMED_FRAME
 
 
-class FrameTooLargeError(ProtocolError):
-    """A frame's length prefix is over the limit. Found from the 4-byte prefix, before the body is read."""
+class FrameTooLargeError(InputTooLargeError, ProtocolError):
+    """A frame's length prefix is over the limit. Found from the 4-byte prefix, before the body is read.
+
+    Also an :class:`~nitrokit.errors.InputTooLargeError`, for code that handles every size cap alike;
+    ``except ProtocolError`` (or ``WireError``) still catches it with every other bad frame.
+    """
 
     code: str = ErrorCode.FRAME_TOO_LARGE
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"frame of {size} bytes is over the limit of {limit} bytes")
-        self.size = size
-        self.limit = limit
+        # InputTooLargeError first in the MRO: its message goes through ProtocolError (request_id None).
+        super().__init__("frame", size, limit)
 
 
 class UnsupportedVersionError(ProtocolError):
