@@ -21,8 +21,10 @@ from nitrokit.cli._io import (
     EXIT_OK,
     EXIT_USAGE,
     CommandFailed,
+    configure_logging,
     parse_pcr_args,
     print_json,
+    read_input,
     read_public_key_file,
     write_output,
 )
@@ -42,9 +44,11 @@ from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 from nitrokit.kms_api import NUMBER_OF_BYTES_RANGE
 from nitrokit.wire.server import run_until_signal
+from nitrokit.wire.service import ATTEST, MAX_MESSAGE_BYTES, MAX_NONCE_BYTES, SIGN, ServiceClient
 
 _EXTENDABLE = f"{BOOT_LOCKED_PCRS}..{PCR_COUNT - 1}"
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -117,8 +121,7 @@ def run_attest(args: argparse.Namespace) -> int:
         simulated["debug"] = True
     if simulated and args.nsm != "simulated":
         raise UsageError("--pcr and --debug shape simulated documents only: add --nsm simulated")
-    if args.out == "-" and sys.stdout.isatty():
-        raise UsageError("refusing to write a binary document to a terminal: use --out FILE or a pipe")
+    _refuse_terminal(args.out)
     public_key = read_public_key_file(args.public_key) if args.public_key is not None else None
     user_data = decode_hex(args.user_data, what="--user-data") if args.user_data is not None else None
     nonce = decode_hex(args.nonce, what="--nonce") if args.nonce is not None else None
@@ -127,6 +130,11 @@ def run_attest(args: argparse.Namespace) -> int:
         document = nsm.attestation(user_data=user_data, nonce=nonce, public_key=public_key)
     write_output(args.out, document)
     return EXIT_OK
+
+
+def _refuse_terminal(out: str) -> None:
+    if out == "-" and sys.stdout.isatty():
+        raise UsageError("refusing to write a binary document to a terminal: use --out FILE or a pipe")
 
 
 # --- describe-pcr, extend-pcr ---------------------------------------------------------------------------
@@ -204,7 +212,7 @@ def _add_generate_random(commands: Subparsers) -> None:
                              "tcp://HOST:PORT)")
     add_nsm_option(parser)
     parser.add_argument("--custom-key-store-id", metavar="ID", help="generate in this custom key store")
-    parser.add_argument("--format", choices=("hex", "base64", "raw"), default="hex", help="output form (hex)")
+    add_format_option(parser, default="hex")
     parser.add_argument("--mix-nsm-entropy", action=argparse.BooleanOptionalAction, default=True,
                         help="derive the output with HKDF from the KMS bytes and the NSM's own random bytes, so "
                              "a hostile parent alone cannot choose it (the default); --no-mix-nsm-entropy prints "
@@ -216,13 +224,23 @@ def run_generate_random(args: argparse.Namespace) -> int:
     with nsm_from_args(args) as nsm, KmsClient(nsm=nsm, parent=args.parent,
                                                mix_nsm_entropy=args.mix_nsm_entropy) as kms:
         data = kms.generate_random(args.bytes, custom_key_store_id=args.custom_key_store_id)
-    if args.format == "raw":
+    print_bytes(data, args.format)
+    return EXIT_OK
+
+
+def add_format_option(parser: argparse.ArgumentParser, *, default: str) -> None:
+    parser.add_argument("--format", choices=("hex", "base64", "raw"), default=default,
+                        help=f"output form ({default})")
+
+
+def print_bytes(data: bytes, form: str) -> None:
+    """``data`` on standard output as ``form`` (hex or base64 on one line, or the raw bytes)."""
+    if form == "raw":
         write_output("-", data)
-    elif args.format == "base64":
+    elif form == "base64":
         print(base64.b64encode(data).decode("ascii"))
     else:
         print(data.hex())
-    return EXIT_OK
 
 
 # --- serve ----------------------------------------------------------------------------------------------
@@ -233,7 +251,9 @@ def _add_serve(commands: Subparsers) -> None:
         "serve", help="the enclave service: a KMS-seeded identity, attestation documents on request",
         description="Get a seed from KMS through the parent (GenerateRandom with Recipient), derive a P-384 "
                     "identity from it, and answer Attest requests with NSM documents carrying the caller's nonce "
-                    "and the identity's public key. Prints the listening address first; SIGTERM stops it.",
+                    "and the identity's public key, and Sign requests with the identity's signature. Prints the "
+                    "listening address first, logs a start line and one line per call on stderr; SIGTERM stops "
+                    "it. See docs/enclave-service.md.",
     )
     parser.add_argument("--listen", default=DEFAULT_SERVICE_LISTEN, metavar="ADDR",
                         help=f"where to listen (default {DEFAULT_SERVICE_LISTEN})")
@@ -243,14 +263,83 @@ def _add_serve(commands: Subparsers) -> None:
     parser.add_argument("--no-mix-nsm-entropy", action="store_true",
                         help="use the KMS bytes alone as the seed (by default they are mixed with NSM entropy, "
                              "so a hostile parent cannot choose the identity)")
+    parser.add_argument("--log-level", default="info", type=str.lower, choices=_LOG_LEVELS,
+                        help="logs on stderr: a start line, then one line per call (default %(default)s)")
     parser.set_defaults(handler=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    configure_logging("nitrokit", args.log_level)
     with nsm_from_args(args) as nsm:
         kms = KmsClient(nsm=nsm, parent=args.parent, mix_nsm_entropy=not args.no_mix_nsm_entropy)
         service = EnclaveService(nsm=nsm, kms=kms, listen=args.listen)
         return run_until_signal(service, on_listening=lambda address: print(address, flush=True))
+
+
+# --- call -----------------------------------------------------------------------------------------------
+
+
+def _add_call(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "call", help="call a running enclave service (nitrokit enclave serve): Attest or Sign",
+        description="Send one request to an enclave service and print its answer. Nothing in the answer is "
+                    "verified here: verify an Attest document with 'nitrokit verify' (its public key is the "
+                    "service's identity) before trusting a signature. See docs/enclave-service.md.",
+    )
+    operations = parser.add_subparsers(dest="operation", metavar="OPERATION", required=True)
+    attest = operations.add_parser(
+        ATTEST.name, help="a fresh attestation document carrying your nonce and the service's public key",
+        description="Write the service's attestation document (raw CBOR) for NONCE; verify it with "
+                    "'nitrokit verify DOC --nonce HEX'.")
+    _add_service_option(attest)
+    attest.add_argument("--nonce", required=True, metavar="HEX",
+                        help=f"the nonce the document must carry (1..{MAX_NONCE_BYTES} bytes)")
+    attest.add_argument("--out", default="-", metavar="FILE|-", help="where to write the document (default stdout)")
+    attest.set_defaults(handler=run_call_attest)
+    sign = operations.add_parser(
+        SIGN.name, help="the service identity's signature over a message",
+        description="Print the service identity's ECDSA P-384/SHA-384 signature (DER) over the signature "
+                    "context followed by the message.")
+    _add_service_option(sign)
+    message = sign.add_mutually_exclusive_group(required=True)
+    message.add_argument("--message", metavar="HEX", help=f"the message (1..{MAX_MESSAGE_BYTES} bytes), in hex")
+    message.add_argument("--message-file", metavar="FILE|-", help="the message, read from a file or stdin")
+    add_format_option(sign, default="base64")
+    sign.set_defaults(handler=run_call_sign)
+
+
+def _add_service_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--service", required=True, metavar="ADDR",
+                        help=f"the service's address: vsock://CID:PORT (it listens on {DEFAULT_SERVICE_LISTEN} by "
+                             "default), unix:///path or tcp://HOST:PORT")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                        help="seconds to wait for the answer (default %(default)s)")
+
+
+def _service_client(args: argparse.Namespace) -> ServiceClient:
+    if not 0 < args.timeout <= 3600:
+        raise UsageError("--timeout must be above 0 and at most 3600 seconds")
+    return ServiceClient(args.service, timeout=args.timeout)
+
+
+def run_call_attest(args: argparse.Namespace) -> int:
+    nonce = decode_hex(args.nonce, what="--nonce")
+    _refuse_terminal(args.out)
+    with _service_client(args) as service:
+        document = service.attest(nonce)
+    write_output(args.out, document)
+    return EXIT_OK
+
+
+def run_call_sign(args: argparse.Namespace) -> int:
+    if args.message is not None:
+        message = decode_hex(args.message, what="--message")
+    else:
+        message = read_input(args.message_file, limit=MAX_MESSAGE_BYTES, what="--message-file")
+    with _service_client(args) as service:
+        signature = service.sign(message)
+    print_bytes(signature, args.format)
+    return EXIT_OK
 
 
 # In --help order. Add new subcommands here.
@@ -261,4 +350,5 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_describe_nsm,
     _add_generate_random,
     _add_serve,
+    _add_call,
 )

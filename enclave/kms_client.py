@@ -121,6 +121,16 @@ class KmsClient:
         self._identity: _Identity | None = None
         self._lock = threading.Lock()
 
+    @property
+    def parent(self) -> Address:
+        """The parent proxy's address."""
+        return self._address
+
+    @property
+    def mixes_nsm_entropy(self) -> bool:
+        """Whether results are mixed with NSM entropy (the default) or the KMS bytes as decrypted."""
+        return self._mix
+
     def generate_random(self, number_of_bytes: int, *, custom_key_store_id: str | None = None) -> bytes:
         """``number_of_bytes`` (1..1024) random bytes from KMS that only this enclave could decrypt."""
         if type(number_of_bytes) is not int or not MIN_RANDOM_BYTES <= number_of_bytes <= MAX_RANDOM_BYTES:

@@ -11,11 +11,16 @@ though not who asked for it. The seed and the private key never leave the proces
 By default the seed is mixed with the NSM's own random bytes through HKDF. A hostile parent can forge a
 CMS envelope (docs/threat-model.md), and without mixing it could then choose the seed, and so the
 identity key.
+
+Logs go to the ``nitrokit.enclave`` logger: a line when the seed is asked for, the "listening on" line
+(with the identity's public-key fingerprint, never the key or seed), then one line per call as every wire
+server writes them (docs/protocol.md). The operations, their limits and errors: docs/enclave-service.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -75,12 +80,17 @@ class EnclaveService:
 
     async def start(self) -> Address:
         """Get the seed from KMS, derive the identity, then listen. KMS failures propagate (typed)."""
+        mixing = "mixed with NSM entropy" if self._kms.mixes_nsm_entropy else "KMS bytes alone, not mixed"
+        self._server.logger.info("asking KMS for the identity seed through the parent at %s (%s)",
+                                 self._kms.parent, mixing)
         seed = await asyncio.get_running_loop().run_in_executor(None, self._kms.generate_random, SEED_BYTES)
         identity = self._identity = derive_identity_key(seed)
         del seed
         self._public_key_der = identity.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return await self._server.start(self._listen)
+        fingerprint = hashlib.sha256(self._public_key_der).hexdigest()[:16]
+        return await self._server.start(self._listen, detail=f"identity P-384 key sha256:{fingerprint}..., "
+                                                             f"operations {', '.join(SERVICE_OPERATIONS)}")
 
     async def serve(self) -> None:
         await self._server.serve()

@@ -1,10 +1,12 @@
 """The enclave service's operations on the wire: ``Attest`` (a fresh attestation document) and ``Sign``.
 
 The service (``nitrokit enclave serve``) speaks the same frames and messages as the parent proxy, with its own
-allow-list, :data:`SERVICE_OPERATIONS`::
+allow-list, :data:`SERVICE_OPERATIONS`. :class:`ServiceClient` is its client (``nitrokit enclave call`` on the
+command line; docs/enclave-service.md)::
 
-    with WireClient("vsock://16:5005", operations=SERVICE_OPERATIONS) as client:
-        document = parse_attest_response(client.call("Attest", attest_request(nonce)))
+    with ServiceClient("vsock://16:5005") as service:
+        document = service.attest(nonce)          # unverified: verify it before trusting its public key
+        signature = service.sign(b"message")      # check with verify_service_signature(public_key, ...)
 
 - ``Attest``: request ``{"Nonce": base64}`` (1..1024 bytes, the NSM's limit); response
   ``{"AttestationDocument": base64}``, whose ``public_key`` is the service's identity key. A caller verifies
@@ -18,13 +20,16 @@ allow-list, :data:`SERVICE_OPERATIONS`::
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from nitrokit.attestation import MAX_DOCUMENT_BYTES, MAX_OPTIONAL_FIELD_BYTES
+from nitrokit.wire.address import Address
+from nitrokit.wire.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, WireClient
 from nitrokit.wire.errors import InvalidResponseError
 from nitrokit.wire.kms import Blob, Operation, Structure
 
@@ -89,3 +94,36 @@ def verify_service_signature(public_key_der: bytes, message: bytes, signature: b
     except InvalidSignature:
         return False
     return True
+
+
+class ServiceClient:
+    """A blocking client of the enclave service over one (reused) connection.
+
+    Failures are the wire client's typed errors: :class:`~nitrokit.wire.errors.RemoteError` for an error
+    response (``InvalidRequest`` for a nonce or message outside its limits, ``InternalError`` if the NSM
+    refused), :class:`~nitrokit.wire.errors.TransportError` when the service cannot be reached, and
+    :class:`~nitrokit.wire.errors.InvalidResponseError` for an answer that is not the operation's shape.
+    """
+
+    def __init__(self, address: str | Address, *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._wire = WireClient(address, connect_timeout=connect_timeout, timeout=timeout,
+                                operations=SERVICE_OPERATIONS)
+
+    def attest(self, nonce: bytes) -> bytes:
+        """A fresh attestation document carrying ``nonce`` and the service's public key (unverified)."""
+        return parse_attest_response(self._wire.call(ATTEST.name, attest_request(nonce)))
+
+    def sign(self, message: bytes) -> bytes:
+        """The service identity's DER signature over :data:`SIGNATURE_CONTEXT` followed by ``message``."""
+        return parse_sign_response(self._wire.call(SIGN.name, sign_request(message)))
+
+    def close(self) -> None:
+        self._wire.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
