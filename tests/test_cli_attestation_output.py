@@ -116,3 +116,16 @@ def test_no_hint_where_neither_applies() -> None:
     assert result.returncode == 1
     assert b"hint:" not in result.stderr
     assert "hint" not in json.loads(run_cli("verify", path, "--at", "document", "--json").stdout)
+
+
+@pytest.mark.parametrize("field", ["digest", "pcrs"])
+@pytest.mark.parametrize("command", ["inspect", "verify"])
+def test_a_refused_field_is_not_echoed_raw(field: str, command: str, tmp_path: Path) -> None:
+    bad = {"digest": FAKE_VERDICT, "pcrs": {FAKE_VERDICT: b"\x00" * 48}}[field]
+    path = tmp_path / "bad.cbor"
+    path.write_bytes(build_document(at=T0, extra={field: bad}))
+    for args in ([command, str(path)], [command, str(path), "--json"]):
+        result = run_cli(*args)
+        assert result.returncode == 1, result.stderr
+        assert ESC not in result.stdout and ESC not in result.stderr
+        assert b"Traceback" not in result.stderr
