@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nitrokit.cli._io import configure_logging
+from nitrokit.cli._io import add_log_level_argument, configure_logging
 from nitrokit.parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig
 from nitrokit.wire import MAX_FRAME_SIZE
 from nitrokit.wire.server import run_until_signal
@@ -60,8 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "(default %(default)s)")
     limits.add_argument("--kms-max-attempts", type=int, default=_DEFAULTS.kms_max_attempts, metavar="N",
                         help="attempts per KMS call, botocore standard retry mode (default %(default)s)")
-    parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
-                        help="(default %(default)s)")
+    add_log_level_argument(parser)
     parser.set_defaults(handler=run_parent)
 
 

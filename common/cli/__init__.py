@@ -4,19 +4,31 @@ Each command group lives in a module exposing ``register(subparsers)``. The core
 the enclave and parent sides (and any other installed package) add theirs through the ``nitrokit.commands``
 entry-point group, so the core names no side. This module wires them together and turns errors into exit
 codes: 0 success, 1 a check or operation failed (with the reason), 2 a usage or I/O error.
+
+Two promises hold for every command, so no command has to keep them itself:
+
+- with ``--json`` standard output carries exactly one JSON object, also when the command cannot run: an
+  error is ``{"error": {"kind": "usage" | "io" | "failed" | "interrupted", "message": "..."}, "exit_code": N}``
+  (the message is also on stderr, as without ``--json``);
+- a reader that closes standard output early (``nitrokit verify DOC --json | head -1``) does not turn the
+  verdict into an I/O error: the rest of the output is dropped silently and the exit status is the command's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
+import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, TypeAlias
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeAlias, cast
 
 from nitrokit import __version__
-from nitrokit.cli._io import EXIT_FAILURE, EXIT_USAGE, CommandFailed
+from nitrokit.cli._io import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandFailed
 from nitrokit.errors import InputTooLargeError, NitrokitError, UsageError
 
 if TYPE_CHECKING:
@@ -64,9 +76,27 @@ def _unavailable(name: str, reason: str) -> Register:
     return register
 
 
+class ArgumentsError(SystemExit):
+    """argparse's usage error (exit 2), with its message kept for ``--json``. A SystemExit, as argparse's is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(EXIT_USAGE)
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and, through ``parser_class``, every subcommand's), keeping usage errors' messages."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise ArgumentsError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nitrokit", description="AWS Nitro Enclaves attestation toolkit.")
+    parser: argparse.ArgumentParser = _Parser(prog="nitrokit", description="AWS Nitro Enclaves attestation toolkit.")
     parser.add_argument("--version", action="version", version=f"nitrokit {__version__}")
+    # Subcommands' parsers are _Parser too (argparse uses the parent's class), so their usage errors reach --json.
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _CORE_COMMANDS:
         importlib.import_module(module).register(subparsers)
@@ -76,32 +106,145 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    stdout = sys.stdout
+    sys.stdout = cast(IO[str], _ClosablePipe(stdout))
+    try:
+        return _run(words)
+    finally:
+        sys.stdout = stdout
+        _flush_quietly(stdout)  # now, not at interpreter exit, where a closed pipe would print a traceback
+
+
+def _run(words: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(words)
+    except ArgumentsError as exc:
+        if _wants_json(words):
+            _print_json_error("usage", exc.message, EXIT_USAGE)
+        raise
+    as_json = bool(getattr(args, "json", False))
     try:
         code: int = args.handler(args)
     except CommandFailed as exc:
-        _print_error(str(exc))
-        return exc.exit_code
+        return _fail(str(exc), exc.exit_code, "usage" if exc.exit_code == EXIT_USAGE else "failed", as_json)
     except UsageError as exc:
-        _print_error(f"usage: {exc}")
-        return EXIT_USAGE
+        return _fail(f"usage: {exc}", EXIT_USAGE, "usage", as_json)
     except InputTooLargeError as exc:  # an input over its cap: the caller's to fix, like a usage error
-        _print_error(str(exc))
-        return EXIT_USAGE
+        return _fail(str(exc), EXIT_USAGE, "usage", as_json)
     except NitrokitError as exc:
-        _print_error(str(exc))
-        return EXIT_FAILURE
+        return _fail(str(exc), EXIT_FAILURE, "failed", as_json)
     except OSError as exc:
-        _print_error(f"I/O error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
-        return EXIT_USAGE
+        message = f"I/O error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+        return _fail(message, EXIT_USAGE, "io", as_json)
     except KeyboardInterrupt:
-        return 130
+        if as_json:
+            _print_json_error("interrupted", "interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _fail(message: str, code: int, kind: str, as_json: bool) -> int:
+    _print_error(message)
+    if as_json:
+        _print_json_error(kind, message, code)
     return code
 
 
 def _print_error(message: str) -> None:
     print(f"nitrokit: {message}", file=sys.stderr)
+
+
+def _print_json_error(kind: str, message: str, code: int) -> None:
+    """The one JSON object of a ``--json`` command that could not give its own (the module docstring's shape)."""
+    print(json.dumps({"error": {"kind": kind, "message": message}, "exit_code": code}, indent=2))
+
+
+def _wants_json(words: Sequence[str]) -> bool:
+    """Whether ``--json`` (or an abbreviation argparse would take for it) is among the options."""
+    for word in words:
+        if word == "--":
+            return False
+        if len(word) >= 3 and "--json".startswith(word):
+            return True
+    return False
+
+
+class _ClosablePipe:
+    """Standard output while a command runs. When the reader goes away (EPIPE), output is pointed at the null
+    device with ``os.dup2`` and the command carries on to its verdict, as ``cat`` or ``grep`` reading into
+    ``head`` do; before, the first write after ``head`` exited raised BrokenPipeError out of the command."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            _silence(self._stream)
+            return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        _flush_quietly(self._stream)
+
+    @property
+    def buffer(self) -> Any:
+        return _ClosableBinaryPipe(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _ClosableBinaryPipe:
+    """``sys.stdout.buffer`` of a :class:`_ClosablePipe` (for commands writing bytes)."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._buffer: Any = stream.buffer  # type: ignore[attr-defined]
+
+    def write(self, data: bytes) -> int:
+        try:
+            count: int = self._buffer.write(data)
+            return count
+        except BrokenPipeError:
+            _silence(self._stream)
+            return len(data)
+
+    def flush(self) -> None:
+        try:
+            self._buffer.flush()
+        except BrokenPipeError:
+            _silence(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
+
+
+def _flush_quietly(stream: IO[str]) -> None:
+    try:
+        stream.flush()
+    except BrokenPipeError:
+        _silence(stream)
+    except ValueError:  # already closed
+        pass
+
+
+def _silence(stream: IO[str]) -> None:
+    """Point the stream's file descriptor at the null device and drop what it still holds."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()  # the buffered rest now goes to the null device
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ hex arguments go through :func:`nitrokit.hextext.decode_hex`, so each command re
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
@@ -26,7 +27,10 @@ from nitrokit.text import escaped
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 MAX_PUBLIC_KEY_FILE_BYTES = 16 * 1024
+#: what every ``--log-level`` accepts, in any case
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class CommandFailed(Exception):
@@ -141,11 +145,21 @@ class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def add_log_level_argument(parser: argparse.ArgumentParser, *, default: str = "INFO", what: str = "log") -> None:
+    """Every command's ``--log-level``: one of :data:`LOG_LEVELS` in any case (``info``, ``INFO``, ``Info``)."""
+    parser.add_argument("--log-level", default=default.upper(), type=str.upper, choices=LOG_LEVELS,
+                        metavar="LEVEL", help=f"level of the {what} on stderr: debug, info, warning or error, in any "
+                                              f"case (default {default.lower()})")
+
+
 def configure_logging(logger_name: str, level: str) -> None:
-    """One line per record on stderr for ``logger_name`` (a server's own logger), at ``level``."""
+    """One line per record on stderr for ``logger_name`` (a server's own logger), at ``level`` (any case)."""
+    upper = level.upper()
+    if upper not in LOG_LEVELS:
+        raise UsageError(f"log level {escaped(level, 16)!r} is not one of {', '.join(LOG_LEVELS)} (any case)")
     handler = _CurrentStderrHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     log = logging.getLogger(logger_name)
     log.handlers[:] = [handler]
-    log.setLevel(level.upper())
+    log.setLevel(upper)
     log.propagate = False

@@ -16,7 +16,15 @@ import threading
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from nitrokit.cli._io import EXIT_OK, EXIT_USAGE, CommandFailed, configure_logging, parse_pcr_args, read_input
+from nitrokit.cli._io import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandFailed,
+    add_log_level_argument,
+    configure_logging,
+    parse_pcr_args,
+    read_input,
+)
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 from nitrokit.kms.limits import DEFAULT_MAX_CONNECTIONS
@@ -55,8 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "SigV4-signed in form (scope, region, date), but the signature is not recomputed")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                         help=f"open connections served at once (default {DEFAULT_MAX_CONNECTIONS})")
-    parser.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-                        help="level of the per-request log on stderr (default INFO)")
+    add_log_level_argument(parser, what="per-request log")
     parser.set_defaults(handler=run_kms_sim)
 
 
