@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -104,9 +105,17 @@ def test_real_document_under_a_pcr_policy() -> None:
 
 
 def test_the_packaged_aws_root_is_the_published_one() -> None:
-    sample = vector_path("nitro-attestation", "aws-nitro-enclaves-root-g1.pem").read_bytes()
+    # The pin against evidence from outside the package (not against a copy of itself): AWS's published
+    # root file and the root that every real document's cabundle starts with.
+    sample_path = vector_path("nitro-attestation", "aws-nitro-enclaves-root-g1.pem")
+    sample = sample_path.read_bytes()
     assert roots.load_root(sample) == aws_nitro_root()
-    assert AWS_NITRO_ROOT_G1_SHA256 == "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
+    published = der(roots.load_root(sample))
+    vectors = sample_path.parent.glob("*.cbor")
+    carried = {parse_document(vector.read_bytes()).cabundle[0] for vector in vectors}
+    assert carried == {published}
+    assert hashlib.sha256(published).hexdigest() == AWS_NITRO_ROOT_G1_SHA256
+    assert hashlib.sha256(der(aws_nitro_root())).hexdigest() == AWS_NITRO_ROOT_G1_SHA256
 
 
 def test_a_modified_packaged_root_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -146,7 +146,10 @@ def check_protected_header(protected: object, *, algorithms: tuple[Algorithm, ..
             return candidate
     # Refused; decode only to say why, in bounded words.
     wanted = " or ".join(f"{candidate.name} ({candidate.protected_header.hex()})" for candidate in algorithms)
-    header = decode_item(protected, field="protected header", max_depth=max_depth)
+    try:
+        header = decode_item(protected, field="protected header", max_depth=max_depth)
+    except CoseError as exc:
+        raise CoseError(f"{exc.message}, expected exactly {wanted}", field="protected header") from None
     if not isinstance(header, Mapping):
         raise CoseError(f"expected a map, got {kind(header)}", field="protected header")
     # type() checks: true and 1.0 compare equal to 1 in Python, but are not label 1.
