@@ -6,9 +6,9 @@
 1. parse      strict COSE_Sign1 + payload checks (:mod:`nitrokit.attestation._parse`), always from bytes: an
               :class:`UnverifiedDocument` passed in is parsed again from its ``encoded`` bytes
 2. time       the document is not later than ``at`` plus the skew, and not older than ``max_age`` if given
-3. chain      trusted root -> cabundle intermediates -> signing certificate, all valid at ``at`` (the
-              signing certificate's notBefore with the same skew), and the document's timestamp within the
-              signing certificate's validity
+3. chain      trusted root -> cabundle intermediates -> signing certificate, all valid at ``at``, or at
+              the document's timestamp when that is ahead of ``at`` within the skew (so the leaf's notBefore
+              gets the same skew), and the timestamp within the signing certificate's validity
 4. signature  ES384 over the COSE Sig_structure with the signing certificate's key
 5. policy     the caller's expectations (:class:`Policy`, required: ``Policy.any_enclave_image()`` says
               "no PCR pinned" out loud); debug mode refused by default
