@@ -205,6 +205,18 @@ def test_the_simulated_kms_answers_a_bignum_document_with_a_validation_exception
     assert "tag 2" in error["Error"]["Message"]
 
 
+def test_eif_signature_section_messages_are_bounded_and_never_raise() -> None:
+    # The EIF PCR0 signature shares the strict decoder; its messages show keys through nitrokit.cbor.shown.
+    from nitrokit.eif._signature import parse_signature_section
+    from nitrokit.eif.errors import EifSignatureError
+
+    with pytest.raises(EifSignatureError) as info:
+        parse_signature_section(cbor2.dumps([{"k" * 5000 + str(i): 1 for i in range(50)}]))
+    assert "entry keys" in str(info.value) and len(str(info.value)) < 400
+    with pytest.raises(EifSignatureError, match="CBOR tag 2"):
+        parse_signature_section(cbor2.dumps([{HUGE: 1}]))
+
+
 # --- item 6: value sharing never decodes; nothing prints untrusted structure unbounded -------------------
 
 def _shared_field() -> bytes:

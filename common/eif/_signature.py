@@ -27,7 +27,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 
 from nitrokit.attestation import PCR_BYTES
 from nitrokit.attestation._cose import ALGORITHMS_BY_CURVE, CoseError, decode_sign1, verify_signature
-from nitrokit.cbor import CborError, decode_exactly, kind
+from nitrokit.cbor import CborError, decode_exactly, kind, shown
 from nitrokit.eif.errors import EifSignatureError
 from nitrokit.eif.models import EifSignature
 from nitrokit.text import escaped
@@ -64,7 +64,7 @@ def parse_signature_section(data: bytes) -> tuple[x509.Certificate, bytes]:
     if not isinstance(entry, Mapping):
         raise EifSignatureError(f"signature section: entry is {kind(entry)}, expected a map")
     if set(entry) != {_CERT_KEY, _SIG_KEY}:
-        keys = sorted(repr(k) for k in entry)
+        keys = ", ".join(shown(key) for key in list(entry)[:4]) + (", ..." if len(entry) > 4 else "")
         raise EifSignatureError(f"signature section: entry keys {keys}, expected {_CERT_KEY!r} and {_SIG_KEY!r}")
     pem = _byte_array(entry[_CERT_KEY], field=_CERT_KEY)
     cose = _byte_array(entry[_SIG_KEY], field=_SIG_KEY)
@@ -116,7 +116,7 @@ def check_pcr0_signature(certificate: x509.Certificate, cose: bytes, *, pcr0: by
         raise EifSignatureError(f"PCR0 signature payload: expected a map of {_INDEX_KEY!r} and {_VALUE_KEY!r}")
     index = signed[_INDEX_KEY]
     if type(index) is not int or index != SIGNED_PCR_INDEX:
-        raise EifSignatureError(f"PCR0 signature payload: register_index is {index!r}, expected 0")
+        raise EifSignatureError(f"PCR0 signature payload: register_index is {shown(index)}, expected 0")
     value = _byte_array(signed[_VALUE_KEY], field=_VALUE_KEY)
     if value != pcr0:
         raise EifSignatureError(
