@@ -252,6 +252,9 @@ def _send(session: Any, request: Any, **_: Any) -> Any:
             chunks.append(chunk)
         if call.abandoned:
             raise _CallAbandoned()  # its socket was shut down under it: what was read is not the answer
+        # The whole body is read, and the connection is back in botocore's pool for other calls: it is no
+        # longer this call's to shut down (a retry registers the connection it then uses).
+        call.finish()
     except Urllib3ReadTimeout as exc:
         raw.close()
         raise ReadTimeoutError(endpoint_url=request.url, error=exc) from None

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -115,6 +117,7 @@ class ParentProxy:
         self._kms_client = kms_client
         self._relay: KmsRelay | None = None
         self._slots: asyncio.Semaphore | None = None
+        self._workers: _DaemonWorkers | None = None
         self._server = WireServer(config.limits, self._execute, operations=OPERATIONS, name="parent")
 
     @property
@@ -136,6 +139,7 @@ class ParentProxy:
             connect_timeout=config.kms_connect_timeout, read_timeout=config.kms_read_timeout,
             max_attempts=config.kms_max_attempts, max_pool_connections=config.max_inflight, client=self._kms_client)
         self._slots = asyncio.Semaphore(config.max_inflight)
+        self._workers = _DaemonWorkers(config.max_inflight)
         detail = (f"KMS endpoint {relay.endpoint}, region {relay.region}, "
                   f"plaintext {'allowed' if config.allow_plaintext else 'refused'}")
         address = await self._server.start(config.listen, detail=detail)
@@ -227,12 +231,48 @@ class ParentProxy:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the proxy has stopped
                 loop.call_soon_threadsafe(deliver, result, error)
 
+        assert self._workers is not None
         try:
-            threading.Thread(target=work, name="nitrokit-kms", daemon=True).start()
+            self._workers.submit(work)
         except BaseException:
             slots.release()
             raise
         return answer
+
+
+class _DaemonWorkers:
+    """Up to ``size`` daemon threads running submitted jobs, started as needed and never joined.
+
+    What ThreadPoolExecutor does, minus the join at interpreter exit that made a stop wait for a worker
+    stuck on KMS. Callers bound the jobs in flight to ``size`` (the proxy's slots), so a job never waits for
+    a thread for long.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            start = self._idle == 0 and self._threads < self._size
+            if start:
+                self._threads += 1
+            else:
+                self._idle -= 1  # this idle thread is taken by the job
+        if start:
+            threading.Thread(target=self._run, args=(job,), name="nitrokit-kms", daemon=True).start()
+        else:
+            self._jobs.put(job)
+
+    def _run(self, job: Callable[[], None]) -> None:
+        while True:
+            job()
+            with self._lock:
+                self._idle += 1
+            job = self._jobs.get()
 
 
 class ProxyThread(ServerThread[ParentProxy]):
