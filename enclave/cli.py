@@ -21,6 +21,7 @@ from nitrokit.cli._io import (
     EXIT_OK,
     EXIT_USAGE,
     CommandFailed,
+    add_log_level_argument,
     configure_logging,
     parse_pcr_args,
     print_json,
@@ -48,7 +49,6 @@ from nitrokit.wire.service import ATTEST, MAX_MESSAGE_BYTES, MAX_NONCE_BYTES, SI
 
 _EXTENDABLE = f"{BOOT_LOCKED_PCRS}..{PCR_COUNT - 1}"
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-_LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -263,8 +263,7 @@ def _add_serve(commands: Subparsers) -> None:
     parser.add_argument("--no-mix-nsm-entropy", action="store_true",
                         help="use the KMS bytes alone as the seed (by default they are mixed with NSM entropy, "
                              "so a hostile parent cannot choose the identity)")
-    parser.add_argument("--log-level", default="info", type=str.lower, choices=_LOG_LEVELS,
-                        help="logs on stderr: a start line, then one line per call (default %(default)s)")
+    add_log_level_argument(parser, what="start line and one line per call")
     parser.set_defaults(handler=run_serve)
 
 

@@ -75,8 +75,8 @@ def test_a_policy_file_with_duplicate_keys_is_refused(tmp_path: Path) -> None:
         AttestationConditions.from_json_text(DUPLICATE_POLICY)
     path = tmp_path / "statement.json"
     path.write_text(DUPLICATE_POLICY)
-    args = argparse.Namespace(config=None, root=None, region=None, recipient_required=False, policy=str(path),
-                              pcr=[], image_sha384=None)
+    args = argparse.Namespace(config=None, root=None, region=None, recipient_required=False, any_credentials=False,
+                              policy=str(path), pcr=[], image_sha384=None)
     with pytest.raises(KmsConfigError, match=f"--policy {path} is not valid JSON: duplicate key"):
         build_config(args)
 
