@@ -329,7 +329,7 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
                          retryable=False)
     if isinstance(exc, _AnswerTooLarge):
         return ErrorInfo(code=ErrorCode.INVALID_KMS_RESPONSE,
-                         message=f"KMS's answer is larger than {MAX_KMS_ANSWER_BYTES} bytes; refused, not read",
+                         message=f"KMS's answer is larger than {MAX_KMS_ANSWER_BYTES} bytes; refused, the rest unread",
                          retryable=False)
     if isinstance(exc, _CallAbandoned):
         return ErrorInfo(code=ErrorCode.KMS_TIMEOUT, message="the KMS call passed its deadline", retryable=True)
