@@ -42,11 +42,6 @@ from nitrokit.testing.pki import utc
 AT = utc(2025, 6, 1, 12)
 
 
-def _policy() -> Policy:
-    any_image = getattr(Policy, "any_enclave_image", None)  # the verification API asks for a policy
-    return any_image() if any_image is not None else Policy()
-
-
 def _x509_verification(document: bytes, root: x509.Certificate, *, at: datetime) -> Callable[[], Callable[[], None]]:
     """A factory of document verifiers using cryptography.x509.verification for the chain step."""
     from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store
@@ -101,7 +96,7 @@ def run(seconds: float = 2.0, *, rounds: int = 5, x509_verification: bool = Fals
     public = key.public_key()
     root = fixture_pki().root
     document = build_document(at=AT, signer=fixture_pki().issue_leaf(not_before=AT), nonce=b"n" * 32)
-    policy = _policy()
+    policy = Policy.any_enclave_image()
     warm_verifier = Verifier(root=root)
 
     def nothing_cached() -> None:

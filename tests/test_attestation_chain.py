@@ -26,15 +26,11 @@ PRIVATE_OID = ObjectIdentifier("1.3.6.1.4.1.55555.1")
 UNKNOWN = x509.UnrecognizedExtension(PRIVATE_OID, b"\x05\x00")
 NAME_CONSTRAINTS = x509.NameConstraints(permitted_subtrees=[x509.DNSName("example.com")], excluded_subtrees=None)
 CODE_SIGNING = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING])
-
-
-def _policy() -> Policy:
-    any_image = getattr(Policy, "any_enclave_image", None)
-    return any_image() if any_image is not None else Policy()
+ANY_IMAGE = Policy.any_enclave_image()
 
 
 def _verify(chain: list[tuple[x509.Certificate, Any]]) -> None:
-    Verifier(root=chain[0][0]).verify(document_from_chain(chain), at=T0, policy=_policy())
+    Verifier(root=chain[0][0]).verify(document_from_chain(chain), at=T0, policy=ANY_IMAGE)
 
 
 CRITICAL_CASES = [
@@ -101,11 +97,11 @@ def _count(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
 def test_a_cold_verifier_verifies_every_signature_but_parses_no_known_certificate_again(
         monkeypatch: pytest.MonkeyPatch) -> None:
     data = build_document(at=T0)
-    Verifier(root=fixture_pki().root).verify(data, at=T0, policy=_policy())  # the process has seen this chain
+    Verifier(root=fixture_pki().root).verify(data, at=T0, policy=ANY_IMAGE)  # the process has seen this chain
     parses = _count(monkeypatch, "load_der")
     links = _count(monkeypatch, "check_issued_by")
     for _ in range(3):
-        Verifier(root=fixture_pki().root).verify(data, at=T0, policy=_policy())
+        Verifier(root=fixture_pki().root).verify(data, at=T0, policy=ANY_IMAGE)
     assert parses[0] == 0
     assert links[0] == 3 * 4  # a new Verifier checks all four links again: cold means the five signatures
 
@@ -113,9 +109,9 @@ def test_a_cold_verifier_verifies_every_signature_but_parses_no_known_certificat
 def test_a_cached_parse_is_checked_for_validity_every_time() -> None:
     chain = make_chain(with_change(default_specs(), 2, not_after=T0 + timedelta(hours=1)))
     data = document_from_chain(chain)
-    Verifier(root=chain[0][0]).verify(data, at=T0, policy=_policy())
+    Verifier(root=chain[0][0]).verify(data, at=T0, policy=ANY_IMAGE)
     with pytest.raises(CertificateValidityError) as info:
-        Verifier(root=chain[0][0]).verify(data, at=T0 + timedelta(hours=2), policy=_policy())
+        Verifier(root=chain[0][0]).verify(data, at=T0 + timedelta(hours=2), policy=ANY_IMAGE)
     assert info.value.field == "cabundle[2]"
 
 

@@ -23,6 +23,7 @@ from nitrokit.attestation import (
     load_root,
     parse_document,
 )
+from nitrokit.cbor import shown
 from nitrokit.cli._io import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -36,7 +37,7 @@ from nitrokit.cli._io import (
 )
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
-from nitrokit.text import clip, escaped
+from nitrokit.text import escaped
 
 # base64 text of a maximal document, with line breaks.
 _MAX_INPUT_BYTES = MAX_DOCUMENT_BYTES * 2
@@ -202,7 +203,7 @@ def _printable(value: object) -> object:
         return {"integer bits": value.bit_length()}  # no str(): past 4300 digits it raises
     if isinstance(value, str | int | bool) or value is None:
         return value
-    return clip(repr(value), 200)  # repr escapes control characters in any string inside
+    return shown(value)  # a nested value by its kind and size: never a repr of untrusted structure
 
 
 def _shown(text: str, limit: int = _MAX_SHOWN_CHARS) -> str:
