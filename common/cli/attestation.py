@@ -109,7 +109,7 @@ def run_verify(args: argparse.Namespace) -> int:
             print_json({"valid": False, "step": exc.step, "field": exc.field, "error": str(exc),
                         **({"hint": hint} if hint else {})})
         else:
-            print(f"NOT VALID: {_shown(str(exc))}")
+            print(f"NOT VALID: {_untrusted(str(exc))}")
             if hint:
                 print(f"hint: {hint}", file=sys.stderr)
         return EXIT_FAILURE
@@ -120,10 +120,10 @@ def run_verify(args: argparse.Namespace) -> int:
                     "chain": [cert.subject.rfc4514_string() for cert in result.chain], **summary})
     else:
         doc = result.document
-        print(f"VALID: {_shown(doc.module_id)} at {doc.issued_at.isoformat()} "
+        print(f"VALID: {_untrusted(doc.module_id)} at {doc.issued_at.isoformat()} "
               f"(verified at {result.verified_at.isoformat()})")
         print(f"  checks: {', '.join(result.checks)}")
-        print(f"  root: {_shown(result.chain[0].subject.rfc4514_string())}")
+        print(f"  root: {_untrusted(result.chain[0].subject.rfc4514_string())}")
         for index, value in doc.pcrs.items():
             print(f"  PCR{index}: {value.hex()}")
     return EXIT_OK
@@ -137,7 +137,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         return EXIT_OK
     # Everything below comes from the document: escaped, so it cannot drive the terminal or fake a verdict.
     print("NOT VERIFIED: structure only (use 'nitrokit verify' to check it)")
-    print(f"module_id:  {_shown(summary['module_id'])}")
+    print(f"module_id:  {_untrusted(summary['module_id'])}")
     print(f"timestamp:  {summary['timestamp']} ({summary['issued_at']})")
     print(f"digest:     {summary['digest']}   debug mode: {summary['debug']}   tagged: {summary['tagged']}")
     for index, value in summary["pcrs"].items():
@@ -146,10 +146,10 @@ def run_inspect(args: argparse.Namespace) -> int:
         size = summary["sizes"][name]
         print(f"{name + ':':<11} {'null' if size is None else f'{size} bytes'}")
     for cert in summary["certificates"]:
-        print(f"{cert['position']:<11} {_shown(cert['subject'])}")
+        print(f"{cert['position']:<11} {_untrusted(cert['subject'])}")
         print(f"{'':<11} valid {cert['not_before']} .. {cert['not_after']}")
     for key, value in summary["unknown_fields"].items():
-        print(f"unknown field (not trusted) '{_shown(key, _MAX_SHOWN_KEY_CHARS)}': {_shown(str(value))}")
+        print(f"unknown field (not trusted) '{_untrusted(key, _MAX_SHOWN_KEY_CHARS)}': {_untrusted(str(value))}")
     return EXIT_OK
 
 
@@ -206,7 +206,7 @@ def _printable(value: object) -> object:
     return shown(value)  # a nested value by its kind and size: never a repr of untrusted structure
 
 
-def _shown(text: str, limit: int = _MAX_SHOWN_CHARS) -> str:
+def _untrusted(text: str, limit: int = _MAX_SHOWN_CHARS) -> str:
     """Untrusted text (from a document or a certificate) as it may reach a terminal: escaped and clipped."""
     return escaped(text, limit)
 
