@@ -135,3 +135,13 @@ def test_the_caches_are_bounded() -> None:
     nothing.add(1, "1")
     assert len(nothing) == 0
 
+
+
+def test_an_untrusted_name_in_a_chain_message_is_escaped_and_clipped() -> None:
+    from tests.pki_helpers import Spec
+
+    chain = make_chain([Spec("\x1b[2J" + "x" * 60), *default_specs()[1:]])
+    with pytest.raises(ChainError, match="is not the trusted root") as info:
+        Verifier(root=fixture_pki().root).verify(document_from_chain(chain), at=T0, policy=ANY_IMAGE)
+    assert "\x1b" not in str(info.value) and "\\x1b[2J" in str(info.value)
+    assert len(str(info.value)) < 200

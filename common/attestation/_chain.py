@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtensionOID, SignatureAlgorithmOID
 
 from nitrokit.attestation.errors import CertificateValidityError, ChainError, TrustRootError
+from nitrokit.text import clip, escaped
 
 #: The only extensions a certificate may mark critical: the ones every certificate of the AWS chain marks
 #: critical (basicConstraints everywhere, keyUsage on the CAs). RFC 5280 4.2: a critical extension the
@@ -41,6 +42,9 @@ ALLOWED_CRITICAL_EXTENSIONS = frozenset({ExtensionOID.BASIC_CONSTRAINTS, Extensi
 #: Parsed certificates kept process-wide: a few chains' worth of CAs and many hosts' leaves.
 PARSED_CACHE_SIZE = 512
 _ECDSA_SHA384 = ec.ECDSA(hashes.SHA384())
+# Untrusted names and OIDs quoted in messages are escaped and clipped to this many characters.
+_MAX_NAME_CHARS = 120
+_MAX_OID_CHARS = 64
 
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
@@ -156,8 +160,8 @@ def verify_chain(certificate: bytes, cabundle: Sequence[bytes], *, root: ParsedC
             raise ChainError("a root with the trusted root's name but different bytes (foreign root)",
                              field="cabundle[0]")
         if first.self_issued:
-            raise ChainError(f"self-signed certificate {first.certificate.subject.rfc4514_string()!r} is not "
-                             "the trusted root", field="cabundle[0]")
+            name = escaped(first.certificate.subject.rfc4514_string(), _MAX_NAME_CHARS)
+            raise ChainError(f"self-signed certificate '{name}' is not the trusted root", field="cabundle[0]")
 
     offset = len(cabundle) - len(intermediates)
     positions = [f"cabundle[{offset + i}]" for i in range(len(intermediates))] + ["certificate"]
@@ -266,8 +270,9 @@ def check_critical_extensions(extensions: x509.Extensions, *, position: str) -> 
         if extension.critical and extension.oid not in ALLOWED_CRITICAL_EXTENSIONS:
             kind = ("unrecognized" if isinstance(extension.value, x509.UnrecognizedExtension)
                     else type(extension.value).__name__)
-            raise ChainError(f"critical extension {extension.oid.dotted_string} ({kind}) is not one the Nitro "
-                             "chain uses (only basicConstraints and keyUsage may be critical)", field=position)
+            oid = clip(extension.oid.dotted_string, _MAX_OID_CHARS)  # digits and dots, but of any length
+            raise ChainError(f"critical extension {oid} ({kind}) is not one the Nitro chain uses (only "
+                             "basicConstraints and keyUsage may be critical)", field=position)
 
 
 def _parse(der: bytes, *, position: str) -> ParsedCertificate:
