@@ -1,22 +1,46 @@
-"""``nitrokit enclave serve``'s logs and the ``nitrokit enclave call`` client, as processes on the simulated stack.
+"""``nitrokit enclave serve``'s logs and the ``nitrokit enclave call`` client on the simulated stack.
 
-simulated KMS <- parent process <- ``nitrokit enclave serve`` process <- ``nitrokit enclave call`` processes.
+simulated KMS <- parent process <- ``nitrokit enclave serve`` process <- ``nitrokit enclave call`` (run in this
+process through the CLI's ``main``, as a user's shell would run it, minus the interpreter start-up).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
+import pytest
+
+from nitrokit import cli
 from nitrokit.attestation import parse_document
 from nitrokit.kms import SimulatedKms
 from nitrokit.testing.processes import NitrokitProcess
 from nitrokit.wire.service import verify_service_signature
-from tests.cli_helpers import run_cli
 from tests.test_enclave_service import service, stack  # noqa: F401 - the module's fixtures, shared
 
 
-def test_attest_and_sign_from_the_command_line(service: NitrokitProcess, tmp_path: Path) -> None:  # noqa: F811
+class Ran(NamedTuple):
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+@pytest.fixture
+def run_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> Callable[..., Ran]:
+    def run(*args: str) -> Ran:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exc:  # argparse's usage errors, as the shell would see them
+            code = int(exc.code or 0)
+        out, err = capsysbinary.readouterr()
+        return Ran(code, out, err)
+
+    return run
+
+
+def test_attest_and_sign_from_the_command_line(run_cli, service: NitrokitProcess, tmp_path: Path) -> None:  # noqa: F811
     document_path = tmp_path / "service.doc"
     attest = run_cli("enclave", "call", "Attest", "--service", service.first_line, "--nonce", "c0ffee",
                      "--out", str(document_path))
@@ -37,7 +61,7 @@ def test_attest_and_sign_from_the_command_line(service: NitrokitProcess, tmp_pat
     assert verify_service_signature(public_key, b"from a file", bytes.fromhex(from_file.stdout.decode().strip()))
 
 
-def test_the_service_logs_a_start_line_and_one_line_per_call(service: NitrokitProcess) -> None:  # noqa: F811
+def test_the_service_logs_a_start_line_and_one_line_per_call(run_cli, service: NitrokitProcess) -> None:  # noqa: F811
     # Issue 12: the service logged nothing, though docs/protocol.md promises one line per call.
     before = service.stderr_text(limit=100_000).count(" call op=Sign ")
     assert run_cli("enclave", "call", "Sign", "--service", service.first_line, "--message", "00").returncode == 0
@@ -50,7 +74,7 @@ def test_the_service_logs_a_start_line_and_one_line_per_call(service: NitrokitPr
     assert "outcome=ok" in line and " ms=" in line
 
 
-def test_log_level_warning_keeps_only_warnings(stack: tuple[SimulatedKms, str, Path]) -> None:  # noqa: F811
+def test_log_level_warning_keeps_only_warnings(run_cli, stack: tuple[SimulatedKms, str, Path]) -> None:  # noqa: F811
     _, parent, folder = stack
     with NitrokitProcess("enclave", "serve", "--listen", f"unix://{folder / 'quiet.sock'}", "--parent", parent,
                          "--nsm", "simulated", "--log-level", "WARNING") as quiet:
@@ -58,7 +82,7 @@ def test_log_level_warning_keeps_only_warnings(stack: tuple[SimulatedKms, str, P
         assert " call op=" not in quiet.stderr_text() and "listening on" not in quiet.stderr_text()
 
 
-def test_call_errors_are_typed_and_exit_nonzero(service: NitrokitProcess, tmp_path: Path) -> None:  # noqa: F811
+def test_call_errors_are_typed_and_exit_nonzero(run_cli, service: NitrokitProcess, tmp_path: Path) -> None:  # noqa: F811
     unreachable = run_cli("enclave", "call", "Sign", "--service", f"unix://{tmp_path}/none.sock", "--message", "00")
     assert unreachable.returncode == 1 and b"Traceback" not in unreachable.stderr
     too_long = run_cli("enclave", "call", "Attest", "--service", service.first_line, "--nonce", "00" * 1025,
