@@ -35,7 +35,7 @@ from nitrokit.attestation import (
 )
 from nitrokit.attestation._cose import PROTECTED_ES384, encode_sign1
 from nitrokit.cms import CmsError, CmsInputTooLargeError, encrypt_for_recipient, parse_enveloped_data
-from nitrokit.errors import InputTooLargeError
+from nitrokit.errors import InputTooLargeError, UsageError
 from nitrokit.kms import KmsSimConfig, SimulatedKms
 from nitrokit.testing import build_document, fixture_pki
 from nitrokit.testing.documents import build_payload, sign_payload
@@ -86,7 +86,7 @@ def test_documents_are_made_only_by_the_parser_and_the_verifier(verifier: Verifi
     parsed = parse_document(data)
     assert type(parsed) is UnverifiedDocument and parsed.encoded == data
     for cls in (UnverifiedDocument, VerifiedDocument):
-        with pytest.raises(TypeError, match="not by hand"):
+        with pytest.raises(UsageError, match="not by hand"):
             cls(module_id="i-forged")
     with pytest.raises(TypeError):
         copy.copy(parsed)

@@ -22,6 +22,8 @@ from typing import Any, NoReturn, TypeVar
 
 from cryptography import x509
 
+from nitrokit.errors import UsageError
+
 DEBUG_PCR_INDEX = 0
 
 # Only the parser (and the verifier, from a fresh parse) hold this: it makes documents unforgeable by hand.
@@ -62,10 +64,10 @@ class AttestationDocument:
 
     def __init__(self, token: object = None, /, **fields: Any) -> None:
         if token is not _BUILD_TOKEN or type(self) is AttestationDocument:
-            raise TypeError(f"{type(self).__name__} objects are made by nitrokit.attestation.parse_document "
+            raise UsageError(f"{type(self).__name__} objects are made by nitrokit.attestation.parse_document "
                             "(unverified) or Verifier.verify (verified), not by hand")
         if set(fields) != set(_FIELDS):
-            raise TypeError("internal: document fields do not match")
+            raise UsageError("internal: document fields do not match")
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
