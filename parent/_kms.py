@@ -186,11 +186,15 @@ def _install_bounds(client: Any) -> None:
     session = getattr(endpoint, "http_session", None)
     pools = getattr(session, "_pool_classes_by_scheme", None)  # botocore's URLLib3Session (tests pin it)
     if session is None or not isinstance(pools, dict):
+        if hasattr(getattr(client, "meta", None), "events"):  # botocore, but not laid out as this code knows
+            raise UsageError("this botocore's HTTP session has no pool classes to watch: the parent cannot "
+                             "bound its KMS calls with it (a botocore the parent was not tested with?)")
         return
     for scheme, pool in list(pools.items()):  # the same dict its pool managers read: pools are made lazily
         if not getattr(pool, "_nitrokit_watched", False):
             pools[scheme] = _watched_pool(pool)
-    client.meta.events.register("before-send.kms", functools.partial(_send, session))
+    client.meta.events.register("before-send.kms", functools.partial(_send, session),
+                                unique_id="nitrokit-bounded-send")  # once per client, however many proxies
 
 
 def _watched_pool(pool: Any) -> type:
