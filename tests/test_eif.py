@@ -606,6 +606,22 @@ def test_cli_describe_json_and_text(tmp_path, signed, signer, nitrokit):
     assert "verified" in out
 
 
+def test_cli_describe_escapes_the_images_own_text(tmp_path, nitrokit):
+    """An EIF's cmdline, metadata and signer name cannot drive the terminal that shows the PCRs to pin."""
+    attack = "\x1b[2J\x1b[H\x1b[32mVALID\x1b[0m\n  PCR0  forged"
+    key, cert = b.signing_identity(cn="signer " + attack)
+    image = b.signed_eif(kernel=KERNEL, cmdline=("console=ttyS0 " + attack).encode(), ramdisks=RAMDISKS, key=key,
+                         certificate=cert, metadata=b.metadata_json(name="img " + attack))
+    path = tmp_path / "hostile.eif"
+    path.write_bytes(image)
+    code, out, _ = nitrokit("eif", "describe", str(path))
+    assert code == 0
+    assert "\x1b" not in out and "\\x1b[2J" in out
+    assert sum(line.lstrip().startswith("PCR0") for line in out.splitlines()) == 1  # no forged PCR0 line
+    for label in ("cmdline: console=ttyS0 \\x1b", "image: img \\x1b", "signer: CN=signer \\x1b"):
+        assert label in out, label
+
+
 def test_cli_exit_codes(tmp_path, nitrokit):
     broken = tmp_path / "broken.eif"
     broken.write_bytes(b.assemble(_layout())[:-100])

@@ -24,6 +24,7 @@ from typing import BinaryIO
 from nitrokit.cli._io import EXIT_OK, print_json
 from nitrokit.eif import DEFAULT_MAX_EIF_BYTES, HEADER_SIZE, EifDescription, describe_eif
 from nitrokit.errors import InputTooLargeError, UsageError
+from nitrokit.text import escaped
 
 #: Default cap for an EIF read from standard input (it is copied to a temporary file first).
 DEFAULT_MAX_STDIN_EIF_BYTES = 4 * 1024**3
@@ -99,19 +100,26 @@ def _spool_stdin(spool: BinaryIO, *, limit: int) -> None:
     spool.seek(0)
 
 
+# The EIF's own text (cmdline, metadata, signer name) is untrusted: escaped, so it cannot drive the terminal
+# that shows the PCRs a user is about to pin, and clipped.
+_MAX_SHOWN_CMDLINE = 4096
+_MAX_SHOWN_TEXT = 256
+
+
 def render(description: EifDescription) -> str:
     header = description.header
     lines = [
         f"EIF version {header.version}, {'aarch64' if header.arm64 else 'x86_64'}, "
         f"{len(description.sections)} sections, {description.file_size} bytes, CRC32 {header.crc32:#010x} ok",
         f"default memory {header.default_memory // (1024 * 1024)} MiB, {header.default_cpus} vCPUs",
-        f"cmdline: {description.cmdline.decode('utf-8', errors='replace')}",
+        f"cmdline: {escaped(description.cmdline.decode('utf-8', errors='replace'), _MAX_SHOWN_CMDLINE)}",
     ]
     if description.metadata is not None:
         name = description.metadata.get("ImageName")
         version = description.metadata.get("ImageVersion")
         if isinstance(name, str):
-            lines.append(f"image: {name}" + (f" {version}" if isinstance(version, str) else ""))
+            shown_version = f" {escaped(version, _MAX_SHOWN_TEXT)}" if isinstance(version, str) else ""
+            lines.append(f"image: {escaped(name, _MAX_SHOWN_TEXT)}{shown_version}")
     for section in description.sections:
         lines.append(f"  section {section.index}: {section.type.label:<9} at {section.offset}, {section.size} bytes")
     signature = description.signature
@@ -119,7 +127,7 @@ def render(description: EifDescription) -> str:
         cert = signature.certificate
         check = "verified" if signature.verified else "NOT checked (--skip-signature-check)"
         lines.append(f"signed: {signature.algorithm} PCR0 signature {check}")
-        lines.append(f"  signer: {cert.subject.rfc4514_string()}")
+        lines.append(f"  signer: {escaped(cert.subject.rfc4514_string(), _MAX_SHOWN_TEXT)}")
         lines.append(f"  valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ} to "
                      f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}")
     else:
