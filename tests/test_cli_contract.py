@@ -67,6 +67,29 @@ def assert_quiet_about_the_pipe(stderr: bytes) -> None:
         assert noise not in stderr, stderr
 
 
+@pytest.mark.parametrize(("args", "verdict"), [(VERIFY_EXAMPLE, 0), (["inspect", EXAMPLE], 0)],
+                         ids=["verify", "inspect"])
+def test_a_closed_file_descriptor_keeps_the_verdict_silently(args: list[str], verdict: int) -> None:
+    """``>&-``: no standard output at all (sys.stdout is None), found by the hostile re-test."""
+    command = " ".join([sys.executable, "-m", "nitrokit", *args])
+    result = subprocess.run(["sh", "-c", f"exec {command} >&-"], capture_output=True, cwd=REPO, timeout=60,
+                            check=False)
+    assert result.returncode == verdict, result.stderr
+    assert_quiet_about_the_pipe(result.stderr)
+
+
+@pytest.mark.parametrize("args", [VERIFY_EXAMPLE, ["inspect", EXAMPLE, "--json"], ["inspect", EXAMPLE]],
+                         ids=["verify-json", "inspect-json", "inspect"])
+def test_output_that_cannot_be_written_is_an_io_error_not_a_traceback(args: list[str]) -> None:
+    """A full disk (/dev/full): the verdict was never delivered, so exit 2 with one I/O error line."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "nitrokit", *args], stdout=full, stderr=subprocess.PIPE,
+                                cwd=REPO, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert b"No space left on device" in result.stderr
+    assert b"Traceback" not in result.stderr and b"Exception ignored" not in result.stderr
+
+
 def test_a_reader_taking_one_line_keeps_the_verdict() -> None:
     """The review's pipeline itself: `nitrokit verify DOC --json | head -1`, with pipefail to see nitrokit's
     status."""

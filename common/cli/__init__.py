@@ -107,13 +107,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
-    stdout = sys.stdout
+    # A closed file descriptor 1 (``>&-``) leaves sys.stdout None: output then goes nowhere, like a closed pipe.
+    stdout = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115
     sys.stdout = cast(IO[str], _ClosablePipe(stdout))
     try:
-        return _run(words)
-    finally:
+        code = _run(words)
+    except BaseException:  # argparse's SystemExit, KeyboardInterrupt: flush, then let it go
         sys.stdout = stdout
-        _flush_quietly(stdout)  # now, not at interpreter exit, where a closed pipe would print a traceback
+        _flush_quietly(stdout)
+        raise
+    sys.stdout = stdout
+    # Flush now, not at interpreter exit (where a failure prints a traceback). A reader that went away keeps
+    # the verdict; output that could not be written (a full disk) is an I/O error, exit 2.
+    try:
+        stdout.flush()
+    except BrokenPipeError:
+        _silence(stdout)
+    except OSError as exc:
+        _print_error(f"I/O error: {exc.strerror or exc}: standard output")
+        _silence(stdout)
+        return EXIT_USAGE
+    except ValueError:  # already closed
+        pass
+    return code
 
 
 def _run(words: list[str]) -> int:
@@ -158,7 +174,9 @@ def _print_error(message: str) -> None:
 
 def _print_json_error(kind: str, message: str, code: int) -> None:
     """The one JSON object of a ``--json`` command that could not give its own (the module docstring's shape)."""
-    print(json.dumps({"error": {"kind": kind, "message": message}, "exit_code": code}, indent=2))
+    # Standard output may be what failed (a full disk): the message is on stderr already.
+    with contextlib.suppress(OSError):
+        print(json.dumps({"error": {"kind": kind, "message": message}, "exit_code": code}, indent=2))
 
 
 def _wants_json(words: Sequence[str]) -> bool:
@@ -229,7 +247,7 @@ class _ClosableBinaryPipe:
 def _flush_quietly(stream: IO[str]) -> None:
     try:
         stream.flush()
-    except BrokenPipeError:
+    except OSError:  # a reader gone, a full disk: what is left cannot be written, and must not be tried again
         _silence(stream)
     except ValueError:  # already closed
         pass
