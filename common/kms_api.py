@@ -2,23 +2,37 @@
 
 The wire protocol's request shapes (:mod:`nitrokit.wire.kms`), the simulated KMS (:mod:`nitrokit.kms`), the
 enclave's client and the command lines all take these values from here, so a change to one limit changes
-every check and every help text. The numbers are the GenerateRandom entry of the KMS API reference and
-botocore's service model. Importing this module loads nothing else.
+every check and every help text. The numbers are the KMS API reference's (GenerateRandom and the key
+operations) and botocore's service model. Importing this module loads nothing beyond the standard library.
 """
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 __all__ = [
+    "DATA_KEY_PAIR_SPECS",
+    "DATA_KEY_SPEC_BYTES",
+    "ENCRYPTION_ALGORITHMS",
     "GENERATE_RANDOM_MAX_BYTES",
     "GENERATE_RANDOM_MIN_BYTES",
+    "KEY_AGREEMENT_ALGORITHMS",
     "KEY_ENCRYPTION_ALGORITHMS",
+    "KEY_MATERIAL_ID_CHARS",
+    "KEY_ORIGINS",
     "MAX_ATTESTATION_DOCUMENT_BYTES",
+    "MAX_CIPHERTEXT_BLOB_BYTES",
     "MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES",
     "MAX_CUSTOM_KEY_STORE_ID_CHARS",
+    "MAX_GRANT_TOKENS",
+    "MAX_GRANT_TOKEN_CHARS",
+    "MAX_KEY_ID_CHARS",
     "MAX_PLAINTEXT_BYTES",
+    "MAX_PUBLIC_KEY_BYTES",
     "MIN_CUSTOM_KEY_STORE_ID_CHARS",
     "NUMBER_OF_BYTES_RANGE",
     "RSAES_OAEP_SHA_256",
+    "SYMMETRIC_DEFAULT",
 ]
 
 #: GenerateRandom ``NumberOfBytes``: an integer from 1 to 1024.
@@ -37,3 +51,29 @@ KEY_ENCRYPTION_ALGORITHMS = (RSAES_OAEP_SHA_256,)
 #: The response blobs: ``Plaintext`` 1..4096 bytes, ``CiphertextForRecipient`` 1..6144 bytes.
 MAX_PLAINTEXT_BYTES = 4096
 MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES = 6144
+
+# -- the key operations' members (Decrypt, GenerateDataKey, GenerateDataKeyPair, DeriveSharedSecret) -----------
+
+#: ``KeyId`` (request and response): a string of 1 to 2048 characters (key id, key ARN, alias name or alias ARN).
+MAX_KEY_ID_CHARS = 2048
+#: ``CiphertextBlob`` and ``PrivateKeyCiphertextBlob``: a blob of 1 to 6144 bytes (the model's CiphertextType).
+MAX_CIPHERTEXT_BLOB_BYTES = 6144
+#: ``PublicKey`` (DeriveSharedSecret's request, GenerateDataKeyPair's response): a blob of 1 to 8192 bytes.
+MAX_PUBLIC_KEY_BYTES = 8192
+#: ``GrantTokens``: a list of 0 to 10 strings of 1 to 8192 characters each.
+MAX_GRANT_TOKENS = 10
+MAX_GRANT_TOKEN_CHARS = 8192
+#: ``KeyMaterialId`` (responses): exactly 64 characters from 0-9 a-f.
+KEY_MATERIAL_ID_CHARS = 64
+#: ``EncryptionAlgorithm`` (Decrypt): the model's EncryptionAlgorithmSpec; SYMMETRIC_DEFAULT when not given.
+SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+ENCRYPTION_ALGORITHMS = (SYMMETRIC_DEFAULT, "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE")
+#: ``KeySpec`` (GenerateDataKey) and the number of bytes of the data key each gives.
+DATA_KEY_SPEC_BYTES = MappingProxyType({"AES_256": 32, "AES_128": 16})
+#: ``KeyPairSpec`` (GenerateDataKeyPair): the model's DataKeyPairSpec.
+DATA_KEY_PAIR_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
+                       "ECC_SECG_P256K1", "SM2", "ECC_NIST_EDWARDS25519", "ML_KEM_512", "ML_KEM_768", "ML_KEM_1024")
+#: ``KeyAgreementAlgorithm`` (DeriveSharedSecret): ECDH, the only value.
+KEY_AGREEMENT_ALGORITHMS = ("ECDH",)
+#: ``KeyOrigin`` (DeriveSharedSecret's response): the model's OriginType.
+KEY_ORIGINS = ("AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")

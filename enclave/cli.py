@@ -23,13 +23,14 @@ from nitrokit.cli._io import (
     CommandFailed,
     add_log_level_argument,
     configure_logging,
+    decode_binary_or_base64,
     parse_pcr_args,
     print_json,
     read_input,
     read_public_key_file,
     write_output,
 )
-from nitrokit.enclave.kms_client import DEFAULT_PARENT, KmsClient
+from nitrokit.enclave.kms_client import DEFAULT_PARENT, SUPPORTED_KEY_PAIR_SPECS, KmsClient, KmsResult
 from nitrokit.enclave.nsm import (
     BOOT_LOCKED_PCRS,
     DEFAULT_DEVICE_PATH,
@@ -43,7 +44,13 @@ from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from nitrokit.enclave.service import EnclaveService
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
-from nitrokit.kms_api import NUMBER_OF_BYTES_RANGE
+from nitrokit.kms_api import (
+    DATA_KEY_SPEC_BYTES,
+    ENCRYPTION_ALGORITHMS,
+    MAX_CIPHERTEXT_BLOB_BYTES,
+    MAX_GRANT_TOKENS,
+    NUMBER_OF_BYTES_RANGE,
+)
 from nitrokit.wire.server import run_until_signal
 from nitrokit.wire.service import ATTEST, MAX_MESSAGE_BYTES, MAX_NONCE_BYTES, SIGN, ServiceClient
 
@@ -53,7 +60,8 @@ Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def register(subparsers: Subparsers) -> None:
     enclave = subparsers.add_parser(
-        "enclave", help="NSM operations inside an enclave: attest, describe/extend PCRs (or with a simulated NSM)",
+        "enclave", help="inside an enclave: NSM operations (attest, PCRs) and KMS calls through the parent (or "
+                        "with a simulated NSM)",
         description="Talk to the Nitro Secure Module: /dev/nsm inside an enclave, or a simulated NSM anywhere.",
     )
     commands = enclave.add_subparsers(dest="enclave_command", metavar="SUBCOMMAND", required=True)
@@ -207,12 +215,9 @@ def _add_generate_random(commands: Subparsers) -> None:
     )
     parser.add_argument("--bytes", type=int, required=True, metavar="N",
                         help=f"how many bytes ({NUMBER_OF_BYTES_RANGE})")
-    parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
-                        help=f"the parent proxy's address (default {DEFAULT_PARENT}; also unix:///path, "
-                             "tcp://HOST:PORT)")
-    add_nsm_option(parser)
+    _add_parent_options(parser)
     parser.add_argument("--custom-key-store-id", metavar="ID", help="generate in this custom key store")
-    add_format_option(parser, default="hex")
+    _add_output_options(parser)
     parser.add_argument("--mix-nsm-entropy", action=argparse.BooleanOptionalAction, default=True,
                         help="derive the output with HKDF from the KMS bytes and the NSM's own random bytes, so "
                              "a hostile parent alone cannot choose it (the default); --no-mix-nsm-entropy prints "
@@ -224,7 +229,172 @@ def run_generate_random(args: argparse.Namespace) -> int:
     with nsm_from_args(args) as nsm, KmsClient(nsm=nsm, parent=args.parent,
                                                mix_nsm_entropy=args.mix_nsm_entropy) as kms:
         data = kms.generate_random(args.bytes, custom_key_store_id=args.custom_key_store_id)
-    print_bytes(data, args.format)
+    if args.json:
+        print_json({"Plaintext": base64.b64encode(data).decode("ascii")})
+    else:
+        print_bytes(data, args.format)
+    return EXIT_OK
+
+
+# --- decrypt, generate-data-key, generate-data-key-pair, derive-shared-secret ---------------------------
+
+
+def _add_parent_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
+                        help=f"the parent proxy's address (default {DEFAULT_PARENT}; also unix:///path, "
+                             "tcp://HOST:PORT)")
+    add_nsm_option(parser)
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    add_format_option(parser, default="hex")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object: the secret and the answer's other members, named as KMS names "
+                             "them, bytes in base64 (--format is then ignored)")
+
+
+def _add_key_options(parser: argparse.ArgumentParser, *, key_id_required: bool, context: bool = True) -> None:
+    parser.add_argument("--key-id", required=key_id_required, metavar="K",
+                        help="the KMS key: key id, key ARN, alias name (alias/...) or alias ARN"
+                             + ("" if key_id_required else " (required by KMS for asymmetric keys)"))
+    if context:
+        parser.add_argument("--encryption-context", action="append", default=[], metavar="KEY=VALUE",
+                            help="an encryption context pair (repeat for more); Decrypt needs the pairs used "
+                                 "when the ciphertext was made")
+    parser.add_argument("--grant-token", action="append", default=None, metavar="T",
+                        help=f"a grant token (repeat for more, at most {MAX_GRANT_TOKENS})")
+
+
+def _encryption_context(items: list[str]) -> dict[str, str] | None:
+    context: dict[str, str] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator:
+            raise UsageError("--encryption-context takes KEY=VALUE")
+        if key in context:
+            raise UsageError("--encryption-context names one key twice")
+        context[key] = value
+    return context or None
+
+
+def _kms_client(args: argparse.Namespace, nsm: Nsm) -> KmsClient:
+    return KmsClient(nsm=nsm, parent=args.parent)
+
+
+def _print_result(result: KmsResult, secret: bytes, args: argparse.Namespace) -> None:
+    """The secret alone in --format (as generate-random prints), or with --json every member by its KMS name."""
+    if args.json:
+        print_json({name: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+                    for name, value in result.kms_members().items()})
+    else:
+        print_bytes(secret, args.format)
+
+
+def _add_decrypt(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "decrypt", help="KMS Decrypt via the parent: the plaintext is readable only here",
+        description="Ask KMS (through the parent proxy) to decrypt a ciphertext blob, with a Recipient: the "
+                    "plaintext comes back encrypted to an ephemeral key the NSM attests, and is opened here. "
+                    "Prints the plaintext (--format), or with --json also KeyId and EncryptionAlgorithm.",
+    )
+    parser.add_argument("--ciphertext-blob", required=True, metavar="FILE|-",
+                        help=f"the ciphertext (from Encrypt or GenerateDataKey), raw or base64, at most "
+                             f"{MAX_CIPHERTEXT_BLOB_BYTES} bytes")
+    _add_key_options(parser, key_id_required=False)
+    parser.add_argument("--encryption-algorithm", choices=ENCRYPTION_ALGORITHMS, metavar="ALG",
+                        help=f"one of {', '.join(ENCRYPTION_ALGORITHMS)} (default SYMMETRIC_DEFAULT)")
+    _add_parent_options(parser)
+    _add_output_options(parser)
+    parser.set_defaults(handler=run_decrypt)
+
+
+def run_decrypt(args: argparse.Namespace) -> int:
+    # Room for base64 of the largest blob and line breaks; the wire shape refuses anything over the API's limit.
+    data = read_input(args.ciphertext_blob, limit=2 * MAX_CIPHERTEXT_BLOB_BYTES, what="--ciphertext-blob")
+    blob = decode_binary_or_base64(data)
+    context = _encryption_context(args.encryption_context)
+    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
+        result = kms.decrypt(blob, key_id=args.key_id, encryption_context=context,
+                             encryption_algorithm=args.encryption_algorithm, grant_tokens=args.grant_token)
+    _print_result(result, result.plaintext, args)
+    return EXIT_OK
+
+
+def _add_generate_data_key(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "generate-data-key", help="KMS GenerateDataKey via the parent: the data key is readable only here",
+        description="Ask KMS (through the parent proxy) for a data key under a KMS key, with a Recipient: the "
+                    "plaintext key comes back encrypted to an ephemeral key the NSM attests, and is opened here. "
+                    "Prints the plaintext key (--format); use --json to get CiphertextBlob too (keep it: "
+                    "'nitrokit enclave decrypt' gives the key back).",
+    )
+    _add_key_options(parser, key_id_required=True)
+    size = parser.add_mutually_exclusive_group(required=True)
+    size.add_argument("--key-spec", choices=tuple(DATA_KEY_SPEC_BYTES), help="AES_256 (32 bytes) or AES_128 (16)")
+    size.add_argument("--bytes", type=int, metavar="N", help=f"the key's length in bytes ({NUMBER_OF_BYTES_RANGE})")
+    _add_parent_options(parser)
+    _add_output_options(parser)
+    parser.set_defaults(handler=run_generate_data_key)
+
+
+def run_generate_data_key(args: argparse.Namespace) -> int:
+    context = _encryption_context(args.encryption_context)
+    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
+        result = kms.generate_data_key(args.key_id, key_spec=args.key_spec, number_of_bytes=args.bytes,
+                                       encryption_context=context, grant_tokens=args.grant_token)
+    _print_result(result, result.plaintext, args)
+    return EXIT_OK
+
+
+def _add_generate_data_key_pair(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "generate-data-key-pair", help="KMS GenerateDataKeyPair via the parent: the private key is readable "
+                                       "only here",
+        description="Ask KMS (through the parent proxy) for a data key pair, with a Recipient: the private key "
+                    "(PKCS#8 DER) comes back encrypted to an ephemeral key the NSM attests, is opened here and "
+                    "checked against the spec and the PublicKey answered. Prints the private key (--format); use "
+                    "--json to get PublicKey and PrivateKeyCiphertextBlob too.",
+    )
+    _add_key_options(parser, key_id_required=True)
+    parser.add_argument("--key-pair-spec", required=True, choices=SUPPORTED_KEY_PAIR_SPECS, metavar="SPEC",
+                        help=f"one of {', '.join(SUPPORTED_KEY_PAIR_SPECS)}")
+    _add_parent_options(parser)
+    _add_output_options(parser)
+    parser.set_defaults(handler=run_generate_data_key_pair)
+
+
+def run_generate_data_key_pair(args: argparse.Namespace) -> int:
+    context = _encryption_context(args.encryption_context)
+    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
+        result = kms.generate_data_key_pair(args.key_id, args.key_pair_spec, encryption_context=context,
+                                            grant_tokens=args.grant_token)
+    _print_result(result, result.private_key_plaintext, args)
+    return EXIT_OK
+
+
+def _add_derive_shared_secret(commands: Subparsers) -> None:
+    parser = commands.add_parser(
+        "derive-shared-secret", help="KMS DeriveSharedSecret via the parent: the shared secret is readable "
+                                     "only here",
+        description="Ask KMS (through the parent proxy) for the ECDH shared secret of a KMS key pair "
+                    "(KEY_AGREEMENT) and a peer's public key, with a Recipient: the secret comes back encrypted "
+                    "to an ephemeral key the NSM attests, and is opened here. Prints the shared secret "
+                    "(--format), or with --json also KeyId, KeyAgreementAlgorithm and KeyOrigin.",
+    )
+    _add_key_options(parser, key_id_required=True, context=False)
+    parser.add_argument("--public-key", required=True, metavar="FILE",
+                        help="the peer's public key: PEM, or DER SubjectPublicKeyInfo (P-256, P-384, P-521, "
+                             "secp256k1)")
+    _add_parent_options(parser)
+    _add_output_options(parser)
+    parser.set_defaults(handler=run_derive_shared_secret)
+
+
+def run_derive_shared_secret(args: argparse.Namespace) -> int:
+    public_key = read_public_key_file(args.public_key)
+    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
+        result = kms.derive_shared_secret(args.key_id, public_key, grant_tokens=args.grant_token)
+    _print_result(result, result.shared_secret, args)
     return EXIT_OK
 
 
@@ -348,6 +518,10 @@ _SUBCOMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_extend_pcr,
     _add_describe_nsm,
     _add_generate_random,
+    _add_decrypt,
+    _add_generate_data_key,
+    _add_generate_data_key_pair,
+    _add_derive_shared_secret,
     _add_serve,
     _add_call,
 )

@@ -1,18 +1,30 @@
-"""The enclave's KMS client: GenerateRandom through the parent, answered so that only this enclave can read it.
+"""The enclave's KMS client: the five Recipient operations through the parent, answered so that only this
+enclave can read the secret.
 
     with KmsClient(nsm=open_nsm(), parent="vsock://3:8000") as kms:
         seed = kms.generate_random(32)
+        data_key = kms.generate_data_key("alias/app", key_spec="AES_256")   # .plaintext, .ciphertext_blob
+        again = kms.decrypt(data_key.ciphertext_blob)                       # .plaintext, .key_id
+        pair = kms.generate_data_key_pair("alias/app", "ECC_NIST_P256")      # .private_key_plaintext (DER)
+        shared = kms.derive_shared_secret("alias/ecdh", peer_public_key_der) # .shared_secret
 
-Each call sends GenerateRandom with a Recipient: an attestation document from the NSM that carries an
-ephemeral RSA public key. KMS (reached by the parent) encrypts the bytes to that key as CMS EnvelopedData;
-the client checks the answer and decrypts it here. The identity (key pair + document) is reused for a
+Each call sends its operation with a Recipient: an attestation document from the NSM that carries an
+ephemeral RSA public key. KMS (reached by the parent) encrypts the secret to that key as CMS EnvelopedData
+(CiphertextForRecipient); the client checks the answer and decrypts it here. Each result holds the opened
+secret and the answer's other members (:class:`DecryptResult`, :class:`DataKey`, :class:`DataKeyPair`,
+:class:`SharedSecret`; ``repr()`` never shows a secret). The identity (key pair + document) is reused for a
 bounded time and number of calls, then replaced.
 
-The parent is untrusted. The client refuses any answer that carries Plaintext, lacks CiphertextForRecipient,
-is addressed to another key, does not decrypt, or holds a different number of bytes than asked. A relaying
-parent can still forge an envelope around bytes it chose, because CMS is not authenticated. So by default the
-result is HKDF over the KMS bytes and the NSM's own random bytes, which a hostile parent alone cannot
-predict (docs/threat-model.md). ``mix_nsm_entropy=False`` returns the KMS bytes as they were decrypted, for
+The parent is untrusted. The client refuses (:class:`~nitrokit.enclave.errors.UntrustedAnswerError`) any answer
+that carries the secret in the clear (Plaintext, PrivateKeyPlaintext, SharedSecret), lacks
+CiphertextForRecipient, is addressed to another key, does not decrypt, or breaks what the request fixes: the
+KeyId where KMS echoes it (a key id or key ARN asked for must come back; an alias cannot be checked), the
+secret's size (NumberOfBytes/KeySpec, the curve of the PublicKey sent), the echoed EncryptionAlgorithm,
+KeyPairSpec or KeyAgreementAlgorithm, and for a key pair that the private key is of the spec and its public
+half is the PublicKey answered. A relaying parent can still forge an envelope around a secret it chose,
+because CMS is not authenticated; docs/threat-model.md says per operation what that allows. For GenerateRandom
+the result is therefore by default HKDF over the KMS bytes and the NSM's own random bytes, which a hostile
+parent alone cannot predict. ``mix_nsm_entropy=False`` returns the KMS bytes as they were decrypted, for
 callers that need exactly KMS's output and accept that the parent may have chosen it.
 """
 
@@ -21,12 +33,14 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from nitrokit import cms
@@ -34,11 +48,40 @@ from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
 from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
 from nitrokit.errors import UsageError
-from nitrokit.kms_api import GENERATE_RANDOM_MAX_BYTES, GENERATE_RANDOM_MIN_BYTES
+from nitrokit.kms_api import (
+    DATA_KEY_SPEC_BYTES,
+    GENERATE_RANDOM_MAX_BYTES,
+    GENERATE_RANDOM_MIN_BYTES,
+    KEY_AGREEMENT_ALGORITHMS,
+    SYMMETRIC_DEFAULT,
+)
 from nitrokit.wire.address import Address, parse_address
 from nitrokit.wire.client import WireClient
 from nitrokit.wire.errors import RemoteError, WireError
-from nitrokit.wire.kms import generate_random_request, parse_generate_random_response
+from nitrokit.wire.kms import (
+    DECRYPT,
+    DERIVE_SHARED_SECRET,
+    GENERATE_DATA_KEY,
+    GENERATE_DATA_KEY_PAIR,
+    GENERATE_RANDOM,
+    Operation,
+    recipient_info,
+)
+
+__all__ = [
+    "DEFAULT_PARENT",
+    "MAX_RANDOM_BYTES",
+    "MIN_RANDOM_BYTES",
+    "SUPPORTED_KEY_PAIR_SPECS",
+    "DataKey",
+    "DataKeyPair",
+    "DecryptResult",
+    "IdentityPolicy",
+    "KmsClient",
+    "KmsResult",
+    "RetryPolicy",
+    "SharedSecret",
+]
 
 #: The parent instance as an enclave sees it (CID 3), on nitrokit's default port.
 DEFAULT_PARENT = "vsock://3:8000"
@@ -46,6 +89,96 @@ DEFAULT_PARENT = "vsock://3:8000"
 MIN_RANDOM_BYTES = GENERATE_RANDOM_MIN_BYTES
 MAX_RANDOM_BYTES = GENERATE_RANDOM_MAX_BYTES
 _HKDF_INFO = b"nitrokit GenerateRandom KMS+NSM v1"
+
+
+# -- results ----------------------------------------------------------------------------------------------------
+
+
+def _member(kms_name: str, *, secret: bool = False) -> Any:
+    return field(default=None, repr=not secret, metadata={"kms": kms_name, "secret": secret})
+
+
+@dataclass(frozen=True, kw_only=True)
+class KmsResult:
+    """What every result shares: its fields named as KMS names them, the secret ones out of ``repr()``."""
+
+    def kms_members(self) -> dict[str, Any]:
+        """The members present, by their KMS names (``Plaintext``, ``KeyId``...): bytes stay bytes."""
+        return {f.metadata["kms"]: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def secret_members(self) -> frozenset[str]:
+        """The KMS names of the members that hold a secret (opened from CiphertextForRecipient)."""
+        return frozenset(f.metadata["kms"] for f in fields(self) if f.metadata["secret"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecryptResult(KmsResult):
+    """A Decrypt answer: the plaintext, the KMS key that decrypted it (key ARN) and the algorithm."""
+
+    plaintext: bytes = _member("Plaintext", secret=True)
+    key_id: str | None = _member("KeyId")
+    encryption_algorithm: str | None = _member("EncryptionAlgorithm")
+    key_material_id: str | None = _member("KeyMaterialId")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataKey(KmsResult):
+    """A GenerateDataKey answer: the data key, and the same key under the KMS key (keep that, drop this)."""
+
+    plaintext: bytes = _member("Plaintext", secret=True)
+    ciphertext_blob: bytes = _member("CiphertextBlob")
+    key_id: str | None = _member("KeyId")
+    key_material_id: str | None = _member("KeyMaterialId")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataKeyPair(KmsResult):
+    """A GenerateDataKeyPair answer: the private key (PKCS#8 DER), its public key (DER SPKI) and the private
+    key under the KMS key."""
+
+    private_key_plaintext: bytes = _member("PrivateKeyPlaintext", secret=True)
+    public_key: bytes = _member("PublicKey")
+    private_key_ciphertext_blob: bytes = _member("PrivateKeyCiphertextBlob")
+    key_id: str | None = _member("KeyId")
+    key_pair_spec: str | None = _member("KeyPairSpec")
+    key_material_id: str | None = _member("KeyMaterialId")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SharedSecret(KmsResult):
+    """A DeriveSharedSecret answer: the raw ECDH shared secret (derive keys from it with a KDF)."""
+
+    shared_secret: bytes = _member("SharedSecret", secret=True)
+    key_id: str | None = _member("KeyId")
+    key_agreement_algorithm: str | None = _member("KeyAgreementAlgorithm")
+    key_origin: str | None = _member("KeyOrigin")
+
+
+def _rsa_check(bits: int) -> Callable[[object], bool]:
+    return lambda key: isinstance(key, rsa.RSAPrivateKey) and key.key_size == bits
+
+
+def _ec_check(curve: type[ec.EllipticCurve]) -> Callable[[object], bool]:
+    return lambda key: isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, curve)
+
+
+# The KeyPairSpecs whose private key this client can parse and check against the spec and the PublicKey.
+# SM2 and ML-KEM keys are not among them (cryptography reads neither), so the client refuses to ask for them.
+_KEY_PAIR_CHECKS: Mapping[str, Callable[[object], bool]] = {
+    "RSA_2048": _rsa_check(2048),
+    "RSA_3072": _rsa_check(3072),
+    "RSA_4096": _rsa_check(4096),
+    "ECC_NIST_P256": _ec_check(ec.SECP256R1),
+    "ECC_NIST_P384": _ec_check(ec.SECP384R1),
+    "ECC_NIST_P521": _ec_check(ec.SECP521R1),
+    "ECC_SECG_P256K1": _ec_check(ec.SECP256K1),
+    "ECC_NIST_EDWARDS25519": lambda key: isinstance(key, ed25519.Ed25519PrivateKey),
+}
+#: The KeyPairSpecs :meth:`KmsClient.generate_data_key_pair` accepts.
+SUPPORTED_KEY_PAIR_SPECS = tuple(_KEY_PAIR_CHECKS)
+# ECDH on these curves gives a shared secret as long as a field element (SEC 1, 3.3.1).
+_SHARED_SECRET_BYTES: Mapping[type[ec.EllipticCurve], int] = {
+    ec.SECP256R1: 32, ec.SECP384R1: 48, ec.SECP521R1: 66, ec.SECP256K1: 32}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +225,7 @@ class _Identity:
 
 
 class KmsClient:
-    """GenerateRandom with a Recipient, through the parent proxy. Thread-safe; calls run one at a time.
+    """The Recipient operations through the parent proxy. Thread-safe; calls run one at a time.
 
     ``mix_nsm_entropy`` (default True) derives each result from the KMS bytes and as many NSM GetRandom bytes
     with HKDF-SHA384; False is the explicit opt-out (the bytes are then whatever the envelope held, which a
@@ -135,23 +268,95 @@ class KmsClient:
         """``number_of_bytes`` (1..1024) random bytes from KMS that only this enclave could decrypt."""
         if type(number_of_bytes) is not int or not MIN_RANDOM_BYTES <= number_of_bytes <= MAX_RANDOM_BYTES:
             raise UsageError(f"the number of bytes must be an integer from {MIN_RANDOM_BYTES} to {MAX_RANDOM_BYTES}")
-        with self._lock:
-            identity = self._current_identity()
-            request = generate_random_request(number_of_bytes, attestation_document=identity.document,
-                                              custom_key_store_id=custom_key_store_id)
-            answer = self._call_with_retries(request)
-            identity.uses += 1
-            try:
-                kms_bytes = self._open(answer, identity, number_of_bytes)
-            except UntrustedAnswerError:
-                # Never try a second envelope with a key that has seen a bad one: whether decryption
-                # succeeds is visible to the parent, and unauthenticated CBC turns repeated tries with one
-                # key into a padding oracle against earlier answers.
-                self._identity = None
-                raise
+        params: dict[str, Any] = {"NumberOfBytes": number_of_bytes}
+        if custom_key_store_id is not None:
+            params["CustomKeyStoreId"] = custom_key_store_id
+        _, kms_bytes = self._exchange(GENERATE_RANDOM, params, number_of_bytes)
         if not self._mix:
             return kms_bytes
         return self._mix_with_nsm(kms_bytes, number_of_bytes)
+
+    def decrypt(
+        self, ciphertext_blob: bytes, *, key_id: str | None = None,
+        encryption_context: Mapping[str, str] | None = None, encryption_algorithm: str | None = None,
+        grant_tokens: Sequence[str] | None = None,
+    ) -> DecryptResult:
+        """Decrypt ``ciphertext_blob`` (from Encrypt or GenerateDataKey) with KMS; the plaintext opens only here.
+
+        ``key_id`` (required by KMS for asymmetric keys) is checked against the KeyId KMS answers when it is a
+        key id or key ARN. The answer's EncryptionAlgorithm must be the one asked (SYMMETRIC_DEFAULT if none).
+        """
+        params = _params(CiphertextBlob=ciphertext_blob, KeyId=key_id, EncryptionContext=encryption_context,
+                         EncryptionAlgorithm=encryption_algorithm, GrantTokens=grant_tokens)
+        def check(members: dict[str, Any], _: bytes) -> None:
+            _check_key_id(key_id, members)
+            _check_echo(members, "EncryptionAlgorithm", encryption_algorithm or SYMMETRIC_DEFAULT)
+
+        members, plaintext = self._exchange(DECRYPT, params, None, check)
+        return DecryptResult(plaintext=plaintext, key_id=members.get("KeyId"),
+                             encryption_algorithm=members.get("EncryptionAlgorithm"),
+                             key_material_id=members.get("KeyMaterialId"))
+
+    def generate_data_key(
+        self, key_id: str, *, key_spec: str | None = None, number_of_bytes: int | None = None,
+        encryption_context: Mapping[str, str] | None = None, grant_tokens: Sequence[str] | None = None,
+    ) -> DataKey:
+        """A data key from KMS under ``key_id``: exactly one of ``key_spec`` (AES_256, AES_128) and
+        ``number_of_bytes`` (1..1024). The plaintext key opens only here; keep ``ciphertext_blob`` to get it
+        back with :meth:`decrypt`."""
+        params = _params(KeyId=key_id, KeySpec=key_spec, NumberOfBytes=number_of_bytes,
+                         EncryptionContext=encryption_context, GrantTokens=grant_tokens)
+        GENERATE_DATA_KEY.encode_request(params)  # the usage errors before any NSM or parent work
+        size = DATA_KEY_SPEC_BYTES[key_spec] if key_spec is not None else number_of_bytes
+        def check(members: dict[str, Any], _: bytes) -> None:
+            _check_key_id(key_id, members)
+            _required(members, "CiphertextBlob", GENERATE_DATA_KEY)
+
+        members, plaintext = self._exchange(GENERATE_DATA_KEY, params, size, check)
+        return DataKey(plaintext=plaintext, ciphertext_blob=members["CiphertextBlob"], key_id=members.get("KeyId"),
+                       key_material_id=members.get("KeyMaterialId"))
+
+    def generate_data_key_pair(
+        self, key_id: str, key_pair_spec: str, *, encryption_context: Mapping[str, str] | None = None,
+        grant_tokens: Sequence[str] | None = None,
+    ) -> DataKeyPair:
+        """A data key pair of ``key_pair_spec`` (:data:`SUPPORTED_KEY_PAIR_SPECS`), its private key under
+        ``key_id``. The private key (PKCS#8 DER) opens only here and is checked: of the spec, and the private
+        half of the PublicKey KMS answered."""
+        if key_pair_spec not in _KEY_PAIR_CHECKS:
+            raise UsageError(f"key pair spec must be one of {', '.join(SUPPORTED_KEY_PAIR_SPECS)} (the ones whose "
+                             "private key this client can check)")
+        params = _params(KeyId=key_id, KeyPairSpec=key_pair_spec, EncryptionContext=encryption_context,
+                         GrantTokens=grant_tokens)
+        def check(members: dict[str, Any], private_der: bytes) -> None:
+            _check_key_id(key_id, members)
+            _check_echo(members, "KeyPairSpec", key_pair_spec)
+            public_key = _required(members, "PublicKey", GENERATE_DATA_KEY_PAIR)
+            _required(members, "PrivateKeyCiphertextBlob", GENERATE_DATA_KEY_PAIR)
+            _check_key_pair(private_der, public_key, key_pair_spec)
+
+        members, private_der = self._exchange(GENERATE_DATA_KEY_PAIR, params, None, check)
+        return DataKeyPair(private_key_plaintext=private_der, public_key=members["PublicKey"],
+                           private_key_ciphertext_blob=members["PrivateKeyCiphertextBlob"], key_id=members.get("KeyId"),
+                           key_pair_spec=members.get("KeyPairSpec"), key_material_id=members.get("KeyMaterialId"))
+
+    def derive_shared_secret(
+        self, key_id: str, public_key: bytes, *, key_agreement_algorithm: str = KEY_AGREEMENT_ALGORITHMS[0],
+        grant_tokens: Sequence[str] | None = None,
+    ) -> SharedSecret:
+        """The ECDH shared secret of the KMS key pair ``key_id`` and the peer's ``public_key`` (DER SPKI on
+        P-256, P-384, P-521 or secp256k1); it opens only here and must be as long as the curve gives."""
+        size = _shared_secret_size(public_key)
+        params = _params(KeyId=key_id, PublicKey=public_key, KeyAgreementAlgorithm=key_agreement_algorithm,
+                         GrantTokens=grant_tokens)
+        def check(members: dict[str, Any], _: bytes) -> None:
+            _check_key_id(key_id, members)
+            _check_echo(members, "KeyAgreementAlgorithm", key_agreement_algorithm)
+
+        members, secret = self._exchange(DERIVE_SHARED_SECRET, params, size, check)
+        return SharedSecret(shared_secret=secret, key_id=members.get("KeyId"),
+                            key_agreement_algorithm=members.get("KeyAgreementAlgorithm"),
+                            key_origin=members.get("KeyOrigin"))
 
     def close(self) -> None:
         self._wire.close()
@@ -176,13 +381,37 @@ class KmsClient:
                         "from the NSM carrying its public key")
         return identity
 
-    def _call_with_retries(self, request: dict[str, object]) -> dict[str, object]:
+    def _exchange(
+        self, operation: Operation, params: dict[str, Any], size: int | None,
+        check: Callable[[dict[str, Any], bytes], None] | None = None,
+    ) -> tuple[dict[str, Any], bytes]:
+        """Send ``operation`` with a Recipient; return the answer's members and the opened secret, checked to
+        be ``size`` bytes when given and then by ``check`` (which raises :class:`UntrustedAnswerError`)."""
+        operation.encode_request(params)  # usage errors first, before any key or document is made
+        with self._lock:
+            identity = self._current_identity()
+            request = operation.encode_request({**params, "Recipient": recipient_info(identity.document)})
+            answer = self._call_with_retries(operation.name, request)
+            identity.uses += 1
+            try:
+                members, secret = self._open(operation, answer, identity, size)
+                if check is not None:
+                    check(members, secret)
+            except UntrustedAnswerError:
+                # Never try a second envelope with a key that has seen a bad one: whether decryption
+                # succeeds is visible to the parent, and unauthenticated CBC turns repeated tries with one
+                # key into a padding oracle against earlier answers.
+                self._identity = None
+                raise
+        return members, secret
+
+    def _call_with_retries(self, operation: str, request: dict[str, object]) -> dict[str, object]:
         attempt = 0
         while True:
             attempt += 1
             try:
-                self._trace(f"GenerateRandom -> parent {self._address} (attempt {attempt})")
-                return self._wire.call("GenerateRandom", request)
+                self._trace(f"{operation} -> parent {self._address} (attempt {attempt})")
+                return self._wire.call(operation, request)
             except WireError as exc:
                 code = exc.code if isinstance(exc, RemoteError) else type(exc).__name__
                 detail = exc.remote_message if isinstance(exc, RemoteError) else str(exc)
@@ -192,27 +421,31 @@ class KmsClient:
                 self._trace(f"retryable failure {code}; retrying in {delay * 1000:.0f} ms")
                 time.sleep(delay)
 
-    def _open(self, answer: dict[str, object], identity: _Identity, number_of_bytes: int) -> bytes:
+    def _open(self, operation: Operation, answer: dict[str, object], identity: _Identity,
+              size: int | None) -> tuple[dict[str, Any], bytes]:
         try:
-            result = parse_generate_random_response(answer)
+            members = operation.decode_response(answer)
         except WireError as exc:
-            raise UntrustedAnswerError(f"the answer is not a GenerateRandom response: {exc}") from None
-        if result.plaintext is not None:
-            raise UntrustedAnswerError("the answer carries Plaintext although a Recipient was sent: refused")
-        if result.ciphertext_for_recipient is None:
+            raise UntrustedAnswerError(f"the answer is not a {operation.name} response: {exc}") from None
+        clear = operation.plaintext_member
+        if members.get(clear) is not None:
+            raise UntrustedAnswerError(f"the answer carries {clear} although a Recipient was sent: refused")
+        envelope = members.get("CiphertextForRecipient")
+        if envelope is None:
             raise UntrustedAnswerError("the answer has no CiphertextForRecipient")
         try:
-            plaintext = cms.decrypt(result.ciphertext_for_recipient, identity.key_pair.private_key)
+            secret = cms.decrypt(envelope, identity.key_pair.private_key)
         except cms.RecipientMismatchError:
             raise UntrustedAnswerError("CiphertextForRecipient is addressed to another key, not ours") from None
         except cms.CmsError as exc:
             raise UntrustedAnswerError(f"CiphertextForRecipient cannot be opened: {exc}") from None
-        if len(plaintext) != number_of_bytes:
-            raise UntrustedAnswerError(f"CiphertextForRecipient holds {len(plaintext)} bytes, "
-                                       f"{number_of_bytes} were asked for")
-        self._trace(f"CiphertextForRecipient ({len(result.ciphertext_for_recipient)} bytes of CMS) decrypted "
-                    f"inside the enclave: {number_of_bytes} bytes")
-        return plaintext
+        if size is not None and len(secret) != size:
+            raise UntrustedAnswerError(f"CiphertextForRecipient holds {len(secret)} bytes, {size} were asked for")
+        if not secret:
+            raise UntrustedAnswerError(f"CiphertextForRecipient holds no bytes (KMS's {clear} is 1 byte or more)")
+        self._trace(f"CiphertextForRecipient ({len(envelope)} bytes of CMS) decrypted inside the enclave: "
+                    f"{len(secret)} bytes")
+        return members, secret
 
     def _mix_with_nsm(self, kms_bytes: bytes, number_of_bytes: int) -> bytes:
         nsm_bytes = b""
@@ -221,3 +454,68 @@ class KmsClient:
         self._trace("mixed with NSM GetRandom output through HKDF-SHA384")
         return HKDF(algorithm=hashes.SHA384(), length=number_of_bytes, salt=None,
                     info=_HKDF_INFO).derive(kms_bytes + nsm_bytes[:number_of_bytes])
+
+
+# -- the checks an answer must pass (UntrustedAnswerError) -----------------------------------------------------
+
+
+def _params(**members: Any) -> dict[str, Any]:
+    """The request members given (None means absent); the operation's shapes check the rest."""
+    return {name: value for name, value in members.items() if value is not None}
+
+
+def _required(members: Mapping[str, Any], name: str, operation: Operation) -> Any:
+    value = members.get(name)
+    if value is None:
+        raise UntrustedAnswerError(f"the {operation.name} answer has no {name}")
+    return value
+
+
+def _check_echo(members: Mapping[str, Any], name: str, expected: str) -> None:
+    answered = members.get(name)
+    if answered is not None and answered != expected:
+        raise UntrustedAnswerError(f"the answer's {name} is {answered}, {expected} was asked for")
+
+
+def _check_key_id(requested: str | None, members: Mapping[str, Any]) -> None:
+    """KMS answers KeyId as the key ARN: a key ARN asked for must come back as it is, a key id as the end of it.
+
+    An alias (``alias/...`` or an alias ARN) names a key this client cannot see: any key ARN passes.
+    """
+    answered = members.get("KeyId")
+    if answered is None:
+        raise UntrustedAnswerError("the answer has no KeyId (KMS always names the key it used)")
+    if requested is None or requested.startswith("alias/") or ":alias/" in requested:
+        return
+    if requested.startswith("arn:"):
+        matches = answered == requested
+    else:
+        matches = answered == requested or answered.endswith(f":key/{requested}")
+    if not matches:
+        raise UntrustedAnswerError(f"the answer names key {answered}, not the key {requested} asked for")
+
+
+def _check_key_pair(private_der: bytes, public_der: bytes, spec: str) -> None:
+    try:
+        private_key = serialization.load_der_private_key(private_der, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UntrustedAnswerError("the private key in CiphertextForRecipient is not a PKCS#8 DER key") from None
+    if not _KEY_PAIR_CHECKS[spec](private_key):
+        raise UntrustedAnswerError(f"the private key in CiphertextForRecipient is not a {spec} key")
+    ours = private_key.public_key().public_bytes(serialization.Encoding.DER,
+                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+    if ours != public_der:
+        raise UntrustedAnswerError("the answer's PublicKey is not the public half of the private key it holds")
+
+
+def _shared_secret_size(public_key: object) -> int:
+    if not isinstance(public_key, bytes | bytearray | memoryview):
+        raise UsageError(f"the public key must be DER SubjectPublicKeyInfo bytes, not {type(public_key).__name__}")
+    try:
+        key = serialization.load_der_public_key(bytes(public_key))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise UsageError("the public key is not a DER SubjectPublicKeyInfo") from None
+    size = _SHARED_SECRET_BYTES.get(type(key.curve)) if isinstance(key, ec.EllipticCurvePublicKey) else None
+    if size is None:
+        raise UsageError("the public key must be an EC key on P-256, P-384, P-521 or secp256k1")
+    return size

@@ -26,24 +26,19 @@ from typing import Any
 
 from nitrokit._extras import extra_required
 from nitrokit.errors import NitrokitError, UsageError
-from nitrokit.kms_api import MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES, MAX_PLAINTEXT_BYTES
 from nitrokit.text import escaped
-from nitrokit.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
+from nitrokit.wire import OPERATIONS, ErrorCode, ErrorInfo, InvalidResponseError, Operation
 from nitrokit.wire.server import CallFailed
 
 __all__ = ["MAX_KMS_ANSWER_BYTES", "RETRYABLE_KMS_CODES", "CallFailed", "KmsCall", "KmsRelay", "check_result",
            "error_for_exception"]
 
 
-def _base64_length(size: int) -> int:
-    return 4 * -(-size // 3)
-
-
-#: The largest KMS answer body the parent reads (bytes): four times the largest legal GenerateRandom answer
-#: (both response blobs at their API maximum, base64, plus 1 KiB of JSON and error message). A longer
-#: answer is refused after reading at most this much, whatever its Content-Length says.
-MAX_KMS_ANSWER_BYTES = 4 * (_base64_length(MAX_PLAINTEXT_BYTES) + _base64_length(MAX_CIPHERTEXT_FOR_RECIPIENT_BYTES)
-                            + 1024)
+#: The largest KMS answer body the parent reads (bytes): four times the largest legal answer of any operation
+#: on the wire table (GenerateDataKeyPair: every response member at its API maximum, in JSON, strings fully
+#: escaped), plus 1 KiB each for an error message. A longer answer is refused after reading at most this much,
+#: whatever its Content-Length says.
+MAX_KMS_ANSWER_BYTES = 4 * (max(operation.response.max_json_length() for operation in OPERATIONS.values()) + 1024)
 _READ_CHUNK = 16384
 
 #: KMS (and generic AWS) error codes worth retrying later: KMS's own transient errors and every throttling
@@ -347,10 +342,11 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
 def check_result(operation: Operation, params: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
     """The KMS JSON to send back for boto3's ``result``, after the parent's own checks.
 
-    With a Recipient in the request, the answer must hold CiphertextForRecipient and no Plaintext: a Plaintext
-    is dropped and refused (it must never cross the parent). Sizes and types are checked by the operation.
-    A result holding nothing but ``ResponseMetadata`` (an empty or cut-off body) is KMS being unavailable,
-    retryable.
+    With a Recipient in the request, the answer must hold CiphertextForRecipient and not the operation's
+    secret member (``Plaintext``, ``PrivateKeyPlaintext`` or ``SharedSecret``): an answer carrying it is
+    dropped and refused, so the secret never crosses the parent. Sizes and types are checked by the
+    operation. A result holding nothing but ``ResponseMetadata`` (an empty or cut-off body) is KMS being
+    unavailable, retryable.
     """
     if not result.keys() - {"ResponseMetadata"}:
         # What a 200 whose connection was cut before (or inside) the body parses to: botocore does not enforce
@@ -361,9 +357,11 @@ def check_result(operation: Operation, params: Mapping[str, Any], result: Mappin
                          f"KMS answered HTTP {status} without a usable body (connection cut?); nothing was received",
                          retryable=True)
     recipient = "Recipient" in params
-    if recipient and result.get("Plaintext") is not None:
+    secret = operation.plaintext_member
+    if recipient and result.get(secret) is not None:
         raise CallFailed(ErrorCode.PLAINTEXT_REFUSED,
-                         "KMS answered with Plaintext although a Recipient was sent; the answer was dropped")
+                         f"KMS answered {operation.name} with {secret} although a Recipient was sent; "
+                         "the answer was dropped")
     try:
         response = operation.encode_response(result)
     except InvalidResponseError as exc:
@@ -371,7 +369,6 @@ def check_result(operation: Operation, params: Mapping[str, Any], result: Mappin
     if recipient and "CiphertextForRecipient" not in response:
         raise CallFailed(ErrorCode.INVALID_KMS_RESPONSE,
                          f"{operation.name} response has no CiphertextForRecipient although a Recipient was sent")
-    if not recipient and "Plaintext" not in response:
-        raise CallFailed(ErrorCode.INVALID_KMS_RESPONSE, f"{operation.name} response has no Plaintext")
+    if not recipient and secret not in response:
+        raise CallFailed(ErrorCode.INVALID_KMS_RESPONSE, f"{operation.name} response has no {secret}")
     return response
-

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 
 from nitrokit.cli._io import add_log_level_argument, configure_logging
-from nitrokit.parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig
-from nitrokit.wire import MAX_FRAME_SIZE
+from nitrokit.errors import UsageError
+from nitrokit.parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig, check_operations
+from nitrokit.wire import MAX_FRAME_SIZE, OPERATIONS
 from nitrokit.wire.server import run_until_signal
 
 _DEFAULTS = ProxyConfig()
@@ -19,7 +20,8 @@ _DEFAULTS = ProxyConfig()
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "parent", help="run the parent-instance proxy that relays enclave requests to AWS KMS",
-        description="Relay enclaves' KMS requests (GenerateRandom) to AWS KMS. Prints the listening address as "
+        description="Relay enclaves' KMS requests (GenerateRandom, Decrypt, GenerateDataKey, GenerateDataKeyPair, "
+                    "DeriveSharedSecret, each with a Recipient) to AWS KMS. Prints the listening address as "
                     "the first line of stdout; SIGTERM or SIGINT stops accepting, finishes calls in flight and "
                     "exits 0. Credentials come from the standard AWS chain (the instance profile on EC2).",
     )
@@ -29,8 +31,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--region", metavar="R", help="AWS region (default: AWS_REGION or the profile's)")
     parser.add_argument("--endpoint-url", metavar="URL", help="KMS endpoint (default: the region's)")
     parser.add_argument("--profile", metavar="P", help="AWS profile (default: the standard credential chain)")
+    parser.add_argument("--operations", type=_operation_list, default=_DEFAULTS.operations, metavar="OP[,OP...]",
+                        help="the KMS operations to relay (default all: " + ",".join(OPERATIONS) + "); a request "
+                             "for another is refused UnknownOperation")
     parser.add_argument("--allow-plaintext", action="store_true",
-                        help="also relay requests without a Recipient (their random bytes cross the parent)")
+                        help="also relay GenerateRandom requests without a Recipient (their random bytes cross "
+                             "the parent); key operations are relayed only with a Recipient")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections, metavar="N",
                         help="open connections (default %(default)s)")
@@ -64,10 +70,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=run_parent)
 
 
+def _operation_list(text: str) -> tuple[str, ...]:
+    try:
+        return check_operations(tuple(name.strip() for name in text.split(",")))
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run_parent(args: argparse.Namespace) -> int:
     config = ProxyConfig(
         listen=args.listen, region=args.region, endpoint_url=args.endpoint_url, profile=args.profile,
-        allow_plaintext=args.allow_plaintext, max_connections=args.max_connections,
+        allow_plaintext=args.allow_plaintext, operations=args.operations, max_connections=args.max_connections,
         max_connections_per_peer=args.max_connections_per_peer, max_inflight=args.max_inflight,
         max_inflight_per_connection=args.max_inflight_per_connection, max_frame_size=args.max_frame_size,
         read_timeout=args.read_timeout, idle_timeout=args.idle_timeout, queue_timeout=args.queue_timeout,

@@ -19,8 +19,12 @@ keeps its slot until its thread has really ended, so abandoned calls never add t
 ``max_inflight``; the threads are daemons, so a stop never waits for one. A slow, stalled or hostile peer
 only ever holds its own connection.
 
-Requests are checked before anything is sent to KMS; a request without Recipient is refused unless
-``allow_plaintext``; an answer with Plaintext to a request with Recipient is dropped. One log line per call
+The operator chooses which KMS operations to relay (``operations``: by default all five of the wire table,
+GenerateRandom, Decrypt, GenerateDataKey, GenerateDataKeyPair and DeriveSharedSecret); a request for another is
+refused ``UnknownOperation``. Requests are checked before anything is sent to KMS; a request without Recipient
+is refused (``allow_plaintext`` relaxes that for GenerateRandom alone: key operations always need one); an
+answer carrying the operation's secret (Plaintext, PrivateKeyPlaintext, SharedSecret) to a request with
+Recipient is dropped. One log line per call
 (operation, id, outcome, milliseconds) on the ``nitrokit.parent`` logger; bodies are never logged.
 """
 
@@ -35,8 +39,10 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
+from nitrokit.errors import UsageError
 from nitrokit.parent._kms import KmsCall, KmsRelay, check_result
 from nitrokit.wire import (
+    GENERATE_RANDOM,
     OPERATIONS,
     Address,
     ErrorCode,
@@ -53,7 +59,7 @@ from nitrokit.wire.server import (
     check_seconds,
 )
 
-__all__ = ["DEFAULT_LISTEN", "ParentProxy", "ProxyConfig", "ProxyThread"]
+__all__ = ["DEFAULT_LISTEN", "ParentProxy", "ProxyConfig", "ProxyThread", "check_operations"]
 
 #: What the enclave reaches as vsock://3:8000.
 DEFAULT_LISTEN = "vsock://any:8000"
@@ -70,8 +76,11 @@ class ProxyConfig:
     region: str | None = None
     endpoint_url: str | None = None
     profile: str | None = None
-    #: relay requests without a Recipient (their answers carry Plaintext through the parent)
+    #: relay GenerateRandom requests without a Recipient (their answers carry Plaintext through the parent);
+    #: key operations are relayed only with a Recipient, whatever this says
     allow_plaintext: bool = False
+    #: the KMS operations to relay (names of the wire table, nitrokit.wire.OPERATIONS; default all of them)
+    operations: tuple[str, ...] = tuple(OPERATIONS)
     #: KMS calls in flight overall (= worker threads = boto3 connection pool)
     max_inflight: int = 32
     #: how long a call may wait for a free worker before it is answered Busy
@@ -98,6 +107,7 @@ class ProxyConfig:
 
     def __post_init__(self) -> None:
         parse_address(self.listen)
+        check_operations(self.operations)
         object.__setattr__(self, "limits", ServerLimits(
             max_connections=self.max_connections, max_connections_per_peer=self.max_connections_per_peer,
             max_inflight_per_connection=self.max_inflight_per_connection,
@@ -109,6 +119,20 @@ class ProxyConfig:
             check_seconds(name, getattr(self, name))
 
 
+def check_operations(operations: object) -> tuple[str, ...]:
+    """``operations`` if it is a non-empty tuple of distinct names from the wire table; else :class:`UsageError`."""
+    known = ", ".join(OPERATIONS)
+    if not isinstance(operations, tuple) or not operations:
+        raise UsageError(f"operations must be a non-empty tuple of operation names from: {known}")
+    for name in operations:
+        if name not in OPERATIONS:
+            shown = name if isinstance(name, str) and name.isidentifier() and len(name) <= 64 else "(not a name)"
+            raise UsageError(f"operation {shown} is not one the parent can relay ({known})")
+    if len(set(operations)) != len(operations):
+        raise UsageError("operations names an operation twice")
+    return operations
+
+
 class ParentProxy:
     """The proxy server. ``kms_client`` replaces the boto3 client built from the config (tests, the demo)."""
 
@@ -118,7 +142,7 @@ class ParentProxy:
         self._relay: KmsRelay | None = None
         self._slots: asyncio.Semaphore | None = None
         self._workers: _DaemonWorkers | None = None
-        self._server = WireServer(config.limits, self._execute, operations=OPERATIONS, name="parent")
+        self._server = WireServer(config.limits, self._execute, operations=config.operations, name="parent")
 
     @property
     def address(self) -> Address:
@@ -140,8 +164,8 @@ class ParentProxy:
             max_attempts=config.kms_max_attempts, max_pool_connections=config.max_inflight, client=self._kms_client)
         self._slots = asyncio.Semaphore(config.max_inflight)
         self._workers = _DaemonWorkers(config.max_inflight)
-        detail = (f"KMS endpoint {relay.endpoint}, region {relay.region}, "
-                  f"plaintext {'allowed' if config.allow_plaintext else 'refused'}")
+        detail = (f"KMS endpoint {relay.endpoint}, region {relay.region}, operations {','.join(config.operations)}, "
+                  f"plaintext {'allowed for GenerateRandom' if config.allow_plaintext else 'refused'}")
         address = await self._server.start(config.listen, detail=detail)
         self._relay = relay
         return address
@@ -181,10 +205,16 @@ class ParentProxy:
             params = operation.decode_request(request.request)
         except InvalidRequestError as exc:
             raise CallFailed(ErrorCode.INVALID_REQUEST, str(exc)) from None
-        if "Recipient" not in params and not self.config.allow_plaintext:
-            raise CallFailed(ErrorCode.RECIPIENT_REQUIRED,
-                             f"{operation.name} without Recipient would return plaintext through the parent; "
-                             "send a Recipient (the parent runs without --allow-plaintext)")
+        if "Recipient" not in params:
+            if operation is not GENERATE_RANDOM:
+                raise CallFailed(ErrorCode.RECIPIENT_REQUIRED,
+                                 f"{operation.name} without Recipient would return {operation.plaintext_member} "
+                                 "through the parent; send a Recipient (the parent relays key operations only with "
+                                 "one)")
+            if not self.config.allow_plaintext:
+                raise CallFailed(ErrorCode.RECIPIENT_REQUIRED,
+                                 f"{operation.name} without Recipient would return plaintext through the parent; "
+                                 "send a Recipient (the parent runs without --allow-plaintext)")
         try:
             async with asyncio.timeout(self.config.queue_timeout):
                 await self._slots.acquire()

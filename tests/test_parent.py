@@ -526,7 +526,7 @@ def _misbehave(kind: str, sock: socket.socket) -> None:
         sock.sendall(encode_frame(json.dumps({"version": 9, "id": "v9", "operation": "GenerateRandom",
                                               "request": {}}).encode()))
     elif kind == "unknown-operation":
-        sock.sendall(encode_frame(json.dumps({"version": 1, "id": "op", "operation": "Decrypt",
+        sock.sendall(encode_frame(json.dumps({"version": 1, "id": "op", "operation": "Encrypt",
                                               "request": {}}).encode()))
     elif kind in ("stall-mid-frame", "disconnect-mid-frame"):
         sock.sendall(b"\x00\x00\x01\x00" + b"{" * 10)

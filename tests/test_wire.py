@@ -177,7 +177,7 @@ def test_encode_refuses_what_the_other_side_would_refuse():
     with pytest.raises(UsageError, match="request id"):
         encode_request(Request(operation="GenerateRandom", request={}, id="has space"))
     with pytest.raises(UsageError, match="not one of GenerateRandom"):
-        encode_request(Request(operation="Decrypt", request={}))
+        encode_request(Request(operation="Encrypt", request={}))
     with pytest.raises(UsageError, match="error code"):
         encode_response(Response(id=None, error=ErrorInfo("bad code!", "x")))
     with pytest.raises(UsageError, match="JSON"):
@@ -210,7 +210,7 @@ def test_encode_refuses_what_the_other_side_would_refuse():
     (_body(id="x" * 65), MalformedFrameError, "request id"),
     (_body(id="a\nb"), MalformedFrameError, "request id"),
     (_body(id=7), MalformedFrameError, "request id"),
-    (_body(operation="Decrypt"), UnknownOperationError, "'Decrypt' is not one of GenerateRandom"),
+    (_body(operation="Encrypt"), UnknownOperationError, "'Encrypt' is not one of GenerateRandom"),
     (_body(operation="generaterandom"), UnknownOperationError, "not one of"),
     (_body(operation=["GenerateRandom"]), MalformedFrameError, "operation must be a string"),
     (_body(request=[1]), MalformedFrameError, "request must be a JSON object"),

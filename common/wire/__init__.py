@@ -62,6 +62,10 @@ from nitrokit.wire.framing import (
     write_frame,
 )
 from nitrokit.wire.kms import (
+    DECRYPT,
+    DERIVE_SHARED_SECRET,
+    GENERATE_DATA_KEY,
+    GENERATE_DATA_KEY_PAIR,
     GENERATE_RANDOM,
     OPERATIONS,
     RSAES_OAEP_SHA_256,
@@ -69,6 +73,7 @@ from nitrokit.wire.kms import (
     Operation,
     generate_random_request,
     parse_generate_random_response,
+    recipient_info,
 )
 from nitrokit.wire.messages import (
     PROTOCOL_VERSION,
@@ -91,6 +96,10 @@ from nitrokit.wire.server import (
 )
 
 __all__ = [
+    "DECRYPT",
+    "DERIVE_SHARED_SECRET",
+    "GENERATE_DATA_KEY",
+    "GENERATE_DATA_KEY_PAIR",
     "GENERATE_RANDOM",
     "HEADER_SIZE",
     "MAX_FRAME_SIZE",
@@ -149,6 +158,7 @@ __all__ = [
     "parse_address",
     "parse_generate_random_response",
     "read_frame",
+    "recipient_info",
     "recv_frame",
     "run_until_signal",
     "send_frame",

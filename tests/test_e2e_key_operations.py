@@ -1,0 +1,414 @@
+"""Decrypt, GenerateDataKey, GenerateDataKeyPair and DeriveSharedSecret end to end: the enclave client (Python
+API and CLI) <- a real ``nitrokit parent`` process <- boto3 over HTTP <- a KMS on loopback.
+
+The KMS is the stand-in of tests/key_kms.py (real shapes, real CMS envelopes to the document's key) until the
+simulated KMS serves these operations. The hostile-parent tests answer the client from a forging parent.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
+from nitrokit.enclave.kms_client import KmsClient, RetryPolicy
+from nitrokit.enclave.nsm import SimulatedNsm
+from nitrokit.errors import UsageError
+from nitrokit.wire import DECRYPT, GENERATE_DATA_KEY, ErrorCode, RemoteError, WireClient
+from nitrokit.wire.messages import Response
+from tests.cli_helpers import run_cli
+from tests.key_kms import ALIAS, ECDH_KEY_ID, SYMMETRIC_KEY_ID, KeyKms, key_arn, key_kms
+from tests.test_e2e_generate_random import ForgingParent, _document_key, _envelope, _start_parent
+
+FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
+
+
+@pytest.fixture(scope="module")
+def kms() -> Iterator[KeyKms]:
+    with key_kms() as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(autouse=True)
+def _no_leak(kms: KeyKms) -> Iterator[None]:
+    yield
+    kms.leak = False
+
+
+@pytest.fixture(scope="module")
+def parent(kms: KeyKms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = _start_parent(f"unix://{tmp_path_factory.mktemp('parent') / 'parent.sock'}", kms.url)
+    try:
+        yield process.first_line
+    finally:
+        assert process.stop() == 0, process.stderr_text()
+
+
+def _client(parent: str) -> KmsClient:
+    return KmsClient(nsm=SimulatedNsm(), parent=parent, retry=FAST_RETRY)
+
+
+# --- Decrypt and GenerateDataKey ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_id", [SYMMETRIC_KEY_ID, key_arn(SYMMETRIC_KEY_ID), ALIAS])
+def test_a_data_key_and_its_decryption_through_the_parent(parent: str, key_id: str) -> None:
+    context = {"purpose": "test", "tenant": "t-1"}
+    with _client(parent) as client:
+        data_key = client.generate_data_key(key_id, key_spec="AES_256", encryption_context=context)
+        assert len(data_key.plaintext) == 32 and data_key.key_id == key_arn(SYMMETRIC_KEY_ID)
+        again = client.decrypt(data_key.ciphertext_blob, key_id=key_id, encryption_context=context)
+    assert again.plaintext == data_key.plaintext
+    assert again.key_id == key_arn(SYMMETRIC_KEY_ID) and again.encryption_algorithm == "SYMMETRIC_DEFAULT"
+    assert data_key.plaintext.hex() not in repr(data_key) + repr(again)
+
+
+def test_number_of_bytes_and_aes_128(parent: str) -> None:
+    with _client(parent) as client:
+        assert len(client.generate_data_key(SYMMETRIC_KEY_ID, number_of_bytes=1024).plaintext) == 1024
+        assert len(client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_128").plaintext) == 16
+
+
+def test_kms_refusals_come_back_typed(parent: str, kms: KeyKms) -> None:
+    blob = kms.encrypt(b"secret", {"a": "1"})
+    with _client(parent) as client:
+        with pytest.raises(KmsCallError) as wrong_context:
+            client.decrypt(blob, encryption_context={"a": "2"})
+        with pytest.raises(KmsCallError) as unknown_key:
+            client.generate_data_key("alias/nobody", key_spec="AES_256")
+        assert client.decrypt(blob, encryption_context={"a": "1"}).plaintext == b"secret"
+    assert wrong_context.value.code == "InvalidCiphertextException" and not wrong_context.value.retryable
+    assert unknown_key.value.code == "NotFoundException" and unknown_key.value.attempts == 1
+
+
+def test_usage_errors_before_any_call(kms: KeyKms) -> None:
+    calls = len(kms.calls)
+    client = KmsClient(nsm=SimulatedNsm(), parent="unix:///nonexistent")
+    for bad in ({}, {"key_spec": "AES_256", "number_of_bytes": 32}, {"number_of_bytes": 0},
+                {"key_spec": "AES_512"}):
+        with pytest.raises(UsageError):
+            client.generate_data_key(SYMMETRIC_KEY_ID, **bad)
+    with pytest.raises(UsageError, match="CiphertextBlob must be 1 to 6144 bytes"):
+        client.decrypt(b"")
+    with pytest.raises(UsageError, match="GrantTokens must have 0 to 10 items"):
+        client.decrypt(b"x", grant_tokens=["t"] * 11)
+    assert len(kms.calls) == calls
+
+
+def test_the_parent_drops_an_answer_carrying_plaintext(parent: str, kms: KeyKms) -> None:
+    kms.leak = True
+    with _client(parent) as client, pytest.raises(KmsCallError) as info:
+        client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+    assert info.value.code == ErrorCode.PLAINTEXT_REFUSED and "Plaintext" in str(info.value)
+
+
+def test_the_parent_relays_key_operations_only_with_a_recipient(kms: KeyKms, tmp_path: Path) -> None:
+    process = _start_parent(f"unix://{tmp_path / 'p.sock'}", kms.url, "--allow-plaintext")
+    calls = len(kms.calls)
+    try:
+        with WireClient(process.first_line) as wire, pytest.raises(RemoteError) as info:
+            wire.call("GenerateDataKey", GENERATE_DATA_KEY.encode_request({"KeyId": ALIAS, "KeySpec": "AES_256"}))
+    finally:
+        assert process.stop() == 0
+    assert info.value.code == ErrorCode.RECIPIENT_REQUIRED and "key operations only with" in info.value.remote_message
+    assert len(kms.calls) == calls
+
+
+def test_the_operator_chooses_the_operations(kms: KeyKms, tmp_path: Path) -> None:
+    process = _start_parent(f"unix://{tmp_path / 'p.sock'}", kms.url, "--operations", "GenerateDataKey")
+    try:
+        with _client(process.first_line) as client:
+            data_key = client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+            with pytest.raises(KmsCallError) as info:
+                client.decrypt(data_key.ciphertext_blob)
+        log = process.stderr_text()
+    finally:
+        assert process.stop() == 0
+    assert info.value.code == ErrorCode.UNKNOWN_OPERATION and "not one of GenerateDataKey" in str(info.value)
+    assert "operations GenerateDataKey," in log
+
+
+def test_parent_operations_option_is_checked(tmp_path: Path) -> None:
+    for value, fragment in (("Encrypt", "Encrypt is not one the parent can relay"),
+                            ("Decrypt,Decrypt", "twice"), ("", "not one the parent")):
+        result = run_cli("parent", "--listen", f"unix://{tmp_path / 'x.sock'}", "--region", "us-east-1",
+                         "--operations", value)
+        assert result.returncode == 2 and fragment in result.stderr.decode(), result.stderr
+
+
+# --- a hostile parent: what the client checks --------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _forging_client(tmp_path: Path, members: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[KmsClient]:
+    """A client whose parent answers every request with ``members(request)``."""
+    forger = ForgingParent(tmp_path, lambda request: Response(id=None, response=members(request)))
+    try:
+        with _client(forger.address) as client:
+            yield client
+    finally:
+        forger.close()
+
+
+def _data_key_answer(size: int = 32, **override: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def build(request: dict[str, Any]) -> dict[str, Any]:
+        answer = {"KeyId": key_arn(SYMMETRIC_KEY_ID), "CiphertextBlob": base64.b64encode(b"blob").decode(),
+                  "CiphertextForRecipient": _envelope(b"\x07" * size, _document_key(request))}
+        answer.update(override)
+        return {name: value for name, value in answer.items() if value is not None}
+    return build
+
+
+FORGED_DATA_KEYS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], str]] = {
+    "plaintext beside the envelope": (_data_key_answer(Plaintext=base64.b64encode(b"\x07" * 32).decode()),
+                                      "carries Plaintext"),
+    "a short key": (_data_key_answer(16), "holds 16 bytes, 32 were asked for"),
+    "another key's id": (_data_key_answer(KeyId=key_arn(ECDH_KEY_ID)), "not the key"),
+    "no key id": (_data_key_answer(KeyId=None), "no KeyId"),
+    "no ciphertext blob": (_data_key_answer(CiphertextBlob=None), "no CiphertextBlob"),
+}
+
+
+@pytest.mark.parametrize("name", FORGED_DATA_KEYS)
+def test_forged_data_keys_are_refused(name: str, tmp_path: Path) -> None:
+    members, message = FORGED_DATA_KEYS[name]
+    with _forging_client(tmp_path, members) as client, pytest.raises(UntrustedAnswerError, match=message):
+        client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+
+
+def test_a_refused_answer_retires_the_key_pair(tmp_path: Path) -> None:
+    identities: list[str] = []
+    forger = ForgingParent(tmp_path, lambda request: Response(id=None, response=_data_key_answer(
+        KeyId=key_arn(ECDH_KEY_ID))(request)))
+    try:
+        with KmsClient(nsm=SimulatedNsm(), parent=forger.address, retry=FAST_RETRY,
+                       trace=lambda line: identities.append(line) if line.startswith("new identity") else None
+                       ) as client:
+            for _ in range(2):
+                with pytest.raises(UntrustedAnswerError, match="not the key"):
+                    client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+    finally:
+        forger.close()
+    assert len(identities) == 2  # a key that has seen a bad answer is never used again
+
+
+def test_a_forged_data_key_of_the_right_shape_is_accepted(tmp_path: Path) -> None:
+    """What the envelope cannot show: a parent that answers with a key of its own choosing, well formed."""
+    with _forging_client(tmp_path, _data_key_answer()) as client:
+        assert client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256").plaintext == b"\x07" * 32
+
+
+def test_a_substituted_decrypt_plaintext_is_caught_by_the_aead_that_uses_it(parent: str, tmp_path: Path) -> None:
+    """Decrypt of a data key later used with AEAD: a substituted key fails the tag (docs/threat-model.md)."""
+    with _client(parent) as client:
+        data_key = client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+    sealed = AESGCM(data_key.plaintext).encrypt(b"\x00" * 12, b"application data", None)
+    with _forging_client(tmp_path, lambda request: {
+            "KeyId": key_arn(SYMMETRIC_KEY_ID), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "CiphertextForRecipient": _envelope(b"\x01" * 32, _document_key(request))}) as client:
+        substituted = client.decrypt(data_key.ciphertext_blob).plaintext
+    from cryptography.exceptions import InvalidTag
+
+    with pytest.raises(InvalidTag):
+        AESGCM(substituted).decrypt(b"\x00" * 12, sealed, None)
+
+
+def test_a_forged_decrypt_algorithm_is_refused(tmp_path: Path) -> None:
+    with _forging_client(tmp_path, lambda request: {
+            "KeyId": key_arn(SYMMETRIC_KEY_ID), "EncryptionAlgorithm": "RSAES_OAEP_SHA_1",
+            "CiphertextForRecipient": _envelope(b"x", _document_key(request))}) as client, \
+            pytest.raises(UntrustedAnswerError, match="EncryptionAlgorithm"):
+        client.decrypt(b"blob")
+
+
+# --- the command line -------------------------------------------------------------------------------------
+
+
+def _cli(parent: str, *args: str) -> Any:
+    result = run_cli("enclave", *args, "--parent", parent, "--nsm", "simulated")
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_generate_data_key_then_decrypt_on_the_command_line(parent: str, tmp_path: Path) -> None:
+    made = json.loads(_cli(parent, "generate-data-key", "--key-id", ALIAS, "--key-spec", "AES_256",
+                           "--encryption-context", "app=x", "--json").stdout)
+    assert set(made) == {"Plaintext", "CiphertextBlob", "KeyId"} and made["KeyId"] == key_arn(SYMMETRIC_KEY_ID)
+    blob = tmp_path / "blob"
+    blob.write_bytes(base64.b64decode(made["CiphertextBlob"]))
+    opened = json.loads(_cli(parent, "decrypt", "--ciphertext-blob", str(blob), "--encryption-context", "app=x",
+                             "--json").stdout)
+    assert opened == {"Plaintext": made["Plaintext"], "KeyId": made["KeyId"], "EncryptionAlgorithm":
+                      "SYMMETRIC_DEFAULT"}
+    (tmp_path / "blob.b64").write_text(made["CiphertextBlob"] + "\n")  # what the aws CLI writes: base64 text
+    hex_out = _cli(parent, "decrypt", "--ciphertext-blob", str(tmp_path / "blob.b64"), "--encryption-context",
+                   "app=x").stdout.decode().strip()
+    assert hex_out == base64.b64decode(made["Plaintext"]).hex()
+    size = _cli(parent, "generate-data-key", "--key-id", SYMMETRIC_KEY_ID, "--bytes", "5", "--format", "base64")
+    assert len(base64.b64decode(size.stdout)) == 5
+
+
+def test_generate_random_json(parent: str) -> None:
+    # GenerateRandom is not served by the stand-in KMS: the JSON shape is checked on the refusal path too.
+    result = run_cli("enclave", "generate-random", "--bytes", "8", "--parent", parent, "--nsm", "simulated",
+                     "--json")
+    assert result.returncode == 1 and b"UnsupportedOperationException" in result.stderr
+
+
+def test_cli_usage_errors(parent: str, tmp_path: Path) -> None:
+    blob = tmp_path / "blob"
+    blob.write_bytes(b"x")
+    for args, fragment in (
+        (("generate-data-key", "--key-id", "k"), b"one of the arguments --key-spec --bytes is required"),
+        (("generate-data-key", "--key-id", "k", "--bytes", "0"), b"NumberOfBytes must be from 1 to 1024"),
+        (("decrypt", "--ciphertext-blob", str(blob), "--encryption-context", "novalue"), b"KEY=VALUE"),
+        (("decrypt", "--ciphertext-blob", str(blob), "--encryption-context", "a=1", "--encryption-context", "a=2"),
+         b"twice"),
+    ):
+        result = run_cli("enclave", *args, "--parent", parent, "--nsm", "simulated")
+        assert result.returncode == 2 and fragment in result.stderr, (args, result.stderr)
+
+
+def test_wire_shapes_follow_the_model() -> None:
+    assert DECRYPT.decode_request({"CiphertextBlob": "eA==", "DryRun": True, "GrantTokens": ["g"],
+                                   "EncryptionContext": {"k": "v"}})["CiphertextBlob"] == b"x"
+    assert DECRYPT.decode_request({"DryRun": True, "DryRunModifiers": ["IGNORE_CIPHERTEXT"]})
+    for bad, fragment in (({}, "CiphertextBlob is required"), ({"CiphertextBlob": "eA==", "DryRun": 1}, "true or"),
+                          ({"CiphertextBlob": "eA==", "EncryptionContext": {"k": 1}}, "EncryptionContext.k must"),
+                          ({"CiphertextBlob": "eA==", "EncryptionContext": []}, "must be an object"),
+                          ({"CiphertextBlob": "eA==", "KeyId": ""}, "KeyId must be 1 to 2048")):
+        with pytest.raises(Exception, match=fragment):
+            DECRYPT.decode_request(bad)
+    with pytest.raises(Exception, match="exactly one of NumberOfBytes and KeySpec"):
+        GENERATE_DATA_KEY.decode_request({"KeyId": "k", "NumberOfBytes": 32, "KeySpec": "AES_256"})
+    with pytest.raises(Exception, match="KeyMaterialId must match"):
+        DECRYPT.decode_response({"KeyMaterialId": "G" * 64})
+
+
+def _peer_public_key() -> bytes:
+    return ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+# --- GenerateDataKeyPair and DeriveSharedSecret ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", ["ECC_NIST_P256", "ECC_SECG_P256K1", "RSA_2048"])
+def test_a_data_key_pair_through_the_parent(parent: str, kms: KeyKms, spec: str) -> None:
+    with _client(parent) as client:
+        pair = client.generate_data_key_pair(ALIAS, spec, encryption_context={"use": "signing"})
+        again = client.decrypt(pair.private_key_ciphertext_blob, encryption_context={"use": "signing"})
+    private = serialization.load_der_private_key(pair.private_key_plaintext, password=None)
+    assert private.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo) == pair.public_key
+    assert again.plaintext == pair.private_key_plaintext
+    assert pair.key_pair_spec == spec and pair.key_id == key_arn(SYMMETRIC_KEY_ID)
+    assert "private_key_plaintext" not in repr(pair)
+
+
+def test_a_shared_secret_through_the_parent(parent: str, kms: KeyKms) -> None:
+    peer = ec.generate_private_key(ec.SECP256R1())
+    peer_der = peer.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo)
+    with _client(parent) as client:
+        shared = client.derive_shared_secret(ECDH_KEY_ID, peer_der)
+    assert shared.shared_secret == peer.exchange(ec.ECDH(), kms.ecdh_key.public_key())
+    assert (shared.key_id, shared.key_agreement_algorithm, shared.key_origin) == (
+        key_arn(ECDH_KEY_ID), "ECDH", "AWS_KMS")
+
+
+def test_the_parent_drops_private_keys_and_shared_secrets_in_the_clear(parent: str, kms: KeyKms) -> None:
+    kms.leak = True
+    with _client(parent) as client:
+        with pytest.raises(KmsCallError, match="PrivateKeyPlaintext") as pair:
+            client.generate_data_key_pair(ALIAS, "ECC_NIST_P256")
+        with pytest.raises(KmsCallError, match="SharedSecret") as shared:
+            client.derive_shared_secret(ECDH_KEY_ID, _peer_public_key())
+    assert pair.value.code == shared.value.code == ErrorCode.PLAINTEXT_REFUSED
+
+
+def _pair_answer(spec: str, private_spec: str | None = None, *, public_from_other: bool = False,
+                 **override: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def der(key: Any) -> tuple[bytes, bytes]:
+        return (key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()),
+                key.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+
+    def build(request: dict[str, Any]) -> dict[str, Any]:
+        curve = ec.SECP384R1() if (private_spec or spec) == "ECC_NIST_P384" else ec.SECP256R1()
+        private_der, public_der = der(ec.generate_private_key(curve))
+        if public_from_other:
+            public_der = der(ec.generate_private_key(curve))[1]
+        answer = {"KeyId": key_arn(SYMMETRIC_KEY_ID), "KeyPairSpec": spec, "PublicKey": base64.b64encode(
+            public_der).decode(), "PrivateKeyCiphertextBlob": base64.b64encode(b"blob").decode(),
+            "CiphertextForRecipient": _envelope(private_der, _document_key(request))}
+        answer.update(override)
+        return {name: value for name, value in answer.items() if value is not None}
+    return build
+
+
+FORGED_PAIRS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], str]] = {
+    "a key of another curve": (_pair_answer("ECC_NIST_P256", "ECC_NIST_P384"), "not a ECC_NIST_P256 key"),
+    "another spec echoed": (_pair_answer("ECC_NIST_P384"), "KeyPairSpec is ECC_NIST_P384"),
+    "a public key of another pair": (_pair_answer("ECC_NIST_P256", public_from_other=True), "not the public half"),
+    "no public key": (_pair_answer("ECC_NIST_P256", PublicKey=None), "no PublicKey"),
+    "not a key at all": (lambda r: {**_pair_answer("ECC_NIST_P256")(r), "CiphertextForRecipient":
+                                    _envelope(b"\x30\x03\x02\x01\x00", _document_key(r))}, "not a PKCS#8 DER key"),
+}
+
+
+@pytest.mark.parametrize("name", FORGED_PAIRS)
+def test_forged_key_pairs_are_refused(name: str, tmp_path: Path) -> None:
+    members, message = FORGED_PAIRS[name]
+    with _forging_client(tmp_path, members) as client, pytest.raises(UntrustedAnswerError, match=message):
+        client.generate_data_key_pair(SYMMETRIC_KEY_ID, "ECC_NIST_P256")
+
+
+def test_a_forged_shared_secret_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
+    with _forging_client(tmp_path, lambda request: {
+            "KeyId": key_arn(ECDH_KEY_ID), "KeyAgreementAlgorithm": "ECDH",
+            "CiphertextForRecipient": _envelope(b"\x01" * 48, _document_key(request))}) as client, \
+            pytest.raises(UntrustedAnswerError, match="holds 48 bytes, 32"):
+        client.derive_shared_secret(ECDH_KEY_ID, _peer_public_key())
+
+
+def test_pair_and_derive_usage_errors() -> None:
+    client = KmsClient(nsm=SimulatedNsm(), parent="unix:///nonexistent")
+    with pytest.raises(UsageError, match="key pair spec must be one of"):
+        client.generate_data_key_pair(SYMMETRIC_KEY_ID, "ML_KEM_768")
+    with pytest.raises(UsageError, match="not a DER SubjectPublicKeyInfo"):
+        client.derive_shared_secret(ECDH_KEY_ID, b"not a key")
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    ed_der = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    with pytest.raises(UsageError, match="EC key on P-256"):
+        client.derive_shared_secret(ECDH_KEY_ID, ed_der)
+
+
+def test_pair_and_derive_on_the_command_line(parent: str, kms: KeyKms, tmp_path: Path) -> None:
+    pair = json.loads(_cli(parent, "generate-data-key-pair", "--key-id", ALIAS, "--key-pair-spec", "ECC_NIST_P384",
+                           "--json").stdout)
+    assert set(pair) == {"PrivateKeyPlaintext", "PublicKey", "PrivateKeyCiphertextBlob", "KeyId", "KeyPairSpec"}
+    private = serialization.load_der_private_key(base64.b64decode(pair["PrivateKeyPlaintext"]), password=None)
+    assert isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp384r1"
+    peer = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "peer.pem"
+    pem.write_bytes(peer.public_key().public_bytes(serialization.Encoding.PEM,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo))
+    shared = json.loads(_cli(parent, "derive-shared-secret", "--key-id", key_arn(ECDH_KEY_ID), "--public-key",
+                             str(pem), "--json").stdout)
+    assert base64.b64decode(shared["SharedSecret"]) == peer.exchange(ec.ECDH(), kms.ecdh_key.public_key())
+    assert shared["KeyAgreementAlgorithm"] == "ECDH" and shared["KeyId"] == key_arn(ECDH_KEY_ID)
+    plain = _cli(parent, "derive-shared-secret", "--key-id", ECDH_KEY_ID, "--public-key", str(pem))
+    assert plain.stdout.decode().strip() == base64.b64decode(shared["SharedSecret"]).hex()
