@@ -1,4 +1,6 @@
-"""``nitrokit enclave ...``: the enclave's primitives on the command line (attestation and PCRs via the NSM).
+"""``nitrokit enclave ...``: the enclave's primitives on the command line: attestation and PCRs via the NSM, and
+the KMS calls through the parent (generate-random, decrypt, generate-data-key, generate-data-key-pair,
+derive-shared-secret; each prints the secret alone, or with ``--json`` one object of the answer's members).
 
 Subcommands that talk to an NSM take ``--nsm device|simulated`` (default device: /dev/nsm, only in an enclave).
 Adding one: write ``_add_<name>(commands)`` (its parser, calling :func:`add_nsm_option` if it talks to an

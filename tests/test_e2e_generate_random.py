@@ -314,6 +314,11 @@ def test_enclave_generate_random_command(parent: str) -> None:
     assert raw.returncode == 0 and len(raw.stdout) == 5
     refused = run_cli("enclave", "generate-random", "--bytes", "5000", "--parent", parent, "--nsm", "simulated")
     assert refused.returncode == 2 and b"1 to 1024" in refused.stderr
+    as_json = run_cli("enclave", "generate-random", "--bytes", "7", "--parent", parent, "--nsm", "simulated",
+                      "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    answer = json.loads(as_json.stdout)
+    assert set(answer) == {"Plaintext"} and len(base64.b64decode(answer["Plaintext"])) == 7
 
 
 def test_demo_command() -> None:

@@ -257,13 +257,6 @@ def test_generate_data_key_then_decrypt_on_the_command_line(parent: str, tmp_pat
     assert len(base64.b64decode(size.stdout)) == 5
 
 
-def test_generate_random_json(parent: str) -> None:
-    # GenerateRandom is not served by the stand-in KMS: the JSON shape is checked on the refusal path too.
-    result = run_cli("enclave", "generate-random", "--bytes", "8", "--parent", parent, "--nsm", "simulated",
-                     "--json")
-    assert result.returncode == 1 and b"UnsupportedOperationException" in result.stderr
-
-
 def test_cli_usage_errors(parent: str, tmp_path: Path) -> None:
     blob = tmp_path / "blob"
     blob.write_bytes(b"x")
