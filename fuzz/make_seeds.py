@@ -55,6 +55,10 @@ def seeds() -> dict[str, dict[str, bytes]]:
     from nitrokit.testing import build_document, fixture_pki
     from nitrokit.testing.documents import build_payload, sign_payload
     from nitrokit.wire import (
+        DECRYPT,
+        DERIVE_SHARED_SECRET,
+        GENERATE_DATA_KEY,
+        GENERATE_DATA_KEY_PAIR,
         ErrorCode,
         ErrorInfo,
         Request,
@@ -105,6 +109,16 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "seed-recipient": request_body("a.b:c-d_2", generate_random_request(
             1024, attestation_document=b"\x84D\xa1\x018\"\xa0", custom_key_store_id="cks-1234567890abcdef0")),
         "seed-invalid": request_body("4", {"NumberOfBytes": 0}),
+        # The key operations (issue 13): every member of each, with a Recipient.
+        **{f"seed-{operation.name}": encode_request(Request(operation=operation.name, id=operation.name, request={
+            **members, "GrantTokens": ["g"], "DryRun": False, "Recipient": {
+                "AttestationDocument": "hEShATgioA==", "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}}))
+           for operation, members in (
+               (DECRYPT, {"CiphertextBlob": "AQID", "KeyId": "alias/k", "EncryptionContext": {"k": "v"},
+                          "EncryptionAlgorithm": "SYMMETRIC_DEFAULT", "DryRunModifiers": ["IGNORE_CIPHERTEXT"]}),
+               (GENERATE_DATA_KEY, {"KeyId": "k", "KeySpec": "AES_256", "EncryptionContext": {}}),
+               (GENERATE_DATA_KEY_PAIR, {"KeyId": "k", "KeyPairSpec": "ECC_NIST_P256"}),
+               (DERIVE_SHARED_SECRET, {"KeyId": "k", "KeyAgreementAlgorithm": "ECDH", "PublicKey": "MFkw"}))},
     }
     wire_stream = {
         "seed-plain": encode_frame(wire_request["seed-plain"]),

@@ -7,7 +7,8 @@ CiphertextForRecipient is CMS EnvelopedData to the attestation document's public
 the simulator's part. Ciphertexts are AES-GCM under the stand-in's one symmetric key, bound to the key and the
 encryption context, so Decrypt refuses another context with InvalidCiphertextException as KMS does.
 
-``leak`` makes it answer with the secret in the clear beside the envelope, as a hostile or broken KMS would.
+``bodies`` records each request's JSON as KMS received it. ``leak`` makes it answer with the secret in the clear
+beside the envelope, as a hostile or broken KMS would.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class KeyKms:
         self.ecdh_key = ec.generate_private_key(ec.SECP256R1())
         self.leak = False
         self.calls: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
         stand_in = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,8 +67,9 @@ class KeyKms:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 target = str(self.headers.get("X-Amz-Target", "")).rpartition(".")[2]
                 stand_in.calls.append(target)
+                stand_in.bodies.append(json.loads(body))
                 try:
-                    status, answer = 200, stand_in.answer(target, json.loads(body))
+                    status, answer = 200, stand_in.answer(target, stand_in.bodies[-1])
                 except KmsFault as fault:
                     status, answer = fault.status, {"__type": fault.code, "message": str(fault)}
                 payload = json.dumps(answer).encode()

@@ -111,6 +111,27 @@ def test_the_parent_drops_an_answer_carrying_plaintext(parent: str, kms: KeyKms)
     assert info.value.code == ErrorCode.PLAINTEXT_REFUSED and "Plaintext" in str(info.value)
 
 
+def test_the_relayed_request_is_the_kms_json_the_enclave_sent(parent: str, kms: KeyKms) -> None:
+    """Every member of each operation crosses the parent and boto3 as the enclave wrote it."""
+    document = base64.b64encode(SimulatedNsm().attestation(public_key=_rsa_public_key())).decode()
+    recipient = {"AttestationDocument": document, "KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}
+    common = {"GrantTokens": ["grant-1", "grant-2"], "DryRun": False, "Recipient": recipient}
+    requests = {
+        "Decrypt": {"CiphertextBlob": base64.b64encode(kms.encrypt(b"p", {"a": "b"})).decode(),
+                    "EncryptionContext": {"a": "b"}, "KeyId": SYMMETRIC_KEY_ID,
+                    "EncryptionAlgorithm": "SYMMETRIC_DEFAULT", "DryRunModifiers": [], **common},
+        "GenerateDataKey": {"KeyId": ALIAS, "NumberOfBytes": 64, "EncryptionContext": {"é": "ü"}, **common},
+        "GenerateDataKeyPair": {"KeyId": ALIAS, "KeyPairSpec": "ECC_NIST_P256", "EncryptionContext": {}, **common},
+        "DeriveSharedSecret": {"KeyId": ECDH_KEY_ID, "KeyAgreementAlgorithm": "ECDH",
+                               "PublicKey": base64.b64encode(_peer_public_key()).decode(), **common},
+    }
+    with WireClient(parent) as wire:
+        for operation, request in requests.items():
+            answer = wire.call(operation, request)
+            assert kms.bodies[-1] == request, operation
+            assert "CiphertextForRecipient" in answer and kms.calls[-1] == operation
+
+
 def test_the_parent_relays_key_operations_only_with_a_recipient(kms: KeyKms, tmp_path: Path) -> None:
     process = _start_parent(f"unix://{tmp_path / 'p.sock'}", kms.url, "--allow-plaintext")
     calls = len(kms.calls)
@@ -285,6 +306,13 @@ def test_wire_shapes_follow_the_model() -> None:
         GENERATE_DATA_KEY.decode_request({"KeyId": "k", "NumberOfBytes": 32, "KeySpec": "AES_256"})
     with pytest.raises(Exception, match="KeyMaterialId must match"):
         DECRYPT.decode_response({"KeyMaterialId": "G" * 64})
+
+
+def _rsa_public_key() -> bytes:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _peer_public_key() -> bytes:

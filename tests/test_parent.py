@@ -742,6 +742,11 @@ def test_proxy_as_async_context_manager(kms, aws_env, tmp_path, document):
     ({"idle_timeout": float("nan")}, "idle_timeout"),
     ({"max_frame_size": MAX_FRAME_SIZE + 1}, "max_frame_size"),
     ({"kms_max_attempts": True}, "kms_max_attempts"),
+    ({"operations": ()}, "non-empty tuple"),
+    ({"operations": ["Decrypt"]}, "non-empty tuple"),
+    ({"operations": ("Encrypt",)}, "Encrypt is not one the parent can relay"),
+    ({"operations": ("\x1b[2J",)}, r"\(not a name\) is not one"),
+    ({"operations": ("Decrypt", "Decrypt")}, "twice"),
 ])
 def test_config_is_checked(options, fragment):
     with pytest.raises(UsageError, match=fragment):
