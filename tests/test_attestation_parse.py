@@ -84,16 +84,44 @@ def _indefinite_map(items: dict[str, Any]) -> bytes:
 
 
 def test_indefinite_length_payload_map_and_arrays_are_accepted(leaf_der: bytes) -> None:
+    """Inside the signed payload, any valid CBOR length form is read; the COSE framing around it has one form
+    (test_the_cose_framing_has_one_encoding)."""
     fields = payload(leaf_der)
     cabundle = b"\x9f" + b"".join(cbor2.dumps(entry) for entry in fields["cabundle"]) + b"\xff"
     pcrs = b"\xbf" + b"".join(cbor2.dumps(i) + cbor2.dumps(v) for i, v in fields["pcrs"].items()) + b"\xff"
     rest = {k: v for k, v in fields.items() if k not in ("cabundle", "pcrs")}
     body = b"\xbf" + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in rest.items())
     body += cbor2.dumps("pcrs") + pcrs + cbor2.dumps("cabundle") + cabundle + b"\xff"
-    outer = b"\x9f" + cbor2.dumps(PROTECTED_ES384) + b"\xa0" + cbor2.dumps(body) + cbor2.dumps(SIG) + b"\xff"
+    outer = b"\x84" + cbor2.dumps(PROTECTED_ES384) + b"\xa0" + cbor2.dumps(body) + cbor2.dumps(SIG)
     doc = parse_document(outer)
     assert doc.cabundle == tuple(fields["cabundle"])
     assert dict(doc.pcrs) == fields["pcrs"]
+
+
+def _framings(leaf_der: bytes) -> dict[str, bytes]:
+    body = cbor2.dumps(payload(leaf_der))
+    items = cbor2.dumps(PROTECTED_ES384) + b"\xa0" + cbor2.dumps(body) + cbor2.dumps(SIG)
+    chunked = b"\x5f" + cbor2.dumps(body[:100]) + cbor2.dumps(body[100:]) + b"\xff"
+    return {
+        "long-form tag 18": b"\xd9\x00\x12\x84" + items,
+        "eight-byte tag 18": b"\xdb" + (18).to_bytes(8, "big") + b"\x84" + items,
+        "indefinite array": b"\x9f" + items + b"\xff",
+        "long-form header length": b"\x84\x59\x00\x04" + PROTECTED_ES384 + b"\xa0" + cbor2.dumps(body)
+                                   + cbor2.dumps(SIG),
+        "chunked payload": b"\x84" + cbor2.dumps(PROTECTED_ES384) + b"\xa0" + chunked + cbor2.dumps(SIG),
+        "indefinite unprotected map": b"\x84" + cbor2.dumps(PROTECTED_ES384) + b"\xbf\xff" + cbor2.dumps(body)
+                                      + cbor2.dumps(SIG),
+    }
+
+
+@pytest.mark.parametrize("framing", ["long-form tag 18", "eight-byte tag 18", "indefinite array",
+                                     "long-form header length", "chunked payload", "indefinite unprotected map"])
+def test_the_cose_framing_has_one_encoding(framing: str, leaf_der: bytes) -> None:
+    """The same signed content in another CBOR form is refused (found by the hostile re-test: it verified, with
+    different document bytes, so a replay cache keyed on them could be sidestepped)."""
+    parse_document(b"\x84" + cbor2.dumps(PROTECTED_ES384) + b"\xa0" + cbor2.dumps(cbor2.dumps(payload(leaf_der)))
+                   + cbor2.dumps(SIG))  # the one form
+    assert "shortest, definite-length" in str(parse_error(_framings(leaf_der)[framing]))
 
 
 # --- the COSE_Sign1 framing -----------------------------------------------------------------------------

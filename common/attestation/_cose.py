@@ -106,6 +106,9 @@ def decode_item(data: bytes, *, field: str, max_depth: int, tags: frozenset[int]
         raise CoseError(str(exc), field=field) from None
 
 
+_SIGN1_TAG_BYTES = cbor2.dumps(cbor2.CBORTag(COSE_SIGN1_TAG, None))[:1]  # d2: tag 18 in its one-byte form
+
+
 def decode_sign1(data: bytes, *, algorithms: tuple[Algorithm, ...], max_depth: int) -> Sign1:
     """Decode a tagged or untagged COSE_Sign1 whose algorithm is one of ``algorithms``; check its framing."""
     top = decode_item(data, field="COSE_Sign1", max_depth=max_depth, tags=_SIGN1_TAGS)
@@ -130,6 +133,11 @@ def decode_sign1(data: bytes, *, algorithms: tuple[Algorithm, ...], max_depth: i
     if len(signature) != algorithm.signature_bytes:
         raise CoseError(f"{len(signature)} bytes, expected {algorithm.signature_bytes} (raw r||s for "
                         f"{algorithm.name})", field="signature")
+    # One way to write a document: the shortest, definite-length encoding (as the NSM and nitro-cli write it).
+    # Else the same signed content comes in many byte strings, and a replay cache keyed on them is sidestepped.
+    if data != (_SIGN1_TAG_BYTES if tagged else b"") + cbor2.dumps([protected, unprotected, payload, signature]):
+        raise CoseError("not in the shortest, definite-length CBOR encoding (a long-form tag, length or "
+                        "indefinite-length item)", field="COSE_Sign1")
     return Sign1(protected=protected, payload=payload, signature=signature, algorithm=algorithm, tagged=tagged)
 
 
