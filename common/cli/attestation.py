@@ -227,7 +227,8 @@ def _first_failure_hint(error: AttestationError, data: bytes, *, at_arg: str, ro
                         "time, add --at document (then nothing shows it is recent)")
         if isinstance(error, ChainError) and root_arg in (None, "aws") and document.cabundle[0] == _fixture_root_der():
             return ("this document chains to nitrokit's fixture root (the simulated NSM), not to AWS's: "
-                    "add --root fixture to check it against the test PKI")
+                    "add --root fixture to check it against the test PKI (for tests only: the fixture keys are "
+                    "public, so anyone can make such a document)")
     except (AttestationError, ValueError, TypeError, x509.InvalidVersion):
         return None
     return None
