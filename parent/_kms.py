@@ -335,6 +335,9 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, ResponseParserError):
         return ErrorInfo(code=ErrorCode.INVALID_KMS_RESPONSE, message="KMS's answer could not be parsed",
                          retryable=False)
+    if isinstance(exc, UnicodeDecodeError):  # botocore decodes the body before parsing it (e.g. a gzip body)
+        return ErrorInfo(code=ErrorCode.INVALID_KMS_RESPONSE, message="KMS's answer is not UTF-8 text",
+                         retryable=False)
     return ErrorInfo(code=ErrorCode.INTERNAL_ERROR, message=f"the KMS call failed ({type(exc).__name__})",
                      retryable=False)
 

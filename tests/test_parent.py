@@ -425,6 +425,7 @@ def shared_stand_in(tmp_path_factory) -> Iterator[tuple[StandInKms, ProxyThread]
     (200, {}, ErrorCode.KMS_UNAVAILABLE, True),
     (200, b"", ErrorCode.KMS_UNAVAILABLE, True),
     (200, b"{not json", ErrorCode.KMS_UNAVAILABLE, True),
+    (200, b"\x1f\x8b\x08\x00 a gzip body, not UTF-8 \xff", ErrorCode.INVALID_KMS_RESPONSE, False),
     (200, {"CiphertextForRecipient": ""}, ErrorCode.INVALID_KMS_RESPONSE, False),
     (200, {"CiphertextForRecipient": base64.b64encode(b"x" * 6145).decode()}, ErrorCode.INVALID_KMS_RESPONSE,
      False),
