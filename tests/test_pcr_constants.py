@@ -8,6 +8,7 @@ how long a PCR is; a literal copy drifting in one of them fails here.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 from collections.abc import Callable
 
@@ -24,10 +25,26 @@ from nitrokit.enclave.nsm.simulated import SimulatedNsm
 from nitrokit.errors import NitrokitError, UsageError
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.errors import KmsConfigError
+from tests.conftest import REPO
 
 
 def test_one_set_of_pcr_constants() -> None:
-    assert enclave_nsm.PCR_BYTES is PCR_BYTES and PCR_BYTES in PCR_LENGTHS
+    """Only the attestation parser writes the PCR facts as numbers; every other module takes them from it.
+
+    (Comparing the values, or ``is`` on small ints, would pass for a second literal 48 as well.)
+    """
+    literal = {}
+    for path in sorted(p for folder in ("common", "enclave", "parent") for p in (REPO / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant | ast.Call | ast.Set):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id in _PCR_FACTS:
+                        literal.setdefault(target.id, []).append(str(path.relative_to(REPO)))
+    assert literal == {name: ["common/attestation/_parse.py"] for name in _PCR_FACTS}
+    assert enclave_nsm.PCR_BYTES == PCR_BYTES and PCR_BYTES in PCR_LENGTHS
+
+
+_PCR_FACTS = ("PCR_COUNT", "PCR_BYTES", "PCR_LENGTHS")
 
 
 def test_the_simulated_nsm_has_pcr_count_registers_of_pcr_bytes() -> None:
