@@ -210,7 +210,7 @@ def test_require_builder() -> None:
     statement({"NullIfExists": {"kms:RecipientAttestation:PCR0": "true"}}),
     statement({"StringEquals": {"kms:RecipientAttestation:PCR32": PCR0}}),
     statement({"StringEquals": {"kms:RecipientAttestation:PCR01": PCR0}}),
-    statement({"StringEquals": {"kms:EncryptionContext:x": "y"}}),
+    statement({"StringEquals": {"kms:ViaService": "ec2.us-east-1.amazonaws.com"}}),
     statement({"StringEquals": {"kms:RecipientAttestation:PCR0": "xyz"}}),
     statement({"StringEquals": {"kms:RecipientAttestation:ImageSha384": "ab" * 32}}),
     statement({"StringEquals": {"kms:RecipientAttestation:PCR0": []}}),

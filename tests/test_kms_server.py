@@ -76,8 +76,8 @@ def test_answer_headers(sim: SimulatedKms) -> None:
     (CONTENT_TYPE, "TrentService.NoSuchOperation", "UnknownOperationException"),
     (CONTENT_TYPE, "DynamoDB_20120810.ListTables", "UnknownOperationException"),
     (CONTENT_TYPE, "", "UnknownOperationException"),
-    (CONTENT_TYPE, "TrentService.Decrypt", "UnsupportedOperationException"),
-    (CONTENT_TYPE, "TrentService.GenerateDataKey", "UnsupportedOperationException"),
+    (CONTENT_TYPE, "TrentService.Sign", "UnsupportedOperationException"),
+    (CONTENT_TYPE, "TrentService.ReEncrypt", "UnsupportedOperationException"),
 ])
 def test_routing(sim: SimulatedKms, content_type: str, target: str, code: str) -> None:
     headers = sign_headers(sim.url, BODY, target=target, content_type=content_type)

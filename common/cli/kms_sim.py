@@ -57,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="require kms:RecipientAttestation:PCR<N> = HEX (repeatable)")
     parser.add_argument("--image-sha384", metavar="HEX", help="require kms:RecipientAttestation:ImageSha384 = HEX")
     parser.add_argument("--recipient-required", action="store_true",
-                        help="refuse GenerateRandom without Recipient (AccessDeniedException)")
+                        help="refuse GenerateRandom, Decrypt and GenerateDataKey without Recipient "
+                             "(AccessDeniedException)")
     parser.add_argument("--any-credentials", action="store_true",
                         help="accept any access key id, as moto and LocalStack do: requests must still be "
                              "SigV4-signed in form (scope, region, date), but the signature is not recomputed")

@@ -23,7 +23,9 @@ from typing import Any
 
 from nitrokit import strict_json
 from nitrokit.attestation import Verifier
-from nitrokit.kms import _generate_random, _sigv4
+from nitrokit.kms import _generate_random, _operations, _sigv4
+from nitrokit.kms._keys import KeyStore
+from nitrokit.kms._recipient import Context
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.config import Faults, KmsSimConfig
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
@@ -34,7 +36,7 @@ logger = logging.getLogger("nitrokit.kms_sim")
 CONTENT_TYPE = "application/x-amz-json-1.1"
 _MAX_JSON_BODY_BYTES = 16 * 1024 * 1024  # the most a server may be configured to read (max_body_bytes)
 TARGET_PREFIX = "TrentService."
-SUPPORTED_OPERATIONS = ("GenerateRandom",)
+SUPPORTED_OPERATIONS = ("GenerateRandom", *_operations.OPERATIONS)
 # Who AccessDeniedException messages name (AWS's documentation account id).
 CALLER_ARN = "arn:aws:iam::111122223333:user/nitrokit-kms-sim"
 _INTERNAL_ERROR = "We encountered an internal error. Please try again."
@@ -70,6 +72,7 @@ class KmsService:
         kms_operation_names()  # load botocore's model now, not on the first request
         self._verifier = Verifier(root=config.resolve_root())
         self._key_stores = {store.id: store for store in config.custom_key_stores}
+        self.keys = KeyStore(region=config.region)
         self._lock = threading.Lock()
         self._conditions = config.conditions
         self._recipient_required = config.recipient_required
@@ -127,7 +130,12 @@ class KmsService:
                                       f"{operation} is not implemented by nitrokit's simulated KMS (it implements "
                                       f"{', '.join(SUPPORTED_OPERATIONS)})")
             params = _parse_json(body)
-            result = _generate_random.generate_random(params, self._context())
+            context = self._context()
+            result: Mapping[str, Any]
+            if operation == "GenerateRandom":  # looked up now: tests replace it to simulate a bug
+                result = _generate_random.generate_random(params, context)
+            else:
+                result = _operations.OPERATIONS[operation](params, context)
         except KmsServiceError as exc:
             return self._finish(request_id, operation, started, status=exc.status,
                                 payload={"__type": exc.code, "message": exc.message}, outcome=exc.code,
@@ -187,13 +195,11 @@ class KmsService:
         if error is not None:
             raise KmsServiceError(error, _FAULT_MESSAGES[error], status=500, reason="injected fault")
 
-    def _context(self) -> _generate_random.Context:
+    def _context(self) -> Context:
         with self._lock:
             conditions, required = self._conditions, self._recipient_required
-        return _generate_random.Context(
-            verifier=self._verifier, conditions=conditions, recipient_required=required,
-            key_stores=self._key_stores, caller=CALLER_ARN,
-        )
+        return Context(verifier=self._verifier, conditions=conditions, recipient_required=required,
+                       key_stores=self._key_stores, caller=CALLER_ARN, keys=self.keys)
 
 
 def _parse_json(body: bytes) -> Mapping[str, Any]:

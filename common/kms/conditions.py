@@ -1,8 +1,11 @@
-"""Attestation conditions: the part of a KMS key policy that looks at the Recipient's attestation document.
+"""Attestation conditions and key policies: the simulated KMS's one policy evaluator.
 
-The simulated KMS's evaluator of the statements :mod:`nitrokit.policy_statements` writes (and of any other
-statement using the same condition keys); :mod:`nitrokit.attestation.policy` is unrelated (what a verified
-document must say).
+It evaluates the statements :mod:`nitrokit.policy_statements` writes (and any other statement using the same
+condition keys): as the ``conditions`` setting for GenerateRandom, and as each key's policy for the key
+operations, where the request's condition keys also include the encryption context
+(``kms:EncryptionContext:<key>``, ``kms:EncryptionContextKeys``: :func:`request_context`) and the action and
+resource are the operation's and the key's ARN. :mod:`nitrokit.attestation.policy` is unrelated (what a
+verified document must say).
 
 Real KMS lets a policy statement say, for example::
 
@@ -25,12 +28,15 @@ know:
 - inside a statement every (operator, key) clause must hold; a clause with a list of values holds if the
   document matches ANY of them;
 - keys are ``kms:RecipientAttestation:ImageSha384`` (= PCR0) and ``kms:RecipientAttestation:PCR<0..31>``,
-  matched case-insensitively like IAM condition keys; the request's values are lower-case hex;
+  matched case-insensitively like IAM condition keys; the request's values are lower-case hex; and
+  ``kms:EncryptionContext:<key>`` and the multivalued ``kms:EncryptionContextKeys`` (with ``ForAnyValue:`` /
+  ``ForAllValues:`` only);
 - operators: ``StringEqualsIgnoreCase``, ``StringEquals`` (exact, so upper-case hex never matches, as in real
-  KMS), ``Null`` (``"true"``: the key must be absent, ``"false"``: present, i.e. a Recipient is required), each
-  optionally with the ``IfExists`` suffix;
-- a request without a Recipient has none of these keys, so a ``StringEquals*`` clause fails for it (IAM
-  semantics), unless ``IfExists`` is used.
+  KMS), ``StringNotEquals``, ``StringNotEqualsIgnoreCase``, ``StringLike``, ``StringNotLike`` (not on the
+  attestation keys), ``Null`` (``"true"``: the key must be absent, ``"false"``: present, i.e. a Recipient is
+  required), the string ones optionally with the ``IfExists`` suffix;
+- a request without a Recipient has none of the attestation keys, so a ``StringEquals*`` clause fails for it
+  (IAM semantics), unless ``IfExists`` is used; a negated operator holds for an absent key, as in IAM.
 
 ``Effect`` (``Allow`` or ``Deny``), one of ``Action``/``NotAction`` and one of ``Resource``/``NotResource`` are
 required, as IAM requires them. ``Principal`` is taken to name the caller (the simulator has one: whoever holds
@@ -49,12 +55,13 @@ from typing import Any
 
 from nitrokit import strict_json
 from nitrokit.attestation import PCR_COUNT, PCR_LENGTHS
-from nitrokit.condition_keys import IMAGE_SHA384_KEY, PCR_KEY_PREFIX, pcr_key
+from nitrokit.condition_keys import IMAGE_SHA384_KEY, KEY_NAMESPACE, PCR_KEY_PREFIX, pcr_key
 from nitrokit.hextext import decode_hex
 from nitrokit.kms.errors import KmsConfigError
 from nitrokit.text import escaped
 
-__all__ = ["GENERATE_RANDOM", "AttestationConditions", "Clause", "Patterns", "Statement", "context_from_pcrs"]
+__all__ = ["ENCRYPTION_CONTEXT_KEYS", "ENCRYPTION_CONTEXT_PREFIX", "GENERATE_RANDOM", "AttestationConditions", "Clause",
+           "ContextValue", "Patterns", "Statement", "context_from_pcrs", "request_context"]
 
 #: the action every request to the simulator is (the only operation it serves)
 GENERATE_RANDOM = "kms:GenerateRandom"
@@ -67,7 +74,15 @@ _MAX_POLICY_BYTES = 1024 * 1024
 _MAX_VALUES = 100
 _MAX_PATTERN_CHARS = 2048
 
-_OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "Null")
+_OPERATORS = ("StringEquals", "StringEqualsIgnoreCase", "StringNotEquals", "StringNotEqualsIgnoreCase", "StringLike",
+              "StringNotLike", "Null")
+_NEGATED = ("StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike")
+_SET_PREFIXES = ("ForAnyValue", "ForAllValues")
+#: the request's encryption context, one key per pair (``kms:EncryptionContext:<key>``) and all its keys
+ENCRYPTION_CONTEXT_PREFIX = "kms:EncryptionContext:"
+ENCRYPTION_CONTEXT_KEYS = "kms:EncryptionContextKeys"
+#: a condition key's value in a request: one string, or several for a multivalued key
+ContextValue = str | tuple[str, ...]
 _STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
                    "Condition"}
 _POLICY_KEYS = {"Version", "Id", "Statement"}
@@ -80,28 +95,46 @@ _PRINCIPAL_TYPES = {"AWS", "Service", "Federated", "CanonicalUser"}
 
 @dataclass(frozen=True)
 class Clause:
-    """One ``operator: {key: values}`` test. ``key`` is in canonical spelling."""
+    """One ``operator: {key: values}`` test. ``key`` is in canonical spelling; ``set_operator`` is
+    ``"ForAnyValue"`` or ``"ForAllValues"`` for a multivalued key (``kms:EncryptionContextKeys``)."""
 
     operator: str
     key: str
     values: tuple[str, ...]
     if_exists: bool = False
+    set_operator: str | None = None
 
-    def holds(self, context: Mapping[str, str]) -> bool:
+    def holds(self, context: Mapping[str, ContextValue]) -> bool:
         actual = context.get(self.key.lower())
         if self.operator == "Null":
             # "true" means the key must be absent; several values are alternatives.
             return any((value == "true") == (actual is None) for value in self.values)
+        if self.set_operator is not None:
+            items = (actual,) if isinstance(actual, str) else (actual or ())
+            if self.set_operator == "ForAllValues":  # IAM: true for an absent or empty key
+                return all(self._one(item) for item in items)
+            return any(self._one(item) for item in items)
         if actual is None:
-            return self.if_exists
-        if self.operator == "StringEqualsIgnoreCase":
-            return any(actual == value.lower() for value in self.values)
-        return any(actual == value for value in self.values)
+            # IAM: a negated operator holds when the key is absent; the others hold only with IfExists.
+            return self.if_exists or self.operator in _NEGATED
+        return self._one(actual if isinstance(actual, str) else ",".join(actual))
+
+    def _one(self, actual: str) -> bool:
+        """Whether one request value satisfies the clause: for a negated operator, it matches none."""
+        base = self.operator.replace("Not", "")
+        if base == "StringEqualsIgnoreCase":
+            hit = any(actual.lower() == value.lower() for value in self.values)
+        elif base == "StringLike":
+            hit = any(_wildcard_match(value, actual) for value in self.values)
+        else:
+            hit = any(actual == value for value in self.values)
+        return not hit if self.operator in _NEGATED else hit
 
     def describe(self) -> str:
+        prefix = f"{self.set_operator}:" if self.set_operator else ""
         suffix = "IfExists" if self.if_exists else ""
         shown = ", ".join(self.values) if len(self.values) <= 2 else f"{self.values[0]}, ... ({len(self.values)})"
-        return f"{self.operator}{suffix} {self.key} [{shown}]"
+        return f"{prefix}{self.operator}{suffix} {self.key} [{shown}]"
 
 
 @dataclass(frozen=True)
@@ -176,7 +209,7 @@ class Statement:
             raise KmsConfigError("attestation conditions: action must be an Action/NotAction element and resource "
                                  "a Resource/NotResource element")
 
-    def unmet(self, context: Mapping[str, str], *, action: str = GENERATE_RANDOM,
+    def unmet(self, context: Mapping[str, ContextValue], *, action: str = GENERATE_RANDOM,
               resource: str = NO_RESOURCE) -> str | None:
         """None if the statement applies to this request, else what does not match."""
         if not self.action.matches(action):
@@ -252,7 +285,7 @@ class AttestationConditions:
             raise KmsConfigError("attestation conditions: the mapping is empty")
         return cls((Statement(clauses),))
 
-    def evaluate(self, context: Mapping[str, str], *, action: str = GENERATE_RANDOM,
+    def evaluate(self, context: Mapping[str, ContextValue], *, action: str = GENERATE_RANDOM,
                  resource: str = NO_RESOURCE) -> str | None:
         """None if the request is allowed, else a short reason for the log.
 
@@ -283,6 +316,20 @@ def context_from_pcrs(pcrs: Mapping[int, bytes] | None) -> dict[str, str]:
     return context
 
 
+def request_context(pcrs: Mapping[int, bytes] | None,
+                    encryption_context: Mapping[str, str] | None = None) -> dict[str, ContextValue]:
+    """The condition keys of a key operation: the Recipient's PCRs (:func:`context_from_pcrs`) and the
+    encryption context, each pair as ``kms:EncryptionContext:<key>`` (the key part matched
+    case-insensitively, as IAM matches condition key names; values compared as written) and its keys as the
+    multivalued ``kms:EncryptionContextKeys`` (absent without a context)."""
+    context: dict[str, ContextValue] = dict(context_from_pcrs(pcrs))
+    if encryption_context:
+        for key, value in encryption_context.items():
+            context[(ENCRYPTION_CONTEXT_PREFIX + key).lower()] = value
+        context[ENCRYPTION_CONTEXT_KEYS.lower()] = tuple(encryption_context)
+    return context
+
+
 def _statement(data: Any, *, position: str) -> Statement:
     if not isinstance(data, Mapping):
         raise KmsConfigError(f"attestation conditions: {position} is not an object")
@@ -306,15 +353,22 @@ def _statement(data: Any, *, position: str) -> Statement:
         raise KmsConfigError(f"attestation conditions: {position}: Condition must be an object")
     clauses: list[Clause] = []
     for operator_name, block in condition.items():
-        operator, if_exists = _operator(operator_name, position)
+        set_operator, operator, if_exists = _operator(operator_name, position)
         if not isinstance(block, Mapping) or not block:
             raise KmsConfigError(f"attestation conditions: {position}: {operator_name} must map keys to values")
         for key, value in block.items():
             canonical = _canonical_key(key)
+            multivalued = canonical == ENCRYPTION_CONTEXT_KEYS
+            if operator != "Null" and multivalued != (set_operator is not None):
+                raise KmsConfigError(f"attestation conditions: {position}: {operator_name} {canonical}: "
+                                     + ("a multivalued key needs ForAnyValue: or ForAllValues:" if multivalued else
+                                        "ForAnyValue:/ForAllValues: are for multivalued keys "
+                                        f"({ENCRYPTION_CONTEXT_KEYS}) only"))
             if operator == "Null":
                 clauses.append(Clause("Null", canonical, _null_values(value, key), if_exists))
             else:
-                clauses.append(_string_clause(operator, canonical, _values(value, key), if_exists=if_exists))
+                clauses.append(_string_clause(operator, canonical, _values(value, key), if_exists=if_exists,
+                                              set_operator=set_operator))
     return Statement(tuple(clauses), sid=sid, effect=effect, action=action, resource=resource)
 
 
@@ -357,14 +411,18 @@ def _check_principal(value: Any, position: str) -> None:
                          '{"AWS": "<ARN>"}')
 
 
-def _operator(name: Any, position: str) -> tuple[str, bool]:
+def _operator(name: Any, position: str) -> tuple[str | None, str, bool]:
+    """(set operator or None, base operator, IfExists) of a condition operator's name."""
     if not isinstance(name, str):
         raise KmsConfigError(f"attestation conditions: {position}: condition operator must be a string")
-    base = name.removesuffix("IfExists")
-    if base not in _OPERATORS or (base == "Null" and base != name):
+    set_operator, _, rest = name.rpartition(":")
+    base = rest.removesuffix("IfExists")
+    if (base not in _OPERATORS or (base == "Null" and base != rest)
+            or (set_operator and (set_operator not in _SET_PREFIXES or base == "Null"))):
         raise KmsConfigError(f"attestation conditions: {position}: operator {name!r} is not supported "
-                             f"(use {', '.join(_OPERATORS)}, optionally with IfExists)")
-    return base, base != name
+                             f"(use {', '.join(_OPERATORS)}, the string ones optionally with IfExists or a "
+                             "ForAnyValue:/ForAllValues: prefix)")
+    return set_operator or None, base, base != rest
 
 
 def _canonical_key(key: Any) -> str:
@@ -376,8 +434,13 @@ def _canonical_key(key: Any) -> str:
     match = _PCR_KEY_RE.fullmatch(lowered)
     if match and int(match.group(1)) < PCR_COUNT and match.group(1) == str(int(match.group(1))):
         return pcr_key(int(match.group(1)))
+    if lowered == ENCRYPTION_CONTEXT_KEYS.lower():
+        return ENCRYPTION_CONTEXT_KEYS
+    if lowered.startswith(ENCRYPTION_CONTEXT_PREFIX.lower()) and len(key) > len(ENCRYPTION_CONTEXT_PREFIX):
+        return ENCRYPTION_CONTEXT_PREFIX + key[len(ENCRYPTION_CONTEXT_PREFIX):]
     raise KmsConfigError(f"attestation conditions: condition key {key!r} is not supported (use "
-                         f"{IMAGE_SHA384_KEY} or {PCR_KEY_PREFIX}0..{PCR_COUNT - 1})")
+                         f"{IMAGE_SHA384_KEY}, {PCR_KEY_PREFIX}0..{PCR_COUNT - 1}, "
+                         f"{ENCRYPTION_CONTEXT_PREFIX}<key> or {ENCRYPTION_CONTEXT_KEYS})")
 
 
 def _values(value: Any, key: Any) -> list[str]:
@@ -400,7 +463,13 @@ def _null_values(value: Any, key: Any) -> tuple[str, ...]:
     return tuple(result)
 
 
-def _string_clause(operator: str, key: str, values: list[str], *, if_exists: bool = False) -> Clause:
+def _string_clause(operator: str, key: str, values: list[str], *, if_exists: bool = False,
+                   set_operator: str | None = None) -> Clause:
+    if not key.startswith(KEY_NAMESPACE):  # the encryption context: any text
+        return Clause(operator, key, tuple(values), if_exists, set_operator)
+    if operator.endswith("Like"):
+        raise KmsConfigError(f"attestation conditions: {operator} {key}: compare attestation values with "
+                             "StringEquals or StringEqualsIgnoreCase (KMS compares them as whole hex text)")
     lengths = (96,) if key == IMAGE_SHA384_KEY else _HEX_LENGTHS
     for value in values:
         digits = decode_hex(value, what=f"attestation conditions: {key}", error=KmsConfigError).hex()
