@@ -8,7 +8,8 @@ the simulator's part. Ciphertexts are AES-GCM under the stand-in's one symmetric
 encryption context, so Decrypt refuses another context with InvalidCiphertextException as KMS does.
 
 ``bodies`` records each request's JSON as KMS received it. ``leak`` makes it answer with the secret in the clear
-beside the envelope, as a hostile or broken KMS would.
+beside the envelope, as a hostile or broken KMS would; ``fixed_answer``, when set, is the answer to every call
+(a recorded real KMS answer).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class KeyKms:
         self._aes = AESGCM(AESGCM.generate_key(bit_length=256))
         self.ecdh_key = ec.generate_private_key(ec.SECP256R1())
         self.leak = False
+        self.fixed_answer: dict[str, Any] | None = None
         self.calls: list[str] = []
         self.bodies: list[dict[str, Any]] = []
         stand_in = self
@@ -96,6 +98,8 @@ class KeyKms:
     # -- the operations -------------------------------------------------------------------------------------
 
     def answer(self, operation: str, request: dict[str, Any]) -> dict[str, Any]:
+        if self.fixed_answer is not None:
+            return self.fixed_answer
         handler = {"Decrypt": self._decrypt, "GenerateDataKey": self._generate_data_key,
                    "GenerateDataKeyPair": self._generate_data_key_pair,
                    "DeriveSharedSecret": self._derive_shared_secret}.get(operation)

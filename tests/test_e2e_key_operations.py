@@ -1,8 +1,11 @@
 """Decrypt, GenerateDataKey, GenerateDataKeyPair and DeriveSharedSecret end to end: the enclave client (Python
 API and CLI) <- a real ``nitrokit parent`` process <- boto3 over HTTP <- a KMS on loopback.
 
-The KMS is the stand-in of tests/key_kms.py (real shapes, real CMS envelopes to the document's key) until the
-simulated KMS serves these operations. The hostile-parent tests answer the client from a forging parent.
+Decrypt and GenerateDataKey run against the simulated KMS (nitrokit.kms: keys made with boto3 CreateKey, the
+attestation document verified, key policies evaluated). GenerateDataKeyPair and DeriveSharedSecret, which it
+does not serve yet, and a KMS that misbehaves (a secret in the clear, a recorded real answer) use the stand-in of
+tests/key_kms.py (real shapes, real CMS envelopes to the document's key). The hostile-parent tests answer the
+client from a forging parent.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from nitrokit.errors import UsageError
 from nitrokit.wire import DECRYPT, GENERATE_DATA_KEY, ErrorCode, RemoteError, WireClient
 from nitrokit.wire.messages import Response
 from tests.cli_helpers import run_cli
+from tests.conftest import vector_path
 from tests.key_kms import ALIAS, ECDH_KEY_ID, SYMMETRIC_KEY_ID, KeyKms, key_arn, key_kms
 from tests.test_e2e_generate_random import ForgingParent, _document_key, _envelope, _start_parent
 
@@ -42,6 +46,7 @@ def kms() -> Iterator[KeyKms]:
 def _no_leak(kms: KeyKms) -> Iterator[None]:
     yield
     kms.leak = False
+    kms.fixed_answer = None
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +58,34 @@ def parent(kms: KeyKms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         assert process.stop() == 0, process.stderr_text()
 
 
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[Any]:
+    from nitrokit.kms import SimulatedKms
+
+    with SimulatedKms() as simulated:
+        yield simulated
+
+
+@pytest.fixture(scope="module")
+def sim_parent(simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process = _start_parent(f"unix://{tmp_path_factory.mktemp('sim') / 'parent.sock'}", simulator.url)
+    try:
+        yield process.first_line
+    finally:
+        assert process.stop() == 0, process.stderr_text()
+
+
+@pytest.fixture(scope="module")
+def sim_key(simulator: Any) -> dict[str, str]:
+    """A symmetric key made with boto3 CreateKey, and an alias for it."""
+    boto = simulator.client()
+    metadata = boto.create_key(Description="issue 13")["KeyMetadata"]
+    boto.create_alias(AliasName="alias/issue13", TargetKeyId=metadata["KeyId"])
+    return {"id": metadata["KeyId"], "arn": metadata["Arn"], "alias": "alias/issue13"}
+
+
+
+
 def _client(parent: str) -> KmsClient:
     return KmsClient(nsm=SimulatedNsm(), parent=parent, retry=FAST_RETRY)
 
@@ -60,34 +93,81 @@ def _client(parent: str) -> KmsClient:
 # --- Decrypt and GenerateDataKey ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key_id", [SYMMETRIC_KEY_ID, key_arn(SYMMETRIC_KEY_ID), ALIAS])
-def test_a_data_key_and_its_decryption_through_the_parent(parent: str, key_id: str) -> None:
-    context = {"purpose": "test", "tenant": "t-1"}
+@pytest.mark.parametrize("form", ["id", "arn", "alias"])
+def test_simulator_data_key_and_decrypt_through_the_parent(sim_parent: str, sim_key: dict[str, str],
+                                                           simulator: Any, form: str) -> None:
+    context = {"tenant": "t-9"}
+    with _client(sim_parent) as client:
+        data_key = client.generate_data_key(sim_key[form], key_spec="AES_256", encryption_context=context)
+        opened = client.decrypt(data_key.ciphertext_blob, key_id=sim_key[form], encryption_context=context)
+    assert opened.plaintext == data_key.plaintext and len(data_key.plaintext) == 32
+    assert data_key.key_id == opened.key_id == sim_key["arn"]
+    # boto3, talking to KMS itself, opens the same blob to the same key (no Recipient: Plaintext).
+    assert simulator.client().decrypt(CiphertextBlob=data_key.ciphertext_blob, EncryptionContext=context)[
+        "Plaintext"] == data_key.plaintext
+
+
+def test_simulator_refusals_through_the_parent(sim_parent: str, sim_key: dict[str, str], simulator: Any) -> None:
+    blob = simulator.client().encrypt(KeyId=sim_key["id"], Plaintext=b"p", EncryptionContext={"a": "1"})[
+        "CiphertextBlob"]
+    with _client(sim_parent) as client:
+        assert client.decrypt(blob, encryption_context={"a": "1"}).plaintext == b"p"
+        refusals = {}
+        for name, call in (
+            ("context", lambda: client.decrypt(blob, encryption_context={"a": "2"})),
+            ("unknown key", lambda: client.generate_data_key("alias/none", number_of_bytes=8)),
+        ):
+            with pytest.raises(KmsCallError) as info:
+                call()
+            refusals[name] = info.value.code
+    assert refusals == {"context": "InvalidCiphertextException", "unknown key": "NotFoundException"}
+
+
+def test_a_key_policy_bound_to_pcr0_through_the_parent(sim_parent: str, simulator: Any) -> None:
+    """A key policy that binds PCR0 (as `nitrokit policy` writes it): this enclave gets its data key and its
+    Decrypt; an enclave with another PCR0 is refused AccessDeniedException, not retried."""
+    from nitrokit.policy_statements import build_statement
+
+    root = "arn:aws:iam::111122223333:root"
+    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
+    pcr0 = SimulatedNsm().describe_pcr(0).data
+    statements = [{"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": root}, "NotAction": actions,
+                   "Resource": "*"}, build_statement(pcrs={0: pcr0.hex()}, role_arn=root, actions=actions)]
+    key_id = simulator.client().create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": statements}))[
+        "KeyMetadata"]["KeyId"]
+    with _client(sim_parent) as client:
+        data_key = client.generate_data_key(key_id, key_spec="AES_256")
+        assert client.decrypt(data_key.ciphertext_blob).plaintext == data_key.plaintext
+    other_image = KmsClient(nsm=SimulatedNsm(pcrs={0: b"\x77" * 48}), parent=sim_parent, retry=FAST_RETRY)
+    with other_image, pytest.raises(KmsCallError) as denied:
+        other_image.decrypt(data_key.ciphertext_blob)
+    assert denied.value.code == "AccessDeniedException" and denied.value.attempts == 1
+    assert "kms:Decrypt" in str(denied.value)
+
+
+def test_a_real_kms_generate_data_key_envelope_through_the_parent(parent: str, kms: KeyKms,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real AWS KMS's CiphertextForRecipient for a GenerateDataKey (the enclaver sample, whose private key is
+    published) relayed by the parent and opened by the client: the 32 bytes the sample's README names."""
+    from nitrokit.enclave.keys import EphemeralKeyPair
+
+    envelope = vector_path("kms-recipient", "enclaver-generatedatakey.ber").read_bytes()
+    private = serialization.load_pem_private_key(
+        vector_path("kms-recipient", "enclaver-generatedatakey.key.pem").read_bytes(), password=None)
+    # The sample's key pair stands in for the ephemeral one: real KMS encrypted to it, and to no other.
+    monkeypatch.setattr(EphemeralKeyPair, "generate", classmethod(lambda cls, *, bits=2048: EphemeralKeyPair(
+        private)))  # type: ignore[arg-type]
+    kms.fixed_answer = {"KeyId": key_arn(SYMMETRIC_KEY_ID), "CiphertextBlob": base64.b64encode(b"blob").decode(),
+                        "CiphertextForRecipient": base64.b64encode(envelope).decode()}
     with _client(parent) as client:
-        data_key = client.generate_data_key(key_id, key_spec="AES_256", encryption_context=context)
-        assert len(data_key.plaintext) == 32 and data_key.key_id == key_arn(SYMMETRIC_KEY_ID)
-        again = client.decrypt(data_key.ciphertext_blob, key_id=key_id, encryption_context=context)
-    assert again.plaintext == data_key.plaintext
-    assert again.key_id == key_arn(SYMMETRIC_KEY_ID) and again.encryption_algorithm == "SYMMETRIC_DEFAULT"
-    assert data_key.plaintext.hex() not in repr(data_key) + repr(again)
+        data_key = client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+    assert data_key.plaintext.hex() == "3be82c440f06cb4d44c4c2ec3bf30d472407d3a9125aa4c1842b98f6bdd26e41"
 
 
-def test_number_of_bytes_and_aes_128(parent: str) -> None:
-    with _client(parent) as client:
-        assert len(client.generate_data_key(SYMMETRIC_KEY_ID, number_of_bytes=1024).plaintext) == 1024
-        assert len(client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_128").plaintext) == 16
-
-
-def test_kms_refusals_come_back_typed(parent: str, kms: KeyKms) -> None:
-    blob = kms.encrypt(b"secret", {"a": "1"})
-    with _client(parent) as client:
-        with pytest.raises(KmsCallError) as wrong_context:
-            client.decrypt(blob, encryption_context={"a": "2"})
-        with pytest.raises(KmsCallError) as unknown_key:
-            client.generate_data_key("alias/nobody", key_spec="AES_256")
-        assert client.decrypt(blob, encryption_context={"a": "1"}).plaintext == b"secret"
-    assert wrong_context.value.code == "InvalidCiphertextException" and not wrong_context.value.retryable
-    assert unknown_key.value.code == "NotFoundException" and unknown_key.value.attempts == 1
+def test_number_of_bytes_and_aes_128(sim_parent: str, sim_key: dict[str, str]) -> None:
+    with _client(sim_parent) as client:
+        assert len(client.generate_data_key(sim_key["id"], number_of_bytes=1024).plaintext) == 1024
+        assert len(client.generate_data_key(sim_key["alias"], key_spec="AES_128").plaintext) == 16
 
 
 def test_usage_errors_before_any_call(kms: KeyKms) -> None:
@@ -228,13 +308,14 @@ def test_a_forged_data_key_of_the_right_shape_is_accepted(tmp_path: Path) -> Non
         assert client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256").plaintext == b"\x07" * 32
 
 
-def test_a_substituted_decrypt_plaintext_is_caught_by_the_aead_that_uses_it(parent: str, tmp_path: Path) -> None:
+def test_a_substituted_decrypt_plaintext_is_caught_by_the_aead_that_uses_it(sim_parent: str, sim_key: dict[str, str],
+                                                                            tmp_path: Path) -> None:
     """Decrypt of a data key later used with AEAD: a substituted key fails the tag (docs/threat-model.md)."""
-    with _client(parent) as client:
-        data_key = client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+    with _client(sim_parent) as client:
+        data_key = client.generate_data_key(sim_key["id"], key_spec="AES_256")
     sealed = AESGCM(data_key.plaintext).encrypt(b"\x00" * 12, b"application data", None)
     with _forging_client(tmp_path, lambda request: {
-            "KeyId": key_arn(SYMMETRIC_KEY_ID), "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "KeyId": sim_key["arn"], "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
             "CiphertextForRecipient": _envelope(b"\x01" * 32, _document_key(request))}) as client:
         substituted = client.decrypt(data_key.ciphertext_blob).plaintext
     from cryptography.exceptions import InvalidTag
@@ -260,21 +341,22 @@ def _cli(parent: str, *args: str) -> Any:
     return result
 
 
-def test_generate_data_key_then_decrypt_on_the_command_line(parent: str, tmp_path: Path) -> None:
-    made = json.loads(_cli(parent, "generate-data-key", "--key-id", ALIAS, "--key-spec", "AES_256",
+def test_generate_data_key_then_decrypt_on_the_command_line(sim_parent: str, sim_key: dict[str, str],
+                                                            tmp_path: Path) -> None:
+    made = json.loads(_cli(sim_parent, "generate-data-key", "--key-id", sim_key["alias"], "--key-spec", "AES_256",
                            "--encryption-context", "app=x", "--json").stdout)
-    assert set(made) == {"Plaintext", "CiphertextBlob", "KeyId"} and made["KeyId"] == key_arn(SYMMETRIC_KEY_ID)
+    assert set(made) == {"Plaintext", "CiphertextBlob", "KeyId"} and made["KeyId"] == sim_key["arn"]
     blob = tmp_path / "blob"
     blob.write_bytes(base64.b64decode(made["CiphertextBlob"]))
-    opened = json.loads(_cli(parent, "decrypt", "--ciphertext-blob", str(blob), "--encryption-context", "app=x",
+    opened = json.loads(_cli(sim_parent, "decrypt", "--ciphertext-blob", str(blob), "--encryption-context", "app=x",
                              "--json").stdout)
     assert opened == {"Plaintext": made["Plaintext"], "KeyId": made["KeyId"], "EncryptionAlgorithm":
                       "SYMMETRIC_DEFAULT"}
     (tmp_path / "blob.b64").write_text(made["CiphertextBlob"] + "\n")  # what the aws CLI writes: base64 text
-    hex_out = _cli(parent, "decrypt", "--ciphertext-blob", str(tmp_path / "blob.b64"), "--encryption-context",
+    hex_out = _cli(sim_parent, "decrypt", "--ciphertext-blob", str(tmp_path / "blob.b64"), "--encryption-context",
                    "app=x").stdout.decode().strip()
     assert hex_out == base64.b64decode(made["Plaintext"]).hex()
-    size = _cli(parent, "generate-data-key", "--key-id", SYMMETRIC_KEY_ID, "--bytes", "5", "--format", "base64")
+    size = _cli(sim_parent, "generate-data-key", "--key-id", sim_key["id"], "--bytes", "5", "--format", "base64")
     assert len(base64.b64decode(size.stdout)) == 5
 
 
@@ -433,3 +515,4 @@ def test_pair_and_derive_on_the_command_line(parent: str, kms: KeyKms, tmp_path:
     assert shared["KeyAgreementAlgorithm"] == "ECDH" and shared["KeyId"] == key_arn(ECDH_KEY_ID)
     plain = _cli(parent, "derive-shared-secret", "--key-id", ECDH_KEY_ID, "--public-key", str(pem))
     assert plain.stdout.decode().strip() == base64.b64decode(shared["SharedSecret"]).hex()
+
