@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from nitrokit.cms import decrypt as open_envelope
 from nitrokit.cms import parse_enveloped_data, recipient_key_id
-from nitrokit.kms import KmsSimConfig, SimulatedKms
+from nitrokit.kms import KmsConfigError, KmsSimConfig, SimulatedKey, SimulatedKms, load_config
 from tests.test_kms_support import foreign_pki, good_document, recipient, rsa_key
 
 NO_CLIENT_VALIDATION = Config(parameter_validation=False)
@@ -310,3 +310,73 @@ def test_recipient_required_covers_decrypt_and_generate_data_key() -> None:
         assert f"kms:Decrypt on resource: arn:aws:kms:us-east-1:111122223333:key/{key_id}" in message
         assert error_of(client.generate_data_key, KeyId=key_id, KeySpec="AES_256")[0] == "AccessDeniedException"
         assert client.decrypt(CiphertextBlob=blob, Recipient=recipient(good_document()))["CiphertextForRecipient"]
+
+
+# --- keys from the configuration ---------------------------------------------------------------------------
+
+FIXED_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
+CONFIG_TOML = f'''
+[[keys]]
+key_id = "{FIXED_ID}"
+material = "{"42" * 32}"
+aliases = ["alias/app", "alias/app-2"]
+description = "from the file"
+
+[[keys]]
+key_id = "00000000-0000-4000-8000-000000000001"
+key_spec = "ECC_NIST_P256"
+key_usage = "KEY_AGREEMENT"
+enabled = false
+
+[[keys]]
+key_id = "00000000-0000-4000-8000-000000000002"
+policy = \'\'\'{{"Version": "2012-10-17", "Statement": [{{"Effect": "Allow", "Principal": "*",
+  "NotAction": "kms:Decrypt", "Resource": "*"}}]}}\'\'\'
+'''
+
+
+def test_configured_keys_make_ciphertexts_reproducible(tmp_path: Path) -> None:
+    path = tmp_path / "kms.toml"
+    path.write_text(CONFIG_TOML)
+    config = load_config(path)
+    with SimulatedKms(config) as first:
+        client = first.client()
+        blob = client.encrypt(KeyId="alias/app", Plaintext=b"kept", EncryptionContext={"a": "b"})["CiphertextBlob"]
+        metadata = client.describe_key(KeyId="alias/app-2")["KeyMetadata"]
+        assert (metadata["KeyId"], metadata["Description"]) == (FIXED_ID, "from the file")
+        ecc = client.describe_key(KeyId="00000000-0000-4000-8000-000000000001")["KeyMetadata"]
+        assert (ecc["KeySpec"], ecc["KeyUsage"], ecc["KeyState"]) == ("ECC_NIST_P256", "KEY_AGREEMENT", "Disabled")
+        other = "00000000-0000-4000-8000-000000000002"
+        other_blob = client.encrypt(KeyId=other, Plaintext=b"x")["CiphertextBlob"]
+        assert error_of(client.decrypt, CiphertextBlob=other_blob)[0] == "AccessDeniedException"
+    with SimulatedKms(load_config(path)) as second:  # another process or run: the same key
+        assert second.client().decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})["Plaintext"] == b"kept"
+
+
+@pytest.mark.parametrize("entry", [
+    {"key_id": "not-a-uuid"},
+    {"key_id": FIXED_ID.upper()},
+    {"key_id": FIXED_ID, "material": "42" * 31},
+    {"key_id": FIXED_ID, "material": "zz" * 32},
+    {"key_id": FIXED_ID, "key_spec": "ECC_NIST_P256", "key_usage": "KEY_AGREEMENT", "material": "42" * 32},
+    {"key_id": FIXED_ID, "key_spec": "ECC_NIST_P256"},
+    {"key_id": FIXED_ID, "key_spec": "RSA_2048"},
+    {"key_id": FIXED_ID, "aliases": ["app"]},
+    {"key_id": FIXED_ID, "aliases": ["alias/aws/app"]},
+    {"key_id": FIXED_ID, "aliases": ["alias/sp ace"]},
+    {"key_id": FIXED_ID, "policy": "not json"},
+    {"key_id": FIXED_ID, "policy": {"Statement": [{"Effect": "Allow", "Action": "kms:*"}]}},
+    {"key_id": FIXED_ID, "enabled": "yes"},
+    {"key_id": FIXED_ID, "unknown": 1},
+])
+def test_invalid_configured_keys_are_refused(entry: dict[str, Any]) -> None:
+    with pytest.raises(KmsConfigError):
+        KmsSimConfig.from_mapping({"keys": [entry]})
+
+
+def test_configured_key_ids_and_aliases_are_unique() -> None:
+    with pytest.raises(KmsConfigError, match="unique"):
+        KmsSimConfig(keys=(SimulatedKey(key_id=FIXED_ID), SimulatedKey(key_id=FIXED_ID)))
+    with pytest.raises(KmsConfigError, match="alias"):
+        KmsSimConfig(keys=(SimulatedKey(key_id=FIXED_ID, aliases=("alias/a",)),
+                           SimulatedKey(key_id="00000000-0000-4000-8000-000000000001", aliases=("alias/a",))))

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         CustomKeyStore,
         Faults,
         KmsSimConfig,
+        SimulatedKey,
         load_config,
     )
     from nitrokit.kms.errors import KmsConfigError, KmsServiceError, KmsSimError
@@ -43,6 +44,7 @@ _EXPORTS = {
     "CustomKeyStore": "nitrokit.kms.config",
     "Faults": "nitrokit.kms.config",
     "KmsSimConfig": "nitrokit.kms.config",
+    "SimulatedKey": "nitrokit.kms.config",
     "load_config": "nitrokit.kms.config",
     "KmsConfigError": "nitrokit.kms.errors",
     "KmsServiceError": "nitrokit.kms.errors",
@@ -61,6 +63,7 @@ __all__ = [
     "KmsServiceError",
     "KmsSimConfig",
     "KmsSimError",
+    "SimulatedKey",
     "SimulatedKms",
     "load_config",
 ]

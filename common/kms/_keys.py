@@ -61,6 +61,17 @@ _TAG_BYTES = 16
 _UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 ALIAS_PREFIX = "alias/"
 _RESERVED_ALIAS_PREFIX = "alias/aws/"
+#: the model's AliasNameType pattern
+ALIAS_PATTERN = "^[a-zA-Z0-9:/_-]+$"
+
+
+def check_alias_name(name: str) -> None:
+    """KMS's rules for a new alias beyond the model's pattern: ``alias/<name>``, not ``alias/aws/...``."""
+    if not name.startswith(ALIAS_PREFIX) or name == ALIAS_PREFIX:
+        raise KmsServiceError("ValidationException", "Alias must start with the prefix \"alias/\". Please "
+                              "see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+    if name.startswith(_RESERVED_ALIAS_PREFIX):
+        raise KmsServiceError("NotAuthorizedException", "")
 
 
 @functools.cache
@@ -233,11 +244,7 @@ class KeyStore:
     # Aliases.
 
     def create_alias(self, name: str, target: str) -> None:
-        if not name.startswith(ALIAS_PREFIX) or name == ALIAS_PREFIX:
-            raise KmsServiceError("ValidationException", "Alias must start with the prefix \"alias/\". Please "
-                                  "see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
-        if name.startswith(_RESERVED_ALIAS_PREFIX):
-            raise KmsServiceError("NotAuthorizedException", "")
+        check_alias_name(name)
         with self._lock:
             if target.startswith(ALIAS_PREFIX) or ":alias/" in target:
                 raise KmsServiceError("ValidationException", "TargetKeyId must be a key id or key ARN, not an alias")

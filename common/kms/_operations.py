@@ -48,7 +48,6 @@ _MODEL_KEY_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NI
                     "ML_KEM_1024")
 # The model gives EncryptionContext no size; this cap (keys and values together) is the simulator's choice.
 MAX_ENCRYPTION_CONTEXT_CHARS = 8192
-_ALIAS_PATTERN = "^[a-zA-Z0-9:/_-]+$"
 _DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 _MAX_DESCRIPTION_CHARS = 8192
 _MAX_POLICY_CHARS = 131072
@@ -206,7 +205,7 @@ def schedule_key_deletion(params: Mapping[str, Any], context: Context) -> dict[s
 
 def create_alias(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     members = Members(params)
-    name = members.string("AliasName", required=True, min_len=1, max_len=256, pattern=_ALIAS_PATTERN)
+    name = members.string("AliasName", required=True, min_len=1, max_len=256, pattern=_keys.ALIAS_PATTERN)
     target = _key_id_member(members, "TargetKeyId")
     members.check()
     assert name is not None and target is not None

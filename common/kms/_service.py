@@ -72,7 +72,7 @@ class KmsService:
         kms_operation_names()  # load botocore's model now, not on the first request
         self._verifier = Verifier(root=config.resolve_root())
         self._key_stores = {store.id: store for store in config.custom_key_stores}
-        self.keys = KeyStore(region=config.region)
+        self.keys = _load_keys(config)
         self._lock = threading.Lock()
         self._conditions = config.conditions
         self._recipient_required = config.recipient_required
@@ -200,6 +200,22 @@ class KmsService:
             conditions, required = self._conditions, self._recipient_required
         return Context(verifier=self._verifier, conditions=conditions, recipient_required=required,
                        key_stores=self._key_stores, caller=CALLER_ARN, keys=self.keys)
+
+
+def _load_keys(config: KmsSimConfig) -> KeyStore:
+    """The key store with the configured keys (ids, material, aliases, policy, state) in it."""
+    store = KeyStore(region=config.region)
+    for key in config.keys:
+        policy = None
+        if isinstance(key.policy, str):
+            policy = (key.policy, AttestationConditions.from_json_text(key.policy, what=f"keys: {key.key_id}: policy"))
+        store.create(key_spec=key.key_spec, key_usage=key.key_usage, description=key.description, key_id=key.key_id,
+                     material=key.material if isinstance(key.material, bytes) else None, policy=policy)
+        for alias in key.aliases:
+            store.create_alias(alias, key.key_id)
+        if not key.enabled:
+            store.change_state(key.key_id, "disable")
+    return store
 
 
 def _parse_json(body: bytes) -> Mapping[str, Any]:

@@ -20,6 +20,14 @@ or TOML file with :func:`load_config`::
     [conditions]                      # or a KMS key-policy statement / document: see nitrokit.kms.conditions
     "kms:RecipientAttestation:PCR0" = "<96 hex digits>"
 
+    [[keys]]                          # KMS keys present at start (fixed ids and material: reproducible tests)
+    key_id = "1234abcd-12ab-34cd-56ef-1234567890ab"
+    key_spec = "SYMMETRIC_DEFAULT"    # or ECC_NIST_P256/P384/P521 (with key_usage SIGN_VERIFY or KEY_AGREEMENT)
+    material = "<64 hex digits>"      # symmetric only; default: random
+    aliases = ["alias/app"]
+    enabled = true
+    policy = '{"Version": "2012-10-17", "Statement": [...]}'   # or a table; default: KMS's default key policy
+
     [faults]
     internal_error_rate = 0.0         # share of calls answered KMSInternalException (500)
     dependency_timeout_rate = 0.0     # share answered DependencyTimeoutException (500)
@@ -33,6 +41,8 @@ Unknown keys are refused (:class:`~nitrokit.kms.errors.KmsConfigError`), so a ty
 
 from __future__ import annotations
 
+import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -44,8 +54,10 @@ from cryptography import x509
 from nitrokit import strict_json
 from nitrokit.attestation import AttestationError, load_root
 from nitrokit.attestation.roots import ROOT_NAMES
+from nitrokit.hextext import decode_hex
+from nitrokit.kms._keys import ALIAS_PATTERN, KEY_SPEC_USAGES, SYMMETRIC_DEFAULT, check_alias_name
 from nitrokit.kms.conditions import AttestationConditions
-from nitrokit.kms.errors import KmsConfigError
+from nitrokit.kms.errors import KmsConfigError, KmsServiceError
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
@@ -53,6 +65,7 @@ __all__ = [
     "CustomKeyStore",
     "Faults",
     "KmsSimConfig",
+    "SimulatedKey",
     "load_config",
 ]
 
@@ -141,6 +154,70 @@ class Faults:
             raise KmsConfigError("faults: seed must be an integer")
 
 
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+MAX_CONFIG_KEYS = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatedKey:
+    """A KMS key the simulator holds from the start: fixed id, material, aliases and policy make runs
+    reproducible (a ciphertext made in one run opens in the next).
+
+    ``material``: 32 bytes (or 64 hex digits) for SYMMETRIC_DEFAULT, random if not given; ECC keys always get a
+    fresh private key. ``policy``: a key policy (JSON text or the parsed object); default KMS's default key
+    policy. It is checked when the config is built (KmsConfigError), without the lockout check CreateKey does.
+    """
+
+    key_id: str
+    key_spec: str = SYMMETRIC_DEFAULT
+    key_usage: str | None = None
+    description: str = ""
+    material: bytes | str | None = field(default=None, repr=False)
+    aliases: tuple[str, ...] = ()
+    enabled: bool = True
+    policy: str | Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key_id, str) or not _UUID.fullmatch(self.key_id):
+            raise KmsConfigError("keys: key_id must be a key id in lower-case UUID form "
+                                 "(1234abcd-12ab-34cd-56ef-1234567890ab)")
+        usages = KEY_SPEC_USAGES.get(self.key_spec) if isinstance(self.key_spec, str) else None
+        if usages is None:
+            raise KmsConfigError(f"keys: key_spec must be one of {', '.join(KEY_SPEC_USAGES)}")
+        usage = self.key_usage or "ENCRYPT_DECRYPT"
+        if usage not in usages:
+            raise KmsConfigError(f"keys: {self.key_id}: key_usage {usage} is not compatible with {self.key_spec} "
+                                 f"(use {' or '.join(usages)})")
+        object.__setattr__(self, "key_usage", usage)
+        if not isinstance(self.description, str) or len(self.description) > 8192:
+            raise KmsConfigError("keys: description must be a string of at most 8192 characters")
+        if self.material is not None:
+            if self.key_spec != SYMMETRIC_DEFAULT:
+                raise KmsConfigError(f"keys: {self.key_id}: material is for SYMMETRIC_DEFAULT keys only")
+            material = (self.material if isinstance(self.material, bytes) else
+                        decode_hex(self.material, what=f"keys: {self.key_id}: material", error=KmsConfigError))
+            if len(material) != 32:
+                raise KmsConfigError(f"keys: {self.key_id}: material must be 32 bytes (64 hex digits)")
+            object.__setattr__(self, "material", material)
+        aliases = (self.aliases,) if isinstance(self.aliases, str) else tuple(self.aliases)
+        for name in aliases:
+            if not isinstance(name, str) or not 1 <= len(name) <= 256 or not re.fullmatch(ALIAS_PATTERN, name):
+                raise KmsConfigError(f"keys: {self.key_id}: an alias must be alias/<name> of at most 256 "
+                                     "characters from a-z A-Z 0-9 : / _ -")
+            try:
+                check_alias_name(name)
+            except KmsServiceError as exc:
+                raise KmsConfigError(f"keys: {self.key_id}: {exc.message or 'alias/aws/ names are reserved'}") \
+                    from None
+        object.__setattr__(self, "aliases", aliases)
+        if not isinstance(self.enabled, bool):
+            raise KmsConfigError("keys: enabled must be true or false")
+        if self.policy is not None:
+            text = self.policy if isinstance(self.policy, str) else json.dumps(self.policy)
+            AttestationConditions.from_json_text(text, what=f"keys: {self.key_id}: policy")
+            object.__setattr__(self, "policy", text)
+
+
 RootSetting = str | Path | x509.Certificate
 
 
@@ -152,6 +229,7 @@ class KmsSimConfig:
     region: str = "us-east-1"
     root: RootSetting = "fixture"
     custom_key_stores: tuple[CustomKeyStore, ...] = ()
+    keys: tuple[SimulatedKey, ...] = ()
     conditions: AttestationConditions | None = None
     recipient_required: bool = False
     #: accept any access key id (and session token): the SigV4 header's form, scope, date and skew are still
@@ -174,6 +252,15 @@ class KmsSimConfig:
         if len({item.id for item in stores}) != len(stores):
             raise KmsConfigError("custom_key_stores: ids must be unique")
         object.__setattr__(self, "custom_key_stores", stores)
+        keys = tuple(self.keys)
+        if not all(isinstance(item, SimulatedKey) for item in keys) or len(keys) > MAX_CONFIG_KEYS:
+            raise KmsConfigError(f"keys: expected at most {MAX_CONFIG_KEYS} SimulatedKey values")
+        if len({item.key_id for item in keys}) != len(keys):
+            raise KmsConfigError("keys: key ids must be unique")
+        aliases = [name for item in keys for name in item.aliases]
+        if len(set(aliases)) != len(aliases):
+            raise KmsConfigError("keys: an alias names one key only")
+        object.__setattr__(self, "keys", keys)
         if self.conditions is not None and not isinstance(self.conditions, AttestationConditions):
             raise KmsConfigError("conditions must be AttestationConditions or None")
         if not isinstance(self.recipient_required, bool):
@@ -201,7 +288,7 @@ class KmsSimConfig:
         """A config from parsed JSON/TOML. Relative root paths are taken from ``base_dir``."""
         if not isinstance(data, Mapping):
             raise KmsConfigError("the configuration must be an object/table")
-        known = {"credentials", "region", "root", "custom_key_stores", "conditions", "recipient_required",
+        known = {"credentials", "region", "root", "custom_key_stores", "keys", "conditions", "recipient_required",
                  "any_credentials", "faults"}
         unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
@@ -222,6 +309,8 @@ class KmsSimConfig:
         if "custom_key_stores" in data:
             kwargs["custom_key_stores"] = tuple(_build(CustomKeyStore, item, "custom_key_stores")
                                                 for item in _list(data["custom_key_stores"], "custom_key_stores"))
+        if "keys" in data:
+            kwargs["keys"] = tuple(_build(SimulatedKey, item, "keys") for item in _list(data["keys"], "keys"))
         if "conditions" in data and data["conditions"] is not None:
             kwargs["conditions"] = AttestationConditions.from_json(data["conditions"])
         if "recipient_required" in data:
