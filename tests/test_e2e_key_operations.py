@@ -516,3 +516,19 @@ def test_pair_and_derive_on_the_command_line(parent: str, kms: KeyKms, tmp_path:
     plain = _cli(parent, "derive-shared-secret", "--key-id", ECDH_KEY_ID, "--public-key", str(pem))
     assert plain.stdout.decode().strip() == base64.b64decode(shared["SharedSecret"]).hex()
 
+
+
+def test_a_refused_answer_on_the_command_line_prints_no_secret(tmp_path: Path) -> None:
+    forger = ForgingParent(tmp_path, lambda request: Response(id=None, response=_data_key_answer(16)(request)))
+    command = ("enclave", "generate-data-key", "--key-id", SYMMETRIC_KEY_ID, "--key-spec", "AES_256", "--parent",
+               forger.address, "--nsm", "simulated")
+    try:
+        text, as_json = run_cli(*command), run_cli(*command, "--json")
+    finally:
+        forger.close()
+    assert text.returncode == as_json.returncode == 1
+    assert text.stdout == b"" and b"holds 16 bytes, 32 were asked for" in text.stderr
+    assert b"Traceback" not in text.stderr + as_json.stderr
+    error = json.loads(as_json.stdout)["error"]
+    assert error["kind"] == "failed" and "holds 16 bytes" in error["message"]
+    assert (b"\x07" * 16).hex().encode() not in text.stderr + as_json.stdout
