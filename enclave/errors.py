@@ -2,9 +2,11 @@
 
 - :class:`KmsCallError`: the call failed (KMS refused it, the parent refused it, or the connection kept
   failing after the allowed retries). ``code`` and ``retryable`` come from the last failure.
-- :class:`UntrustedAnswerError`: an answer arrived but breaks the contract. It carries Plaintext, has no
-  CiphertextForRecipient, the envelope is not for our key, it does not decrypt, or it holds the wrong number
-  of bytes. The parent is untrusted: treat this as a possible attack, not a transient fault.
+- :class:`UntrustedAnswerError`: an answer arrived but breaks the contract. It carries the secret in the clear
+  (Plaintext, PrivateKeyPlaintext, SharedSecret), has no CiphertextForRecipient, the envelope is not for our
+  key, it does not decrypt, its secret has the wrong size, it names another key than the one asked for, echoes
+  another algorithm or spec, or (GenerateDataKeyPair) its private key does not match the spec or PublicKey.
+  The parent is untrusted: treat this as a possible attack, not a transient fault.
 
 NSM failures raise :class:`nitrokit.enclave.nsm.NsmError`. All of these are :class:`~nitrokit.errors.NitrokitError`.
 """
@@ -29,4 +31,4 @@ class KmsCallError(EnclaveKmsError):
 
 
 class UntrustedAnswerError(EnclaveKmsError):
-    """The answer is not a well-formed CiphertextForRecipient for our key with the bytes we asked for."""
+    """The answer is not a well-formed CiphertextForRecipient for our key with what the request fixes."""

@@ -31,6 +31,7 @@ from nitrokit.wire.messages import Response
 from tests.cli_helpers import run_cli
 from tests.conftest import vector_path
 from tests.key_kms import ALIAS, ECDH_KEY_ID, SYMMETRIC_KEY_ID, KeyKms, key_arn, key_kms
+from tests.relay import RecordingRelay
 from tests.test_e2e_generate_random import ForgingParent, _document_key, _envelope, _start_parent
 
 FAST_RETRY = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
@@ -143,6 +144,46 @@ def test_a_key_policy_bound_to_pcr0_through_the_parent(sim_parent: str, simulato
         other_image.decrypt(data_key.ciphertext_blob)
     assert denied.value.code == "AccessDeniedException" and denied.value.attempts == 1
     assert "kms:Decrypt" in str(denied.value)
+
+
+def _secret_forms(secret: bytes) -> list[bytes]:
+    return [secret, secret.hex().encode(), base64.b64encode(secret), base64.b64encode(secret[:12])]
+
+
+def test_the_parent_never_sees_a_data_key(simulator: Any, sim_key: dict[str, str], kms: KeyKms,
+                                          tmp_path: Path) -> None:
+    """Every byte on both of the parent's legs is recorded: the data key crosses neither. With a KMS that leaks
+    it beside the envelope, it is on the KMS leg only: the parent drops that answer."""
+    traffic: dict[str, bytes] = {}
+    for name, url in (("simulator", simulator.url), ("leaking", kms.url)):
+        kms.leak = name == "leaking"
+        with RecordingRelay("tcp://127.0.0.1:0", url.replace("http://", "tcp://")) as kms_leg:
+            process = _start_parent(f"unix://{tmp_path / f'{name}.sock'}",
+                                    str(kms_leg.address).replace("tcp://", "http://"))
+            try:
+                with RecordingRelay(f"unix://{tmp_path / f'{name}-relay.sock'}", process.first_line) as enclave_leg, \
+                        _client(str(enclave_leg.address)) as client:
+                    if name == "simulator":
+                        data_key = client.generate_data_key(sim_key["id"], key_spec="AES_256")
+                        assert client.decrypt(data_key.ciphertext_blob).plaintext == data_key.plaintext
+                        secret = data_key.plaintext
+                    else:
+                        with pytest.raises(KmsCallError, match="PlaintextRefused"):
+                            client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+                        body = bytes(kms_leg.downstream).split(b"\r\n\r\n", 1)[1]
+                        secret = base64.b64decode(json.loads(body)["Plaintext"])
+                traffic[f"{name} kms"], traffic[f"{name} enclave"] = kms_leg.recorded(), enclave_leg.recorded()
+            finally:
+                process.stop()
+            log = process.stderr_text().encode()
+        for form in _secret_forms(secret):
+            assert form not in traffic[f"{name} enclave"] and form not in log, name
+        if name == "simulator":
+            assert b"CiphertextForRecipient" in traffic["simulator enclave"]
+            assert b'"Plaintext"' not in traffic["simulator kms"] + traffic["simulator enclave"]
+            assert not any(form in traffic["simulator kms"] for form in _secret_forms(secret))
+        else:
+            assert base64.b64encode(secret) in traffic["leaking kms"]  # it was there, and went no further
 
 
 def test_a_real_kms_generate_data_key_envelope_through_the_parent(parent: str, kms: KeyKms,
