@@ -288,6 +288,7 @@ class KmsClient:
         """
         params = _params(CiphertextBlob=ciphertext_blob, KeyId=key_id, EncryptionContext=encryption_context,
                          EncryptionAlgorithm=encryption_algorithm, GrantTokens=grant_tokens)
+
         def check(members: dict[str, Any], _: bytes) -> None:
             _check_key_id(key_id, members)
             _check_echo(members, "EncryptionAlgorithm", encryption_algorithm or SYMMETRIC_DEFAULT)
@@ -308,6 +309,7 @@ class KmsClient:
                          EncryptionContext=encryption_context, GrantTokens=grant_tokens)
         GENERATE_DATA_KEY.encode_request(params)  # the usage errors before any NSM or parent work
         size = DATA_KEY_SPEC_BYTES[key_spec] if key_spec is not None else number_of_bytes
+
         def check(members: dict[str, Any], _: bytes) -> None:
             _check_key_id(key_id, members)
             _required(members, "CiphertextBlob", GENERATE_DATA_KEY)
@@ -328,6 +330,7 @@ class KmsClient:
                              "private key this client can check)")
         params = _params(KeyId=key_id, KeyPairSpec=key_pair_spec, EncryptionContext=encryption_context,
                          GrantTokens=grant_tokens)
+
         def check(members: dict[str, Any], private_der: bytes) -> None:
             _check_key_id(key_id, members)
             _check_echo(members, "KeyPairSpec", key_pair_spec)
@@ -349,6 +352,7 @@ class KmsClient:
         size = _shared_secret_size(public_key)
         params = _params(KeyId=key_id, PublicKey=public_key, KeyAgreementAlgorithm=key_agreement_algorithm,
                          GrantTokens=grant_tokens)
+
         def check(members: dict[str, Any], _: bytes) -> None:
             _check_key_id(key_id, members)
             _check_echo(members, "KeyAgreementAlgorithm", key_agreement_algorithm)

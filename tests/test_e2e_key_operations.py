@@ -140,10 +140,14 @@ def test_a_key_policy_bound_to_pcr0_through_the_parent(sim_parent: str, simulato
         data_key = client.generate_data_key(key_id, key_spec="AES_256")
         assert client.decrypt(data_key.ciphertext_blob).plaintext == data_key.plaintext
     other_image = KmsClient(nsm=SimulatedNsm(pcrs={0: b"\x77" * 48}), parent=sim_parent, retry=FAST_RETRY)
-    with other_image, pytest.raises(KmsCallError) as denied:
-        other_image.decrypt(data_key.ciphertext_blob)
-    assert denied.value.code == "AccessDeniedException" and denied.value.attempts == 1
-    assert "kms:Decrypt" in str(denied.value)
+    with other_image:
+        with pytest.raises(KmsCallError) as denied:
+            other_image.decrypt(data_key.ciphertext_blob)
+        with pytest.raises(KmsCallError) as denied_key:
+            other_image.generate_data_key(key_id, key_spec="AES_256")
+    assert denied.value.code == denied_key.value.code == "AccessDeniedException"
+    assert denied.value.attempts == denied_key.value.attempts == 1
+    assert "kms:Decrypt" in str(denied.value) and "kms:GenerateDataKey" in str(denied_key.value)
 
 
 def _secret_forms(secret: bytes) -> list[bytes]:
