@@ -26,7 +26,7 @@ from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
 from nitrokit.enclave.kms_client import KmsClient, RetryPolicy
 from nitrokit.enclave.nsm import SimulatedNsm
 from nitrokit.errors import UsageError
-from nitrokit.wire import DECRYPT, GENERATE_DATA_KEY, ErrorCode, RemoteError, WireClient
+from nitrokit.wire import DECRYPT, GENERATE_DATA_KEY, ErrorCode, RemoteError, WireClient, recipient_info
 from nitrokit.wire.messages import Response
 from tests.cli_helpers import run_cli
 from tests.conftest import vector_path
@@ -122,6 +122,16 @@ def test_simulator_refusals_through_the_parent(sim_parent: str, sim_key: dict[st
                 call()
             refusals[name] = info.value.code
     assert refusals == {"context": "InvalidCiphertextException", "unknown key": "NotFoundException"}
+
+
+def test_a_dry_run_through_the_parent(sim_parent: str, sim_key: dict[str, str]) -> None:
+    """DryRun crosses the parent as sent; KMS's DryRunOperationException (HTTP 412) comes back, not retryable."""
+    document = SimulatedNsm().attestation(public_key=_rsa_public_key())
+    request = GENERATE_DATA_KEY.encode_request({"KeyId": sim_key["alias"], "KeySpec": "AES_256", "DryRun": True,
+                                                "Recipient": recipient_info(document)})
+    with WireClient(sim_parent) as wire, pytest.raises(RemoteError) as info:
+        wire.call("GenerateDataKey", request)
+    assert info.value.code == "DryRunOperationException" and not info.value.retryable
 
 
 def test_a_key_policy_bound_to_pcr0_through_the_parent(sim_parent: str, simulator: Any) -> None:
