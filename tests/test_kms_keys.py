@@ -380,3 +380,43 @@ def test_configured_key_ids_and_aliases_are_unique() -> None:
     with pytest.raises(KmsConfigError, match="alias"):
         KmsSimConfig(keys=(SimulatedKey(key_id=FIXED_ID, aliases=("alias/a",)),
                            SimulatedKey(key_id="00000000-0000-4000-8000-000000000001", aliases=("alias/a",))))
+
+
+# --- the state directory ------------------------------------------------------------------------------------
+
+def test_state_dir_keeps_keys_aliases_states_and_policies(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    config = KmsSimConfig(state_dir=state, keys=(SimulatedKey(key_id=FIXED_ID, aliases=("alias/seed",)),))
+    with SimulatedKms(config) as first:
+        client = first.client()
+        key_id = client.create_key(Description="made in run 1")["KeyMetadata"]["KeyId"]
+        ecc = client.create_key(KeySpec="ECC_NIST_P384", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+        client.create_alias(AliasName="alias/run1", TargetKeyId=key_id)
+        blob = client.encrypt(KeyId="alias/run1", Plaintext=b"persisted")["CiphertextBlob"]
+        seeded = client.encrypt(KeyId="alias/seed", Plaintext=b"seeded")["CiphertextBlob"]
+        client.disable_key(KeyId=ecc)
+    assert (state.stat().st_mode & 0o777, (state / "kms-sim-state.json").stat().st_mode & 0o777) == (0o700, 0o600)
+    with SimulatedKms(config) as second:
+        client = second.client()
+        assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == b"persisted"
+        assert client.decrypt(CiphertextBlob=seeded)["Plaintext"] == b"seeded"
+        assert client.describe_key(KeyId="alias/run1")["KeyMetadata"]["Description"] == "made in run 1"
+        assert client.describe_key(KeyId=ecc)["KeyMetadata"]["KeyState"] == "Disabled"
+        assert {entry["AliasName"] for entry in client.list_aliases()["Aliases"]} == {"alias/seed", "alias/run1"}
+
+
+@pytest.mark.parametrize("content", ["not json", '{"format": "other"}',
+                                     '{"format": "nitrokit-kms-sim-state/1", "region": "us-east-1", '
+                                     '"account": "111122223333", "keys": [{"key_id": "x"}], "aliases": []}'])
+def test_a_state_file_it_did_not_write_is_refused_at_start(tmp_path: Path, content: str) -> None:
+    (tmp_path / "kms-sim-state.json").write_text(content)
+    with pytest.raises(KmsConfigError, match="state_dir"):
+        SimulatedKms(KmsSimConfig(state_dir=tmp_path))
+
+
+def test_kms_sim_command_state_dir(tmp_path: Path) -> None:
+    from nitrokit.cli import build_parser
+    from nitrokit.cli import kms_sim as kms_sim_cli
+
+    args = build_parser().parse_args(["kms-sim", "--state-dir", str(tmp_path / "s")])
+    assert kms_sim_cli.build_config(args).state_dir == tmp_path / "s"

@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--recipient-required", action="store_true",
                         help="refuse GenerateRandom, Decrypt and GenerateDataKey without Recipient "
                              "(AccessDeniedException)")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="keep the keys in DIR across runs (created 0700; holds key material in the clear: "
+                             "test keys only)")
     parser.add_argument("--any-credentials", action="store_true",
                         help="accept any access key id, as moto and LocalStack do: requests must still be "
                              "SigV4-signed in form (scope, region, date), but the signature is not recomputed")
@@ -115,6 +118,8 @@ def build_config(args: argparse.Namespace) -> KmsSimConfig:
         changes["recipient_required"] = True
     if args.any_credentials:
         changes["any_credentials"] = True
+    if getattr(args, "state_dir", None):  # callers building a Namespace by hand may leave it out
+        changes["state_dir"] = args.state_dir
     if args.policy and (args.pcr or args.image_sha384):
         raise UsageError("give either --policy or --pcr/--image-sha384, not both")
     if args.policy:

@@ -29,11 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nitrokit.kms.conditions import AttestationConditions
-from nitrokit.kms.errors import KmsServiceError
+from nitrokit.kms.errors import KmsConfigError, KmsServiceError
 
 __all__ = ["ACCOUNT_ID", "Key", "KeyStore", "canonical_context", "default_key_policy", "open_blob", "seal_blob"]
 
@@ -240,6 +241,67 @@ class KeyStore:
             if key.state == "PendingDeletion":
                 raise KmsServiceError("KMSInvalidStateException", f"{key.arn} is pending deletion.")
             key.policy, key.conditions = policy
+
+    def has(self, key_id: str) -> bool:
+        with self._lock:
+            return key_id in self._keys
+
+    # Persistence (nitrokit.kms._state writes and reads what these give and take).
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every key and alias as JSON-ready data, key material included (for the state directory only)."""
+        with self._lock:
+            keys = [{"key_id": key.key_id, "key_spec": key.key_spec, "key_usage": key.key_usage,
+                     "description": key.description, "created": key.created, "state": key.state,
+                     "deletion_date": key.deletion_date, "policy": key.policy,
+                     "material": key.material.hex() if key.private_key is None else key.private_key.private_bytes(
+                         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                         serialization.NoEncryption()).decode("ascii")}
+                    for key in self._keys.values()]
+            aliases = [{"name": alias.name, "key_id": alias.key_id, "created": alias.created,
+                        "updated": alias.updated} for alias in self._aliases.values()]
+        return {"region": self.region, "account": self.account, "keys": keys, "aliases": aliases}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Add the keys and aliases of a :meth:`snapshot`; KmsConfigError for anything it did not write."""
+        if data.get("region") != self.region or data.get("account") != self.account:
+            raise KmsConfigError(f"state_dir: the saved keys are of region {data.get('region')!r}, not {self.region!r}")
+        try:
+            keys, aliases = list(data["keys"]), list(data["aliases"])
+            for item in keys:
+                self._restore_key(item)
+            for item in aliases:
+                name, key_id = str(item["name"]), str(item["key_id"])
+                if key_id not in self._keys or not name.startswith(ALIAS_PREFIX) or name in self._aliases:
+                    raise ValueError(f"alias {name}")
+                self._aliases[name] = _Alias(name, key_id, float(item["created"]), float(item["updated"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KmsConfigError(f"state_dir: a saved key or alias is not valid ({type(exc).__name__}: "
+                                 f"{str(exc)[:80]})") from None
+
+    def _restore_key(self, item: Mapping[str, Any]) -> None:
+        key_id, spec, usage, state = (str(item["key_id"]), str(item["key_spec"]), str(item["key_usage"]),
+                                      str(item["state"]))
+        if (not _UUID_RE.fullmatch(key_id) or key_id in self._keys or usage not in KEY_SPEC_USAGES[spec]
+                or state not in ("Enabled", "Disabled", "PendingDeletion")):
+            raise ValueError(f"key {key_id}")
+        material, private_key = b"", None
+        if spec == SYMMETRIC_DEFAULT:
+            material = bytes.fromhex(str(item["material"]))
+            if len(material) != 32:
+                raise ValueError(f"key {key_id}: material")
+        else:
+            loaded = serialization.load_pem_private_key(str(item["material"]).encode("ascii"), password=None)
+            if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != _CURVES[spec].name:
+                raise ValueError(f"key {key_id}: not an {spec} key")
+            private_key = loaded
+        policy = str(item["policy"])
+        deletion = item.get("deletion_date")
+        self._keys[key_id] = Key(key_id=key_id, arn=self.key_arn(key_id), key_spec=spec, key_usage=usage,
+                                 description=str(item["description"]), created=float(item["created"]), state=state,
+                                 deletion_date=float(deletion) if deletion is not None else None, material=material,
+                                 private_key=private_key, policy=policy,
+                                 conditions=AttestationConditions.from_json_text(policy, what=f"key {key_id}"))
 
     # Aliases.
 

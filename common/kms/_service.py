@@ -26,6 +26,7 @@ from nitrokit.attestation import Verifier
 from nitrokit.kms import _generate_random, _operations, _sigv4
 from nitrokit.kms._keys import KeyStore
 from nitrokit.kms._recipient import Context
+from nitrokit.kms._state import StateDir
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.config import Faults, KmsSimConfig
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
@@ -37,6 +38,9 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 _MAX_JSON_BODY_BYTES = 16 * 1024 * 1024  # the most a server may be configured to read (max_body_bytes)
 TARGET_PREFIX = "TrentService."
 SUPPORTED_OPERATIONS = ("GenerateRandom", *_operations.OPERATIONS)
+# The operations that change keys or aliases: after each, the state directory (if any) is rewritten.
+_MUTATING = frozenset({"CreateKey", "CreateAlias", "EnableKey", "DisableKey", "ScheduleKeyDeletion",
+                       "CancelKeyDeletion", "PutKeyPolicy"})
 # Who AccessDeniedException messages name (AWS's documentation account id).
 CALLER_ARN = "arn:aws:iam::111122223333:user/nitrokit-kms-sim"
 _INTERNAL_ERROR = "We encountered an internal error. Please try again."
@@ -72,7 +76,9 @@ class KmsService:
         kms_operation_names()  # load botocore's model now, not on the first request
         self._verifier = Verifier(root=config.resolve_root())
         self._key_stores = {store.id: store for store in config.custom_key_stores}
-        self.keys = _load_keys(config)
+        self._state = StateDir(config.state_dir) if config.state_dir is not None else None
+        self._state_lock = threading.Lock()
+        self.keys = _load_keys(config, self._state)
         self._lock = threading.Lock()
         self._conditions = config.conditions
         self._recipient_required = config.recipient_required
@@ -136,6 +142,9 @@ class KmsService:
                 result = _generate_random.generate_random(params, context)
             else:
                 result = _operations.OPERATIONS[operation](params, context)
+                if self._state is not None and operation in _MUTATING:
+                    with self._state_lock:  # one writer at a time, each with the latest snapshot
+                        self._state.save(self.keys.snapshot())
         except KmsServiceError as exc:
             return self._finish(request_id, operation, started, status=exc.status,
                                 payload={"__type": exc.code, "message": exc.message}, outcome=exc.code,
@@ -202,17 +211,27 @@ class KmsService:
                        key_stores=self._key_stores, caller=CALLER_ARN, keys=self.keys)
 
 
-def _load_keys(config: KmsSimConfig) -> KeyStore:
-    """The key store with the configured keys (ids, material, aliases, policy, state) in it."""
+def _load_keys(config: KmsSimConfig, state: StateDir | None) -> KeyStore:
+    """The key store: the state directory's keys, if any, then the configured keys (ids, material, aliases,
+    policy, state) it does not hold yet."""
     store = KeyStore(region=config.region)
+    saved = state.load() if state is not None else None
+    if saved is not None:
+        store.restore(saved)
     for key in config.keys:
+        if store.has(key.key_id):
+            continue
         policy = None
         if isinstance(key.policy, str):
             policy = (key.policy, AttestationConditions.from_json_text(key.policy, what=f"keys: {key.key_id}: policy"))
         store.create(key_spec=key.key_spec, key_usage=key.key_usage, description=key.description, key_id=key.key_id,
                      material=key.material if isinstance(key.material, bytes) else None, policy=policy)
         for alias in key.aliases:
-            store.create_alias(alias, key.key_id)
+            try:
+                store.create_alias(alias, key.key_id)
+            except KmsServiceError:
+                raise KmsConfigError(f"keys: {key.key_id}: alias {alias} already names another key in the state "
+                                     "directory") from None
         if not key.enabled:
             store.change_state(key.key_id, "disable")
     return store

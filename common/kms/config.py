@@ -20,6 +20,8 @@ or TOML file with :func:`load_config`::
     [conditions]                      # or a KMS key-policy statement / document: see nitrokit.kms.conditions
     "kms:RecipientAttestation:PCR0" = "<96 hex digits>"
 
+    state_dir = "kms-state"           # optional: keep keys across runs (relative to this file); holds key material
+
     [[keys]]                          # KMS keys present at start (fixed ids and material: reproducible tests)
     key_id = "1234abcd-12ab-34cd-56ef-1234567890ab"
     key_spec = "SYMMETRIC_DEFAULT"    # or ECC_NIST_P256/P384/P521 (with key_usage SIGN_VERIFY or KEY_AGREEMENT)
@@ -230,6 +232,8 @@ class KmsSimConfig:
     root: RootSetting = "fixture"
     custom_key_stores: tuple[CustomKeyStore, ...] = ()
     keys: tuple[SimulatedKey, ...] = ()
+    #: a directory to keep the keys in across runs (created 0700; holds key material in the clear)
+    state_dir: Path | None = None
     conditions: AttestationConditions | None = None
     recipient_required: bool = False
     #: accept any access key id (and session token): the SigV4 header's form, scope, date and skew are still
@@ -261,6 +265,10 @@ class KmsSimConfig:
         if len(set(aliases)) != len(aliases):
             raise KmsConfigError("keys: an alias names one key only")
         object.__setattr__(self, "keys", keys)
+        if self.state_dir is not None:
+            if not isinstance(self.state_dir, str | Path) or not str(self.state_dir):
+                raise KmsConfigError("state_dir must be a directory path")
+            object.__setattr__(self, "state_dir", Path(self.state_dir))
         if self.conditions is not None and not isinstance(self.conditions, AttestationConditions):
             raise KmsConfigError("conditions must be AttestationConditions or None")
         if not isinstance(self.recipient_required, bool):
@@ -288,7 +296,8 @@ class KmsSimConfig:
         """A config from parsed JSON/TOML. Relative root paths are taken from ``base_dir``."""
         if not isinstance(data, Mapping):
             raise KmsConfigError("the configuration must be an object/table")
-        known = {"credentials", "region", "root", "custom_key_stores", "keys", "conditions", "recipient_required",
+        known = {"credentials", "region", "root", "custom_key_stores", "keys", "state_dir", "conditions",
+                 "recipient_required",
                  "any_credentials", "faults"}
         unknown = sorted(str(key) for key in data if key not in known)
         if unknown:
@@ -309,6 +318,11 @@ class KmsSimConfig:
         if "custom_key_stores" in data:
             kwargs["custom_key_stores"] = tuple(_build(CustomKeyStore, item, "custom_key_stores")
                                                 for item in _list(data["custom_key_stores"], "custom_key_stores"))
+        if "state_dir" in data:
+            state_dir = data["state_dir"]
+            if not isinstance(state_dir, str) or not state_dir:
+                raise KmsConfigError("state_dir must be a directory path")
+            kwargs["state_dir"] = base_dir / state_dir if base_dir is not None else Path(state_dir)
         if "keys" in data:
             kwargs["keys"] = tuple(_build(SimulatedKey, item, "keys") for item in _list(data["keys"], "keys"))
         if "conditions" in data and data["conditions"] is not None:
