@@ -319,8 +319,8 @@ def test_an_applying_deny_wins_over_every_allow(deny: dict[str, Any], with_recip
     ({"Effect": "Allow", "Action": ["kms:*", 5], "Resource": "*"}, "Action"),
     ({"Effect": "Allow", "Action": "kms:Generate Random", "Resource": "*"}, "service:action"),
     ({"Effect": "Allow", "Action": "kms:*", "Resource": "key/1234"}, "ARN"),
-    ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "NotPrincipal": {"AWS": "arn:aws:iam::1:root"}},
-     "NotPrincipal"),
+    ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "NotPrincipal": {"AWS": "arn:aws:iam::1:root"},
+      "Principal": "*"}, "not both"),
     ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "Principal": 5}, "Principal"),
     ({"Effect": "Allow", "Action": "kms:*", "Resource": "*", "Principal": {"Bogus": "x"}}, "Principal"),
     ({"Effect": "Allow", "Condition": {}}, "Action"),
@@ -333,6 +333,63 @@ def test_an_applying_deny_wins_over_every_allow(deny: dict[str, Any], with_recip
 def test_statements_iam_would_not_evaluate_are_refused(policy: Any, fragment: str) -> None:
     with pytest.raises(KmsConfigError, match=fragment):
         AttestationConditions.from_json(policy)
+
+
+_OTHER_ACCOUNT = "arn:aws:iam::999999999999:role/nobody"
+
+
+@pytest.mark.parametrize(("principal", "applies"), [
+    ({"Principal": "*"}, True),
+    ({"Principal": {"AWS": "*"}}, True),
+    ({"Principal": {"AWS": "arn:aws:iam::111122223333:root"}}, True),
+    ({"Principal": {"AWS": "111122223333"}}, True),
+    ({"Principal": {"AWS": ["arn:aws:iam::111122223333:user/nitrokit-kms-sim", _OTHER_ACCOUNT]}}, True),
+    ({"Principal": {"AWS": "arn:aws:iam::111122223333:role/enclave-parent"}}, True),
+    ({"Principal": {"AWS": "arn:aws:sts::111122223333:assumed-role/enclave-parent/i-0123"}}, True),
+    ({"Principal": {"AWS": "arn:aws:kms:us-east-1:111122223333:key/x"}}, False),
+    ({"Principal": {"AWS": _OTHER_ACCOUNT}}, False),
+    ({"Principal": {"AWS": "999999999999"}}, False),
+    ({"Principal": {"Service": "s3.amazonaws.com"}}, False),
+    ({"NotPrincipal": {"AWS": _OTHER_ACCOUNT}}, True),
+    ({"NotPrincipal": {"AWS": "arn:aws:iam::111122223333:root"}}, False),
+    ({}, True),
+], ids=["star", "aws-star", "account-root", "account-id", "caller-in-list", "role", "assumed-role", "not-iam",
+        "other-account", "other-account-id",
+        "service", "not-other", "not-own-account", "no-principal"])
+def test_a_principal_is_compared_with_the_simulators_caller(principal: dict[str, Any], applies: bool) -> None:
+    """A statement naming another account (or a service) does not apply to the caller, as in IAM; found by the
+    hostile re-test: such a statement used to allow GenerateRandom without a Recipient."""
+    conditions = AttestationConditions.from_json(
+        {"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*", **principal})
+    decision = conditions.evaluate({})
+    assert (decision is None) == applies, decision
+    if not applies:
+        assert "does not cover the caller" in (decision or "")
+
+
+def test_the_callers_account_decides_which_principals_name_it() -> None:
+    conditions = AttestationConditions.from_json(
+        {"Effect": "Allow", "Principal": {"AWS": _OTHER_ACCOUNT}, "Action": "kms:*", "Resource": "*"})
+    assert conditions.evaluate({}) is not None
+    assert conditions.evaluate({}, account="999999999999") is None
+
+
+def test_a_deny_naming_another_account_does_not_deny_the_caller() -> None:
+    conditions = AttestationConditions.from_json([
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": _OTHER_ACCOUNT}, "Action": "kms:*", "Resource": "*"},
+    ])
+    assert conditions.evaluate({}) is None
+
+
+@pytest.mark.parametrize("version", ["1999", "2012-10-18", 2012])
+def test_a_policy_version_iam_does_not_know_is_refused(version: Any) -> None:
+    with pytest.raises(KmsConfigError, match="Version"):
+        AttestationConditions.from_json({"Version": version, "Statement": [
+            {"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*"}]})
+    for known in ("2012-10-17", "2008-10-17"):
+        AttestationConditions.from_json({"Version": known, "Statement": [
+            {"Effect": "Allow", "Action": "kms:GenerateRandom", "Resource": "*"}]})
 
 
 def test_shorthand_and_require_mean_allow_generate_random() -> None:

@@ -39,11 +39,14 @@ know:
   (IAM semantics), unless ``IfExists`` is used; a negated operator holds for an absent key, as in IAM.
 
 ``Effect`` (``Allow`` or ``Deny``), one of ``Action``/``NotAction`` and one of ``Resource``/``NotResource`` are
-required, as IAM requires them. ``Principal`` is taken to name the caller (the simulator has one: whoever holds
-its credentials) and ``Sid`` names the statement in messages. Anything else (``NotPrincipal``, which needs the
-caller's ARN; another condition key or operator; malformed hex or patterns; a policy without any ``Allow``
-statement, which would deny every call) raises :class:`~nitrokit.kms.errors.KmsConfigError` when the conditions
-are built, so a policy the simulator cannot evaluate is refused rather than half-applied.
+required, as IAM requires them. ``Principal``/``NotPrincipal`` are compared with the caller, who is taken to be a
+principal of the simulator's account (:data:`ACCOUNT_ID` unless the service says otherwise; whoever holds the
+credentials may act as any role or user of it): ``"*"``, the account id or any IAM/STS ARN of that account name the
+caller; a principal of another account, or a service, does not, so its statement does not apply, as in IAM.
+``Version``, if given, is ``2012-10-17`` or ``2008-10-17``. ``Sid`` names the statement in messages. Anything else
+(another condition key or operator; malformed hex or patterns; a policy without any ``Allow`` statement, which would
+deny every call) raises :class:`~nitrokit.kms.errors.KmsConfigError` when the conditions are built, so a policy the
+simulator cannot evaluate is refused rather than half-applied.
 """
 
 from __future__ import annotations
@@ -86,6 +89,21 @@ ContextValue = str | tuple[str, ...]
 _STATEMENT_KEYS = {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource", "NotResource",
                    "Condition"}
 _POLICY_KEYS = {"Version", "Id", "Statement"}
+_POLICY_VERSIONS = ("2012-10-17", "2008-10-17")
+
+#: The simulator's one caller: whoever holds its credentials, an IAM user of one account (AWS's example id).
+ACCOUNT_ID = "111122223333"
+CALLER_ARN = f"arn:aws:iam::{ACCOUNT_ID}:user/nitrokit-kms-sim"
+
+
+def names_caller(principal: str, account: str) -> bool:
+    """Whether a Principal entry names a caller of ``account``: "*", the account id or an IAM/STS ARN in it."""
+    if principal in ("*", account):
+        return True
+    parts = principal.split(":", 5)
+    return len(parts) == 6 and parts[0] == "arn" and parts[2] in ("iam", "sts") and parts[4] == account
+
+
 _PCR_KEY_RE = re.compile(re.escape(PCR_KEY_PREFIX.lower()) + r"([0-9]{1,2})")
 # IAM's action syntax: "*" or service-prefix:action, the action part letters/digits with * and ? wildcards.
 _ACTION_RE = re.compile(r"\*|[A-Za-z0-9-]{1,64}:[A-Za-z0-9*?]{1,128}")
@@ -201,6 +219,10 @@ class Statement:
     effect: str = "Allow"
     action: Patterns = _ANY_GENERATE_RANDOM
     resource: Patterns = _ANY_RESOURCE
+    #: the Principal (or, with ``not_principal``, NotPrincipal) entries; None: no such element (an identity
+    #: policy, which applies to its own caller)
+    principals: tuple[str, ...] | None = None
+    not_principal: bool = False
 
     def __post_init__(self) -> None:
         if self.effect not in _EFFECTS:
@@ -210,12 +232,17 @@ class Statement:
                                  "a Resource/NotResource element")
 
     def unmet(self, context: Mapping[str, ContextValue], *, action: str = GENERATE_RANDOM,
-              resource: str = NO_RESOURCE) -> str | None:
+              resource: str = NO_RESOURCE, account: str = ACCOUNT_ID) -> str | None:
         """None if the statement applies to this request, else what does not match."""
         if not self.action.matches(action):
             return f"{self.action.element} does not cover {action}"
         if not self.resource.matches(resource):
             return f"{self.resource.element} does not cover resource {resource!r}"
+        if self.principals is not None:
+            named = any(names_caller(principal, account) for principal in self.principals)
+            if named == self.not_principal:
+                element = "NotPrincipal" if self.not_principal else "Principal"
+                return f"{element} does not cover the caller (a principal of account {account})"
         for clause in self.clauses:
             if not clause.holds(context):
                 return f"{clause.describe()} not met"
@@ -272,6 +299,9 @@ class AttestationConditions:
             raise KmsConfigError(f"attestation conditions: expected an object or a list, got {type(data).__name__}")
         if "Statement" in data:
             _check_keys(data, _POLICY_KEYS, "policy document")
+            if "Version" in data and data["Version"] not in _POLICY_VERSIONS:
+                raise KmsConfigError(f"attestation conditions: Version must be one of {', '.join(_POLICY_VERSIONS)}, "
+                                     f"got {_shown(data['Version'])}")
             body = data["Statement"]
             items = body if isinstance(body, list) else [body]
             return cls(tuple(_statement(item, position=f"Statement[{i}]") for i, item in
@@ -286,7 +316,7 @@ class AttestationConditions:
         return cls((Statement(clauses),))
 
     def evaluate(self, context: Mapping[str, ContextValue], *, action: str = GENERATE_RANDOM,
-                 resource: str = NO_RESOURCE) -> str | None:
+                 resource: str = NO_RESOURCE, account: str = ACCOUNT_ID) -> str | None:
         """None if the request is allowed, else a short reason for the log.
 
         ``context`` holds the request's condition keys (:func:`context_from_pcrs`); an applying ``Deny`` wins
@@ -295,7 +325,7 @@ class AttestationConditions:
         reasons = []
         allowed = False
         for index, statement in enumerate(self.statements):
-            unmet = statement.unmet(context, action=action, resource=resource)
+            unmet = statement.unmet(context, action=action, resource=resource, account=account)
             name = statement.sid or f"statement {index}"
             if unmet is None:
                 if statement.effect == "Deny":
@@ -341,11 +371,10 @@ def _statement(data: Any, *, position: str) -> Statement:
     sid = data.get("Sid")
     if sid is not None and not isinstance(sid, str):
         raise KmsConfigError(f"attestation conditions: {position}: Sid must be a string")
-    if "NotPrincipal" in data:
-        raise KmsConfigError(f"attestation conditions: {position}: NotPrincipal is not supported (the simulator "
-                             "does not know the caller's ARN to compare); use Principal")
-    if "Principal" in data:
-        _check_principal(data["Principal"], position)
+    if "Principal" in data and "NotPrincipal" in data:
+        raise KmsConfigError(f"attestation conditions: {position}: give Principal or NotPrincipal, not both")
+    element = "NotPrincipal" if "NotPrincipal" in data else "Principal"
+    principals = _principals(data[element], position, element) if element in data else None
     action = _patterns(data, "Action", position)
     resource = _patterns(data, "Resource", position)
     condition = data.get("Condition", {})
@@ -369,7 +398,8 @@ def _statement(data: Any, *, position: str) -> Statement:
             else:
                 clauses.append(_string_clause(operator, canonical, _values(value, key), if_exists=if_exists,
                                               set_operator=set_operator))
-    return Statement(tuple(clauses), sid=sid, effect=effect, action=action, resource=resource)
+    return Statement(tuple(clauses), sid=sid, effect=effect, action=action, resource=resource,
+                     principals=principals, not_principal=element == "NotPrincipal")
 
 
 def _patterns(data: Mapping[str, Any], name: str, position: str) -> Patterns:
@@ -400,14 +430,15 @@ def _shown(value: Any) -> str:
     return f"'{escaped(value, 60)}'" if isinstance(value, str) else type(value).__name__
 
 
-def _check_principal(value: Any, position: str) -> None:
+def _principals(value: Any, position: str, element: str) -> tuple[str, ...]:
+    """The entries of a Principal/NotPrincipal element; only AWS entries can name the simulator's caller."""
     if value == "*":
-        return
+        return ("*",)
     if isinstance(value, Mapping) and value and set(value) <= _PRINCIPAL_TYPES:
-        entries = [item for v in value.values() for item in (v if isinstance(v, list) else [v])]
-        if entries and all(isinstance(item, str) and item for item in entries):
-            return
-    raise KmsConfigError(f"attestation conditions: {position}: Principal must be '*' or an object such as "
+        entries = [(kind, item) for kind, v in value.items() for item in (v if isinstance(v, list) else [v])]
+        if entries and all(isinstance(item, str) and item for _, item in entries):
+            return tuple(item if kind == "AWS" else f"{kind}:{item}" for kind, item in entries)
+    raise KmsConfigError(f"attestation conditions: {position}: {element} must be '*' or an object such as "
                          '{"AWS": "<ARN>"}')
 
 
