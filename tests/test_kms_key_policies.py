@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nitrokit import cli
 from nitrokit.cms import decrypt as open_envelope
 from nitrokit.kms import AttestationConditions, KmsConfigError, SimulatedKms
 from nitrokit.kms.conditions import request_context
 from nitrokit.policy_statements import build_statement
 from nitrokit.testing.documents import default_pcrs
+from tests.cli_helpers import run_cli
 from tests.test_kms_keys import ARN_PREFIX, error_of
-from tests.test_kms_support import good_document, recipient, rsa_key
+from tests.test_kms_support import foreign_pki, good_document, recipient, rsa_key
 
 ROOT = "arn:aws:iam::111122223333:root"
 ROLE = "arn:aws:iam::111122223333:role/parent"
@@ -160,3 +163,70 @@ def test_encryption_context_operators(condition: dict[str, Any], context: dict[s
 def test_forms_it_cannot_evaluate_are_refused(condition: dict[str, Any]) -> None:
     with pytest.raises(KmsConfigError):
         _allow(condition)
+
+
+# --- nitrokit kms-sim explain -------------------------------------------------------------------------------
+
+def statement_sid() -> str:
+    return str(build_statement(pcrs={0: PCR0}, role_arn=ROLE, actions=ENCLAVE_ACTIONS)["Sid"])
+
+
+def _explain(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str,
+             policy_statements: tuple[dict[str, Any], ...] | None = None) -> tuple[int, str, str]:
+    path = tmp_path / "policy.json"
+    statement = build_statement(pcrs={0: PCR0}, role_arn=ROLE, actions=ENCLAVE_ACTIONS)
+    path.write_text(policy(*(policy_statements or (ADMIN, statement))))
+    code = cli.main(["kms-sim", "explain", "--policy", str(path), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_explain_names_the_deciding_statement(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    document = tmp_path / "doc.bin"
+    document.write_bytes(good_document())
+    code, out, _ = _explain(tmp_path, capsys, "--document", str(document), "--operation", "Decrypt")
+    assert code == 0
+    assert out.splitlines()[0] == "decision: ALLOW"
+    assert f"decided by: {statement_sid()} (Allow)" in out
+    assert "Admin (Allow): does not apply: NotAction does not cover kms:Decrypt" in out
+
+    other = tmp_path / "other.bin"
+    other.write_bytes(good_document(pcrs={**default_pcrs(), 0: b"\x77" * 48}))
+    code, out, _ = _explain(tmp_path, capsys, "--document", str(other), "--operation", "kms:Decrypt", "--json")
+    assert code == 1
+    verdict = json.loads(out)
+    assert (verdict["decision"], verdict["allowed"], verdict["decided_by"]) == (
+        "DENY (implicit: no statement allows)", False, None)
+    assert "kms:RecipientAttestation:PCR0" in verdict["statements"][1]["unmet"]
+
+
+def test_explain_an_explicit_deny_and_the_encryption_context(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    deny = {"Sid": "NoTenant7", "Effect": "Deny", "Principal": "*", "Action": "kms:*", "Resource": "*",
+            "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "7"}}}
+    statements = ({**ADMIN, "NotAction": "kms:Nothing"}, deny)
+    code, out, _ = _explain(tmp_path, capsys, "--operation", "Encrypt", "--encryption-context", "tenant=7",
+                         policy_statements=statements)
+    assert (code, out.splitlines()[0]) == (1, "decision: DENY (explicit)")
+    assert "decided by: NoTenant7 (Deny)" in out
+    code, out, _ = _explain(tmp_path, capsys, "--operation", "Encrypt", "--encryption-context", "tenant=8",
+                         policy_statements=statements)
+    assert (code, out.splitlines()[0]) == (0, "decision: ALLOW")
+
+
+def test_explain_refuses_what_kms_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    foreign = tmp_path / "foreign.bin"
+    foreign.write_bytes(good_document(pki=foreign_pki()))
+    code, _, err = _explain(tmp_path, capsys, "--document", str(foreign), "--operation", "Decrypt")
+    assert code == 1
+    assert "ValidationException" in err
+    assert _explain(tmp_path, capsys, "--operation", "NoSuchOperation")[0] == 2
+    assert _explain(tmp_path, capsys, "--operation", "Decrypt", "--encryption-context", "novalue")[0] == 2
+
+
+def test_explain_from_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(policy(ADMIN))
+    result = run_cli("kms-sim", "explain", "--policy", str(path), "--operation", "DescribeKey")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().startswith("decision: ALLOW\n")

@@ -17,29 +17,36 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from nitrokit.cli._io import (
+    EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
     CommandFailed,
     add_log_level_argument,
     configure_logging,
+    decode_binary_or_base64,
     parse_pcr_args,
+    print_json,
     read_input,
 )
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 from nitrokit.kms.limits import DEFAULT_MAX_CONNECTIONS
+from nitrokit.text import escaped
 from nitrokit.wire.address import TcpAddress, parse_address
 
 if TYPE_CHECKING:
     from nitrokit.kms import KmsSimConfig
 
 _MAX_POLICY_BYTES = 256 * 1024
+EXIT_DENIED = EXIT_FAILURE  # explain: the request would be refused
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "kms-sim", help="run a simulated AWS KMS (GenerateRandom, with attestation) for offline tests",
-        description="Serve the KMS protocol for GenerateRandom on a local port. Prints the endpoint URL as the "
+        "kms-sim", help="run a simulated AWS KMS (keys, Decrypt, GenerateDataKey, GenerateRandom; attestation "
+                        "checked) for offline tests",
+        description="Serve the KMS protocol (GenerateRandom, a key store, Encrypt, Decrypt, GenerateDataKey) on a "
+                    "local port. Prints the endpoint URL as the "
                     "first line of stdout, then serves until SIGINT or SIGTERM. Clients sign with the configured "
                     "credentials (default: AWS's example pair AKIAIOSFODNN7EXAMPLE).",
     )
@@ -69,6 +76,76 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help=f"open connections served at once (default {DEFAULT_MAX_CONNECTIONS})")
     add_log_level_argument(parser, what="per-request log")
     parser.set_defaults(handler=run_kms_sim)
+    commands = parser.add_subparsers(dest="kms_sim_command", metavar="{explain}")
+    explain = commands.add_parser(
+        "explain", help="say what the simulated KMS would decide for a request under a policy, and why",
+        description="Evaluate a key policy (or IAM statement) for one operation as the simulated KMS does: the "
+                    "decision, the statement that decided it, and for each statement what did not match. With "
+                    "--document the request carries that attestation document as its Recipient (verified as "
+                    "KMS verifies it). Exit 0 if allowed, 1 if denied.",
+        epilog="Example: nitrokit kms-sim explain --policy key-policy.json --document att.bin --operation Decrypt")
+    explain.add_argument("--policy", required=True, metavar="FILE",
+                         help="key policy or statement(s), JSON (as nitrokit policy prints them)")
+    explain.add_argument("--operation", required=True, metavar="OP",
+                         help="the KMS operation, e.g. Decrypt, GenerateDataKey, GenerateRandom (or kms:Decrypt)")
+    explain.add_argument("--document", metavar="DOC",
+                         help="the Recipient's attestation document (binary or base64; - for stdin); none: a "
+                              "request without Recipient")
+    explain.add_argument("--encryption-context", action="append", default=[], metavar="K=V",
+                         help="a pair of the request's encryption context (repeatable)")
+    explain.add_argument("--resource", metavar="ARN",
+                         help="the key ARN (default: a placeholder key ARN; * for GenerateRandom)")
+    explain.add_argument("--root", metavar="fixture|aws|PEM", default="fixture",
+                         help="trust root for --document (default fixture: nitrokit's test PKI)")
+    explain.add_argument("--json", action="store_true", help="print one JSON object")
+    explain.set_defaults(handler=run_explain)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from nitrokit.attestation import Verifier, load_root
+    from nitrokit.kms import AttestationConditions
+    from nitrokit.kms._recipient import check_document
+    from nitrokit.kms.errors import KmsServiceError
+    from nitrokit.kms.explain import explain
+    from nitrokit.kms_api import MAX_ATTESTATION_DOCUMENT_BYTES
+
+    operation = args.operation.removeprefix("kms:")
+    if not operation.isascii() or not operation.isalpha() or operation not in _kms_operations():
+        raise UsageError(f"--operation: '{escaped(args.operation, 64)}' is not a KMS operation (e.g. Decrypt)")
+    policy = AttestationConditions.from_json_text(read_input(args.policy, limit=_MAX_POLICY_BYTES, what="policy"),
+                                                  what=f"--policy {args.policy}")
+    context: dict[str, str] = {}
+    for item in args.encryption_context:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--encryption-context: expected K=V, got '{escaped(item, 64)}'")
+        context[key] = value
+    pcrs = None
+    if args.document is not None:
+        document = decode_binary_or_base64(read_input(args.document, limit=MAX_ATTESTATION_DOCUMENT_BYTES,
+                                                      what="attestation document"))
+        try:
+            pcrs = check_document(document, Verifier(root=load_root(args.root))).pcrs
+        except KmsServiceError as exc:  # what KMS would answer: ValidationException, before any policy
+            raise CommandFailed(f"KMS would refuse the request before the policy (ValidationException): "
+                                f"{exc.message}") from None
+    result = explain(policy, operation=operation, pcrs=pcrs, encryption_context=context or None,
+                     resource=args.resource)
+    if args.json:
+        print_json({"decision": result.decision, "allowed": result.allowed, "action": result.action,
+                    "resource": result.resource,
+                    "decided_by": result.deciding.name if result.deciding is not None else None,
+                    "statements": [{"name": v.name, "effect": v.effect, "applies": v.applies, "unmet": v.unmet}
+                                   for v in result.verdicts]})
+    else:
+        print(result.text())
+    return EXIT_OK if result.allowed else EXIT_DENIED
+
+
+def _kms_operations() -> frozenset[str]:
+    from nitrokit.kms._service import kms_operation_names
+
+    return kms_operation_names()
 
 
 def run_kms_sim(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from nitrokit.kms.errors import KmsServiceError
 if TYPE_CHECKING:
     from nitrokit.kms._keys import KeyStore
 
-__all__ = ["Context", "Recipient", "recipient_key", "seal", "verify_recipient"]
+__all__ = ["Context", "Recipient", "check_document", "recipient_key", "seal", "verify_recipient"]
 
 # KMS checks the document, not the image: PCRs are for the key policy's conditions.
 _ACCEPT_DEBUG = Policy.any_enclave_image(allow_debug=True)
@@ -65,8 +65,13 @@ class Recipient:
 
 def verify_recipient(document: bytes, context: Context) -> Recipient:
     """Check ``document`` against the configured root now; the Recipient, or ValidationException."""
+    return check_document(document, context.verifier, at=context.now)
+
+
+def check_document(document: bytes, verifier: Verifier, *, at: datetime | None = None) -> Recipient:
+    """Check ``document`` as KMS checks a Recipient's (also for ``kms-sim explain``): ValidationException."""
     try:
-        result = context.verifier.verify(document, at=context.now, policy=_ACCEPT_DEBUG)
+        result = verifier.verify(document, at=at, policy=_ACCEPT_DEBUG)
     except AttestationError as exc:  # every way a document can be bad, its size included
         # Within the API's 262144 bytes but over the parser's cap: said apart in the log.
         reason = ("attestation document too large" if isinstance(exc, InputTooLargeError)
