@@ -43,10 +43,10 @@ EXIT_DENIED = EXIT_FAILURE  # explain: the request would be refused
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "kms-sim", help="run a simulated AWS KMS (keys, Decrypt, GenerateDataKey, GenerateRandom; attestation "
-                        "checked) for offline tests",
-        description="Serve the KMS protocol (GenerateRandom, a key store, Encrypt, Decrypt, GenerateDataKey) on a "
-                    "local port. Prints the endpoint URL as the "
+        "kms-sim", help="run a simulated AWS KMS (keys and the five Recipient operations; attestation checked) "
+                        "for offline tests",
+        description="Serve the KMS protocol (GenerateRandom, a key store, Encrypt, Decrypt, GenerateDataKey, "
+                    "GenerateDataKeyPair, DeriveSharedSecret) on a local port. Prints the endpoint URL as the "
                     "first line of stdout, then serves until SIGINT or SIGTERM. Clients sign with the configured "
                     "credentials (default: AWS's example pair AKIAIOSFODNN7EXAMPLE).",
     )
@@ -64,8 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="require kms:RecipientAttestation:PCR<N> = HEX (repeatable)")
     parser.add_argument("--image-sha384", metavar="HEX", help="require kms:RecipientAttestation:ImageSha384 = HEX")
     parser.add_argument("--recipient-required", action="store_true",
-                        help="refuse GenerateRandom, Decrypt and GenerateDataKey without Recipient "
-                             "(AccessDeniedException)")
+                        help="refuse the operations that take a Recipient without one (AccessDeniedException)")
     parser.add_argument("--state-dir", metavar="DIR",
                         help="keep the keys in DIR across runs (created 0700; holds key material in the clear: "
                              "test keys only)")

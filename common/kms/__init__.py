@@ -1,11 +1,11 @@
 """A simulated AWS KMS for offline tests: the real KMS protocol, checking attestations.
 
 Seen from boto3 it behaves like the real service: AWS JSON 1.1 over HTTP/1.1, SigV4 signatures checked with
-botocore's own code, GenerateRandom and a key store (CreateKey, DescribeKey, aliases, key states, Encrypt,
-Decrypt, GenerateDataKey) validated per botocore's model, and with a ``Recipient`` the attestation document
-verified (against nitrokit's fixture root by default) and the answer returned as
-``CiphertextForRecipient``. Attestation conditions (the ``kms:RecipientAttestation:*`` policy keys), custom
-key stores and injected faults make the error paths testable. See docs/kms-sim.md.
+botocore's own code, GenerateRandom and a key store (CreateKey, DescribeKey, aliases, key states, key policies,
+Encrypt, Decrypt, GenerateDataKey, GenerateDataKeyPair, DeriveSharedSecret) validated per botocore's model,
+and with a ``Recipient`` the attestation document verified (against nitrokit's fixture root by default) and
+the answer returned as ``CiphertextForRecipient``. Attestation conditions (the ``kms:RecipientAttestation:*``
+policy keys), custom key stores and injected faults make the error paths testable. See docs/kms-sim.md.
 
     from nitrokit.kms import SimulatedKms, KmsSimConfig, AttestationConditions
 

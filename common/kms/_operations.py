@@ -1,7 +1,8 @@
 """The key operations of the simulated KMS, each as botocore's model and the KMS API reference define it.
 
 Key management: CreateKey, DescribeKey, CreateAlias, ListAliases, EnableKey, DisableKey, ScheduleKeyDeletion,
-CancelKeyDeletion. Cryptography with a symmetric key: Encrypt, Decrypt and GenerateDataKey, the last two also
+CancelKeyDeletion, PutKeyPolicy, GetKeyPolicy, GetPublicKey. Cryptography: Encrypt, Decrypt, GenerateDataKey and
+GenerateDataKeyPair with a symmetric key, DeriveSharedSecret with an ECC key agreement key, all but Encrypt also
 with a ``Recipient`` (the secret then leaves only as ``CiphertextForRecipient``, see
 :mod:`nitrokit.kms._recipient`).
 
@@ -20,6 +21,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from nitrokit.kms import _keys
 from nitrokit.kms._keys import KEY_SPEC_USAGES, SYMMETRIC_DEFAULT, Key, KeyStore
 from nitrokit.kms._members import Members
@@ -27,16 +31,19 @@ from nitrokit.kms._recipient import Context, Recipient, seal, verify_recipient
 from nitrokit.kms.conditions import AttestationConditions, request_context
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
 from nitrokit.kms_api import (
+    DATA_KEY_PAIR_SPECS,
     DATA_KEY_SPEC_BYTES,
     ENCRYPTION_ALGORITHMS,
     GENERATE_RANDOM_MAX_BYTES,
     GENERATE_RANDOM_MIN_BYTES,
+    KEY_AGREEMENT_ALGORITHMS,
     KEY_ORIGINS,
     MAX_CIPHERTEXT_BLOB_BYTES,
     MAX_GRANT_TOKEN_CHARS,
     MAX_GRANT_TOKENS,
     MAX_KEY_ID_CHARS,
     MAX_PLAINTEXT_BYTES,
+    MAX_PUBLIC_KEY_BYTES,
 )
 
 __all__ = ["OPERATIONS"]
@@ -113,6 +120,16 @@ def _policy(text: str, key_arn: str, *, bypass: bool | None) -> tuple[str, Attes
     return text, conditions
 
 
+def _with_secret(answer: dict[str, Any], member: str, secret: bytes, recipient: Recipient | None) -> dict[str, Any]:
+    """The answer with its secret: as ``member`` in the clear, or with a Recipient only sealed to it, in
+    ``CiphertextForRecipient`` (``member`` then absent, as KMS answers)."""
+    if recipient is None:
+        answer[member] = _b64(secret)
+    else:
+        answer["CiphertextForRecipient"] = _b64(seal(secret, recipient))
+    return answer
+
+
 def _dry_run(members: Members) -> None:
     if members.params.get("DryRun") is True:
         raise KmsServiceError("DryRunOperationException", _DRY_RUN, status=412)
@@ -162,15 +179,20 @@ def create_key(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     return {"KeyMetadata": key.metadata()}
 
 
-def describe_key(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+def _named_key(params: Mapping[str, Any], context: Context, action: str) -> Key:
+    """The key of a request with only KeyId and GrantTokens, once its policy allows ``action``."""
     members = Members(params)
     key_id = _key_id_member(members)
     _grant_tokens(members)
     members.check()
     assert key_id is not None
     key = _store(context).resolve(key_id)
-    _authorize(context, "DescribeKey", key)
-    return {"KeyMetadata": key.metadata()}
+    _authorize(context, action, key)
+    return key
+
+
+def describe_key(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    return {"KeyMetadata": _named_key(params, context, "DescribeKey").metadata()}
 
 
 def _state_change(action: str, operation: str) -> Callable[[Mapping[str, Any], Context], dict[str, Any]]:
@@ -313,11 +335,7 @@ def decrypt(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     plaintext = _keys.open_blob(key, blob, encryption_context)
     _dry_run(members)
     answer: dict[str, Any] = {"KeyId": key.arn, "EncryptionAlgorithm": SYMMETRIC_DEFAULT}
-    if recipient is None:
-        answer["Plaintext"] = _b64(plaintext)
-    else:
-        answer["CiphertextForRecipient"] = _b64(seal(plaintext, recipient))
-    return answer
+    return _with_secret(answer, "Plaintext", plaintext, recipient)
 
 
 def generate_data_key(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
@@ -342,10 +360,94 @@ def generate_data_key(params: Mapping[str, Any], context: Context) -> dict[str, 
     data_key = os.urandom(count if count is not None else DATA_KEY_SPEC_BYTES[spec or ""])
     answer: dict[str, Any] = {"CiphertextBlob": _b64(_keys.seal_blob(key, data_key, encryption_context)),
                               "KeyId": key.arn}
-    if recipient is None:
-        answer["Plaintext"] = _b64(data_key)
-    else:
-        answer["CiphertextForRecipient"] = _b64(seal(data_key, recipient))
+    return _with_secret(answer, "Plaintext", data_key, recipient)
+
+
+# --- key pairs and key agreement --------------------------------------------------------------------------
+
+# The data key pairs the simulator makes (cryptography's generators); SM2, Ed25519 and ML-KEM are not simulated.
+_PAIR_CURVES: Mapping[str, ec.EllipticCurve] = {
+    "ECC_NIST_P256": ec.SECP256R1(), "ECC_NIST_P384": ec.SECP384R1(), "ECC_NIST_P521": ec.SECP521R1(),
+    "ECC_SECG_P256K1": ec.SECP256K1()}
+_PAIR_RSA_BITS = {"RSA_2048": 2048, "RSA_3072": 3072, "RSA_4096": 4096}
+
+
+def _spki(public_key: ec.EllipticCurvePublicKey | rsa.RSAPublicKey) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def generate_data_key_pair(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    members = Members(params)
+    encryption_context = _encryption_context(members)
+    key_id = _key_id_member(members)
+    spec = members.string("KeyPairSpec", required=True, enum=DATA_KEY_PAIR_SPECS)
+    _grant_tokens(members)
+    request = members.recipient()
+    members.boolean("DryRun")
+    members.check()
+    assert key_id is not None and spec is not None
+    key = _store(context).resolve(key_id)
+    recipient = verify_recipient(request[0], context) if request is not None else None
+    _authorize(context, "GenerateDataKeyPair", key, recipient=recipient, encryption_context=encryption_context,
+               takes_recipient=True)
+    key.require_usable("GenerateDataKeyPair")
+    if spec not in _PAIR_CURVES and spec not in _PAIR_RSA_BITS:
+        raise KmsServiceError("UnsupportedOperationException",
+                              f"KeyPairSpec {spec} is not simulated (nitrokit's simulated KMS makes "
+                              f"{', '.join([*_PAIR_RSA_BITS, *_PAIR_CURVES])})")
+    _dry_run(members)
+    private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        ec.generate_private_key(_PAIR_CURVES[spec]) if spec in _PAIR_CURVES else
+        rsa.generate_private_key(public_exponent=65537, key_size=_PAIR_RSA_BITS[spec]))
+    der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    answer: dict[str, Any] = {
+        "PrivateKeyCiphertextBlob": _b64(_keys.seal_blob(key, der, encryption_context)),
+        "PublicKey": _b64(_spki(private.public_key())), "KeyId": key.arn, "KeyPairSpec": spec}
+    return _with_secret(answer, "PrivateKeyPlaintext", der, recipient)
+
+
+def derive_shared_secret(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    members = Members(params)
+    key_id = _key_id_member(members)
+    members.string("KeyAgreementAlgorithm", required=True, enum=KEY_AGREEMENT_ALGORITHMS)
+    peer = members.blob("PublicKey", required=True, min_len=1, max_len=MAX_PUBLIC_KEY_BYTES)
+    _grant_tokens(members)
+    members.boolean("DryRun")
+    request = members.recipient()
+    members.check()
+    assert key_id is not None and peer is not None
+    key = _store(context).resolve(key_id)
+    recipient = verify_recipient(request[0], context) if request is not None else None
+    _authorize(context, "DeriveSharedSecret", key, recipient=recipient, takes_recipient=True)
+    key.require_usable("DeriveSharedSecret", usage=_keys.KEY_AGREEMENT, key_spec=None)
+    assert key.private_key is not None
+    try:
+        peer_key = serialization.load_der_public_key(peer)
+    except (ValueError, TypeError):
+        peer_key = None
+    if not isinstance(peer_key, ec.EllipticCurvePublicKey) or peer_key.curve.name != key.private_key.curve.name:
+        raise KmsServiceError("ValidationException", f"PublicKey must be a DER-encoded SubjectPublicKeyInfo of an "
+                                                     f"elliptic-curve key on the KMS key's curve ({key.key_spec})")
+    _dry_run(members)
+    secret = key.private_key.exchange(ec.ECDH(), peer_key)
+    answer: dict[str, Any] = {"KeyId": key.arn, "KeyAgreementAlgorithm": "ECDH", "KeyOrigin": "AWS_KMS"}
+    return _with_secret(answer, "SharedSecret", secret, recipient)
+
+
+def get_public_key(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
+    key = _named_key(params, context, "GetPublicKey")
+    if key.private_key is None:
+        raise KmsServiceError("UnsupportedOperationException", f"{key.arn} key usage is {key.key_usage} (key spec "
+                                                               f"{key.key_spec}): a symmetric key has no public key.")
+    if key.state != "Enabled":
+        key.require_usable("GetPublicKey", usage=key.key_usage, key_spec=None)
+    metadata = key.metadata()
+    answer = {"KeyId": key.arn, "PublicKey": _b64(_spki(key.private_key.public_key())),
+              "CustomerMasterKeySpec": key.key_spec, "KeySpec": key.key_spec, "KeyUsage": key.key_usage}
+    for name in ("SigningAlgorithms", "KeyAgreementAlgorithms"):
+        if name in metadata:
+            answer[name] = metadata[name]
     return answer
 
 
@@ -364,4 +466,7 @@ OPERATIONS: Mapping[str, Callable[[Mapping[str, Any], Context], dict[str, Any]]]
     "Encrypt": encrypt,
     "Decrypt": decrypt,
     "GenerateDataKey": generate_data_key,
+    "GenerateDataKeyPair": generate_data_key_pair,
+    "DeriveSharedSecret": derive_shared_secret,
+    "GetPublicKey": get_public_key,
 }

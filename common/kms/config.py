@@ -5,7 +5,7 @@ or TOML file with :func:`load_config`::
 
     region = "us-east-1"
     root = "fixture"                  # "fixture" (nitrokit's test PKI), "aws" (the real Nitro root) or a PEM path
-    recipient_required = false        # true: GenerateRandom, Decrypt, GenerateDataKey without Recipient: AccessDenied
+    recipient_required = false        # true: an operation that takes a Recipient, without one: AccessDenied
     any_credentials = false           # true: any access key signs (SigV4 form checked, not the signature)
 
     [[credentials]]                   # default: AWS's documented example pair
