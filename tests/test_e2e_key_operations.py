@@ -1,11 +1,10 @@
 """Decrypt, GenerateDataKey, GenerateDataKeyPair and DeriveSharedSecret end to end: the enclave client (Python
 API and CLI) <- a real ``nitrokit parent`` process <- boto3 over HTTP <- a KMS on loopback.
 
-Decrypt and GenerateDataKey run against the simulated KMS (nitrokit.kms: keys made with boto3 CreateKey, the
-attestation document verified, key policies evaluated). GenerateDataKeyPair and DeriveSharedSecret, which it
-does not serve yet, and a KMS that misbehaves (a secret in the clear, a recorded real answer) use the stand-in of
-tests/key_kms.py (real shapes, real CMS envelopes to the document's key). The hostile-parent tests answer the
-client from a forging parent.
+The KMS is the simulated one (nitrokit.kms: keys made with boto3 CreateKey, the attestation document verified,
+key policies evaluated). A KMS that misbehaves (a secret in the clear beside the envelope, a recorded real
+answer) and the checks of the exact request bytes use the stand-in of tests/key_kms.py (real shapes, real CMS
+envelopes to the document's key). The hostile-parent tests answer the client from a forging parent.
 """
 
 from __future__ import annotations
@@ -461,27 +460,27 @@ def _peer_public_key() -> bytes:
 
 
 @pytest.mark.parametrize("spec", ["ECC_NIST_P256", "ECC_SECG_P256K1", "RSA_2048"])
-def test_a_data_key_pair_through_the_parent(parent: str, kms: KeyKms, spec: str) -> None:
-    with _client(parent) as client:
-        pair = client.generate_data_key_pair(ALIAS, spec, encryption_context={"use": "signing"})
-        again = client.decrypt(pair.private_key_ciphertext_blob, encryption_context={"use": "signing"})
-    private = serialization.load_der_private_key(pair.private_key_plaintext, password=None)
-    assert private.public_key().public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo) == pair.public_key
-    assert again.plaintext == pair.private_key_plaintext
-    assert pair.key_pair_spec == spec and pair.key_id == key_arn(SYMMETRIC_KEY_ID)
-    assert "private_key_plaintext" not in repr(pair)
+def test_simulator_data_key_pair_through_the_parent(sim_parent: str, sim_key: dict[str, str], simulator: Any,
+                                                    spec: str) -> None:
+    with _client(sim_parent) as client:
+        pair = client.generate_data_key_pair(sim_key["alias"], spec, encryption_context={"use": "sign"})
+        again = client.decrypt(pair.private_key_ciphertext_blob, encryption_context={"use": "sign"})
+    assert again.plaintext == pair.private_key_plaintext and pair.key_id == sim_key["arn"]
+    assert simulator.client().decrypt(CiphertextBlob=pair.private_key_ciphertext_blob,
+                                      EncryptionContext={"use": "sign"})["Plaintext"] == pair.private_key_plaintext
 
 
-def test_a_shared_secret_through_the_parent(parent: str, kms: KeyKms) -> None:
+def test_simulator_shared_secret_through_the_parent(sim_parent: str, simulator: Any) -> None:
+    boto = simulator.client()
+    key = boto.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+    kms_public = serialization.load_der_public_key(boto.get_public_key(KeyId=key["KeyId"])["PublicKey"])
+    assert isinstance(kms_public, ec.EllipticCurvePublicKey)
     peer = ec.generate_private_key(ec.SECP256R1())
     peer_der = peer.public_key().public_bytes(serialization.Encoding.DER,
                                               serialization.PublicFormat.SubjectPublicKeyInfo)
-    with _client(parent) as client:
-        shared = client.derive_shared_secret(ECDH_KEY_ID, peer_der)
-    assert shared.shared_secret == peer.exchange(ec.ECDH(), kms.ecdh_key.public_key())
-    assert (shared.key_id, shared.key_agreement_algorithm, shared.key_origin) == (
-        key_arn(ECDH_KEY_ID), "ECDH", "AWS_KMS")
+    with _client(sim_parent) as client:
+        shared = client.derive_shared_secret(key["Arn"], peer_der)
+    assert shared.shared_secret == peer.exchange(ec.ECDH(), kms_public) and shared.key_id == key["Arn"]
 
 
 def test_the_parent_drops_private_keys_and_shared_secrets_in_the_clear(parent: str, kms: KeyKms) -> None:
@@ -554,23 +553,27 @@ def test_pair_and_derive_usage_errors() -> None:
         client.derive_shared_secret(ECDH_KEY_ID, ed_der)
 
 
-def test_pair_and_derive_on_the_command_line(parent: str, kms: KeyKms, tmp_path: Path) -> None:
-    pair = json.loads(_cli(parent, "generate-data-key-pair", "--key-id", ALIAS, "--key-pair-spec", "ECC_NIST_P384",
-                           "--json").stdout)
+def test_pair_and_derive_on_the_command_line(sim_parent: str, sim_key: dict[str, str], simulator: Any,
+                                             tmp_path: Path) -> None:
+    pair = json.loads(_cli(sim_parent, "generate-data-key-pair", "--key-id", sim_key["alias"], "--key-pair-spec",
+                           "ECC_NIST_P384", "--json").stdout)
     assert set(pair) == {"PrivateKeyPlaintext", "PublicKey", "PrivateKeyCiphertextBlob", "KeyId", "KeyPairSpec"}
     private = serialization.load_der_private_key(base64.b64decode(pair["PrivateKeyPlaintext"]), password=None)
     assert isinstance(private, ec.EllipticCurvePrivateKey) and private.curve.name == "secp384r1"
+    boto = simulator.client()
+    key = boto.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+    kms_public = serialization.load_der_public_key(boto.get_public_key(KeyId=key["KeyId"])["PublicKey"])
+    assert isinstance(kms_public, ec.EllipticCurvePublicKey)
     peer = ec.generate_private_key(ec.SECP256R1())
     pem = tmp_path / "peer.pem"
     pem.write_bytes(peer.public_key().public_bytes(serialization.Encoding.PEM,
                                                    serialization.PublicFormat.SubjectPublicKeyInfo))
-    shared = json.loads(_cli(parent, "derive-shared-secret", "--key-id", key_arn(ECDH_KEY_ID), "--public-key",
-                             str(pem), "--json").stdout)
-    assert base64.b64decode(shared["SharedSecret"]) == peer.exchange(ec.ECDH(), kms.ecdh_key.public_key())
-    assert shared["KeyAgreementAlgorithm"] == "ECDH" and shared["KeyId"] == key_arn(ECDH_KEY_ID)
-    plain = _cli(parent, "derive-shared-secret", "--key-id", ECDH_KEY_ID, "--public-key", str(pem))
+    shared = json.loads(_cli(sim_parent, "derive-shared-secret", "--key-id", key["Arn"], "--public-key", str(pem),
+                             "--json").stdout)
+    assert base64.b64decode(shared["SharedSecret"]) == peer.exchange(ec.ECDH(), kms_public)
+    assert shared["KeyAgreementAlgorithm"] == "ECDH" and shared["KeyId"] == key["Arn"]
+    plain = _cli(sim_parent, "derive-shared-secret", "--key-id", key["KeyId"], "--public-key", str(pem))
     assert plain.stdout.decode().strip() == base64.b64decode(shared["SharedSecret"]).hex()
-
 
 
 def test_a_refused_answer_on_the_command_line_prints_no_secret(tmp_path: Path) -> None:
@@ -587,3 +590,26 @@ def test_a_refused_answer_on_the_command_line_prints_no_secret(tmp_path: Path) -
     error = json.loads(as_json.stdout)["error"]
     assert error["kind"] == "failed" and "holds 16 bytes" in error["message"]
     assert (b"\x07" * 16).hex().encode() not in text.stderr + as_json.stdout
+
+
+def test_an_ed25519_key_pair_is_checked_too(tmp_path: Path) -> None:
+    """ECC_NIST_EDWARDS25519, which the simulated KMS does not make: the client's checks, from a forging parent."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private = ed25519.Ed25519PrivateKey.generate()
+    private_der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+    public_der = private.public_key().public_bytes(serialization.Encoding.DER,
+                                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    def answer(request: dict[str, Any], spec: str) -> dict[str, Any]:
+        return {"KeyId": key_arn(SYMMETRIC_KEY_ID), "KeyPairSpec": spec, "PublicKey": base64.b64encode(
+            public_der).decode(), "PrivateKeyCiphertextBlob": base64.b64encode(b"blob").decode(),
+            "CiphertextForRecipient": _envelope(private_der, _document_key(request))}
+
+    with _forging_client(tmp_path, lambda r: answer(r, "ECC_NIST_EDWARDS25519")) as client:
+        pair = client.generate_data_key_pair(SYMMETRIC_KEY_ID, "ECC_NIST_EDWARDS25519")
+    assert pair.private_key_plaintext == private_der and pair.public_key == public_der
+    with _forging_client(tmp_path, lambda r: answer(r, "ECC_NIST_P256")) as client, \
+            pytest.raises(UntrustedAnswerError, match="not a ECC_NIST_P256 key"):
+        client.generate_data_key_pair(SYMMETRIC_KEY_ID, "ECC_NIST_P256")
