@@ -133,30 +133,43 @@ def test_a_dry_run_through_the_parent(sim_parent: str, sim_key: dict[str, str]) 
     assert info.value.code == "DryRunOperationException" and not info.value.retryable
 
 
-def test_a_key_policy_bound_to_pcr0_through_the_parent(sim_parent: str, simulator: Any) -> None:
-    """A key policy that binds PCR0 (as `nitrokit policy` writes it): this enclave gets its data key and its
-    Decrypt; an enclave with another PCR0 is refused AccessDeniedException, not retried."""
+def _pcr0_bound_key(simulator: Any, actions: list[str], **create: Any) -> str:
+    """A key whose policy lets ``actions`` only to an enclave with this image's PCR0 (as `nitrokit policy`
+    writes the statement), beside an administrators' statement for everything else."""
     from nitrokit.policy_statements import build_statement
 
     root = "arn:aws:iam::111122223333:root"
-    actions = ["kms:Decrypt", "kms:GenerateDataKey"]
     pcr0 = SimulatedNsm().describe_pcr(0).data
     statements = [{"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": root}, "NotAction": actions,
                    "Resource": "*"}, build_statement(pcrs={0: pcr0.hex()}, role_arn=root, actions=actions)]
-    key_id = simulator.client().create_key(Policy=json.dumps({"Version": "2012-10-17", "Statement": statements}))[
-        "KeyMetadata"]["KeyId"]
+    policy = json.dumps({"Version": "2012-10-17", "Statement": statements})
+    return str(simulator.client().create_key(Policy=policy, **create)["KeyMetadata"]["Arn"])
+
+
+def test_a_key_policy_bound_to_pcr0_through_the_parent(sim_parent: str, simulator: Any) -> None:
+    """This enclave gets its data key, key pair, Decrypt and shared secret; an enclave with another PCR0 is
+    refused each with AccessDeniedException, not retried."""
+    key = _pcr0_bound_key(simulator, ["kms:Decrypt", "kms:GenerateDataKey", "kms:GenerateDataKeyPair"])
+    ecdh_key = _pcr0_bound_key(simulator, ["kms:DeriveSharedSecret"], KeySpec="ECC_NIST_P256",
+                               KeyUsage="KEY_AGREEMENT")
+    peer = _peer_public_key()
     with _client(sim_parent) as client:
-        data_key = client.generate_data_key(key_id, key_spec="AES_256")
+        data_key = client.generate_data_key(key, key_spec="AES_256")
         assert client.decrypt(data_key.ciphertext_blob).plaintext == data_key.plaintext
-    other_image = KmsClient(nsm=SimulatedNsm(pcrs={0: b"\x77" * 48}), parent=sim_parent, retry=FAST_RETRY)
-    with other_image:
-        with pytest.raises(KmsCallError) as denied:
-            other_image.decrypt(data_key.ciphertext_blob)
-        with pytest.raises(KmsCallError) as denied_key:
-            other_image.generate_data_key(key_id, key_spec="AES_256")
-    assert denied.value.code == denied_key.value.code == "AccessDeniedException"
-    assert denied.value.attempts == denied_key.value.attempts == 1
-    assert "kms:Decrypt" in str(denied.value) and "kms:GenerateDataKey" in str(denied_key.value)
+        assert client.generate_data_key_pair(key, "ECC_NIST_P256").key_id == key
+        assert len(client.derive_shared_secret(ecdh_key, peer).shared_secret) == 32
+    calls: dict[str, Callable[[KmsClient], object]] = {
+        "kms:Decrypt": lambda c: c.decrypt(data_key.ciphertext_blob),
+        "kms:GenerateDataKey": lambda c: c.generate_data_key(key, key_spec="AES_256"),
+        "kms:GenerateDataKeyPair": lambda c: c.generate_data_key_pair(key, "ECC_NIST_P256"),
+        "kms:DeriveSharedSecret": lambda c: c.derive_shared_secret(ecdh_key, peer),
+    }
+    with KmsClient(nsm=SimulatedNsm(pcrs={0: b"\x77" * 48}), parent=sim_parent, retry=FAST_RETRY) as other_image:
+        for action, call in calls.items():
+            with pytest.raises(KmsCallError) as denied:
+                call(other_image)
+            assert denied.value.code == "AccessDeniedException" and denied.value.attempts == 1, action
+            assert f"perform: {action} on" in str(denied.value), action
 
 
 def _secret_forms(secret: bytes) -> list[bytes]:
