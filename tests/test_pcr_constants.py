@@ -33,7 +33,7 @@ def test_one_set_of_pcr_constants() -> None:
 
     (Comparing the values, or ``is`` on small ints, would pass for a second literal 48 as well.)
     """
-    literal = {}
+    literal: dict[str, list[str]] = {}
     for path in sorted(p for folder in ("common", "enclave", "parent") for p in (REPO / folder).rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant | ast.Call | ast.Set):

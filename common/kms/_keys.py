@@ -33,13 +33,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from nitrokit.kms.conditions import AttestationConditions
+from nitrokit.kms.conditions import ACCOUNT_ID, AttestationConditions
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
 
 __all__ = ["ACCOUNT_ID", "Key", "KeyStore", "canonical_context", "default_key_policy", "open_blob", "seal_blob"]
 
-#: the account every simulated key belongs to (AWS's documentation account id, as in CALLER_ARN)
-ACCOUNT_ID = "111122223333"
 SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"  # the key spec (and, as kms_api says, the algorithm of its ciphertexts)
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 SIGN_VERIFY = "SIGN_VERIFY"

@@ -27,7 +27,7 @@ from nitrokit.kms import _generate_random, _operations, _sigv4
 from nitrokit.kms._keys import KeyStore
 from nitrokit.kms._recipient import Context
 from nitrokit.kms._state import StateDir
-from nitrokit.kms.conditions import AttestationConditions
+from nitrokit.kms.conditions import CALLER_ARN, AttestationConditions
 from nitrokit.kms.config import Faults, KmsSimConfig
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
 from nitrokit.text import escaped
@@ -41,8 +41,6 @@ SUPPORTED_OPERATIONS = ("GenerateRandom", *_operations.OPERATIONS)
 # The operations that change keys or aliases: after each, the state directory (if any) is rewritten.
 _MUTATING = frozenset({"CreateKey", "CreateAlias", "EnableKey", "DisableKey", "ScheduleKeyDeletion",
                        "CancelKeyDeletion", "PutKeyPolicy"})
-# Who AccessDeniedException messages name (AWS's documentation account id).
-CALLER_ARN = "arn:aws:iam::111122223333:user/nitrokit-kms-sim"
 _INTERNAL_ERROR = "We encountered an internal error. Please try again."
 _FAULT_MESSAGES = {
     "KMSInternalException": _INTERNAL_ERROR,

@@ -18,12 +18,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nitrokit.kms.conditions import GENERATE_RANDOM, NO_RESOURCE, AttestationConditions, request_context
+from nitrokit.kms.conditions import (
+    ACCOUNT_ID,
+    GENERATE_RANDOM,
+    NO_RESOURCE,
+    AttestationConditions,
+    request_context,
+)
 
 __all__ = ["Explanation", "StatementVerdict", "explain"]
 
 #: the key ARN a key policy is evaluated against when none is given
-DEFAULT_KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000"
+DEFAULT_KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT_ID}:key/00000000-0000-0000-0000-000000000000"
 
 
 @dataclass(frozen=True)
