@@ -55,6 +55,7 @@ from nitrokit.kms_api import (
     KEY_AGREEMENT_ALGORITHMS,
     SYMMETRIC_DEFAULT,
 )
+from nitrokit.text import escaped
 from nitrokit.wire.address import Address, parse_address
 from nitrokit.wire.client import WireClient
 from nitrokit.wire.errors import RemoteError, WireError
@@ -496,7 +497,9 @@ def _check_key_id(requested: str | None, members: Mapping[str, Any]) -> None:
     else:
         matches = answered == requested or answered.endswith(f":key/{requested}")
     if not matches:
-        raise UntrustedAnswerError(f"the answer names key {answered}, not the key {requested} asked for")
+        # The answer's KeyId is the parent's words: escaped, so it cannot drive a terminal or forge a log line.
+        raise UntrustedAnswerError(f"the answer names key {escaped(answered, 120)}, not the key "
+                                   f"{escaped(requested, 120)} asked for")
 
 
 def _check_key_pair(private_der: bytes, public_der: bytes, spec: str) -> None:

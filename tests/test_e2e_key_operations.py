@@ -346,6 +346,16 @@ FORGED_DATA_KEYS: dict[str, tuple[Callable[[dict[str, Any]], dict[str, Any]], st
 }
 
 
+def test_a_forged_key_id_is_escaped_in_the_refusal(tmp_path: Path) -> None:
+    """The answer's KeyId is the parent's text: it reaches the error (and the terminal) escaped."""
+    hostile = key_arn(ECDH_KEY_ID) + "\x1b[2J\x1b[32mVALID\n"
+    with _forging_client(tmp_path, _data_key_answer(KeyId=hostile)) as client, \
+            pytest.raises(UntrustedAnswerError, match="not the key") as caught:
+        client.generate_data_key(SYMMETRIC_KEY_ID, key_spec="AES_256")
+    assert "\x1b" not in str(caught.value) and "\n" not in str(caught.value)
+    assert "\\x1b[2J" in str(caught.value)
+
+
 @pytest.mark.parametrize("name", FORGED_DATA_KEYS)
 def test_forged_data_keys_are_refused(name: str, tmp_path: Path) -> None:
     members, message = FORGED_DATA_KEYS[name]

@@ -318,6 +318,8 @@ _RECIPIENT = {"AttestationDocument": base64.b64encode(DOC).decode(), "KeyEncrypt
      "must be at most 262144 bytes"),  # refused from the text's length, before decoding
     ({"NumberOfBytes": 8, "Recipient": {**_RECIPIENT, "Extra": 1}}, "Recipient.Extra is not a known member"),
     ({"NumberOfBytes": 8, "KeyId": "alias/x"}, "KeyId is not a known member"),
+    # A peer's member name reaches the message escaped (no terminal control through an error).
+    ({"NumberOfBytes": 8, "\x1b[2JVALID": 1}, "\\x1b[2JVALID is not a known member"),
 ])
 def test_invalid_kms_requests_name_the_member(request_json, fragment):
     with pytest.raises(InvalidRequestError) as info:

@@ -55,7 +55,7 @@ from nitrokit.kms_api import (
     MIN_CUSTOM_KEY_STORE_ID_CHARS,
     RSAES_OAEP_SHA_256,
 )
-from nitrokit.text import clip
+from nitrokit.text import escaped
 from nitrokit.wire.errors import InvalidRequestError, InvalidResponseError
 from nitrokit.wire.framing import MAX_FRAME_SIZE
 
@@ -200,7 +200,7 @@ class Map(_Shape):
         out: dict[str, str] = {}
         for key, item in value.items():
             name = self.key.from_json(key, f"{path} key")
-            out[name] = self.value.from_json(item, f"{path}.{clip(name, 64)}")
+            out[name] = self.value.from_json(item, f"{path}.{escaped(name, 64)}")  # a peer's key: escaped
         return out
 
     to_json = from_json
@@ -280,7 +280,7 @@ class Structure(_Shape):
             where = f"{path}.{name}" if path else str(name)
             if shape is None:
                 if strict:
-                    raise _ShapeError(clip(where), "is not a known member")
+                    raise _ShapeError(escaped(where, 80), "is not a known member")
                 continue
             if member is None:
                 if strict:
