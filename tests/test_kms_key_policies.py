@@ -214,6 +214,15 @@ def test_explain_an_explicit_deny_and_the_encryption_context(tmp_path: Path,
     assert (code, out.splitlines()[0]) == (0, "decision: ALLOW")
 
 
+def test_explain_escapes_the_policys_own_words(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = {**ADMIN, "Sid": "Admin\x1b[2J\x1b[32mALLOW"}
+    code, out, _ = _explain(tmp_path, capsys, "--operation", "DescribeKey", policy_statements=(hostile,))
+    assert code == 0 and "\x1b" not in out and "Admin\\x1b[2J" in out
+    with pytest.raises(KmsConfigError) as caught:
+        AttestationConditions.from_json({**ADMIN, "Bogus\x1b[2J": 1})
+    assert "\x1b" not in str(caught.value) and "Bogus\\x1b[2J" in str(caught.value)
+
+
 def test_explain_refuses_what_kms_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     foreign = tmp_path / "foreign.bin"
     foreign.write_bytes(good_document(pki=foreign_pki()))

@@ -524,9 +524,10 @@ def _as_hex(value: bytes | str, *, what: str) -> str:
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], what: str) -> None:
-    unknown = sorted(str(key) for key in data if key not in allowed)
+    unknown = sorted(escaped(str(key), 60) for key in data if key not in allowed)  # a policy's words: escaped
     if unknown:
-        raise KmsConfigError(f"attestation conditions: {what}: unknown field(s) {', '.join(unknown)}")
+        shown = ", ".join(unknown[:8]) + (", ..." if len(unknown) > 8 else "")
+        raise KmsConfigError(f"attestation conditions: {what}: unknown field(s) {shown}")
 
 
 def _bounded(items: Iterable[Any], what: str) -> list[Any]:

@@ -25,6 +25,7 @@ from nitrokit.kms.conditions import (
     AttestationConditions,
     request_context,
 )
+from nitrokit.text import escaped
 
 __all__ = ["Explanation", "StatementVerdict", "explain"]
 
@@ -62,13 +63,14 @@ class Explanation:
         return "DENY (explicit)" if self.deciding is not None else "DENY (implicit: no statement allows)"
 
     def text(self) -> str:
-        lines = [f"decision: {self.decision}", f"request: {self.action} on {self.resource}"]
+        """The decision for a terminal: the policy's own words (Sids, resource) escaped."""
+        lines = [f"decision: {self.decision}", f"request: {self.action} on {escaped(self.resource, 200)}"]
         if self.deciding is not None:
-            lines.append(f"decided by: {self.deciding.name} ({self.deciding.effect})")
+            lines.append(f"decided by: {escaped(self.deciding.name, 80)} ({self.deciding.effect})")
         for verdict in self.verdicts:
-            state = "applies" if verdict.applies else f"does not apply: {verdict.unmet}"
+            state = "applies" if verdict.applies else f"does not apply: {escaped(verdict.unmet or '', 200)}"
             mark = "  <- decided" if verdict is self.deciding else ""
-            lines.append(f"  {verdict.name} ({verdict.effect}): {state}{mark}")
+            lines.append(f"  {escaped(verdict.name, 80)} ({verdict.effect}): {state}{mark}")
         return "\n".join(lines)
 
 
