@@ -26,6 +26,7 @@ from nitrokit.cli._io import (
     add_log_level_argument,
     configure_logging,
     decode_binary_or_base64,
+    parse_encryption_context,
     parse_pcr_args,
     print_json,
     read_input,
@@ -267,18 +268,6 @@ def _add_key_options(parser: argparse.ArgumentParser, *, key_id_required: bool, 
                         help=f"a grant token (repeat for more, at most {MAX_GRANT_TOKENS})")
 
 
-def _encryption_context(items: list[str]) -> dict[str, str] | None:
-    context: dict[str, str] = {}
-    for item in items:
-        key, separator, value = item.partition("=")
-        if not separator:
-            raise UsageError("--encryption-context takes KEY=VALUE")
-        if key in context:
-            raise UsageError("--encryption-context names one key twice")
-        context[key] = value
-    return context or None
-
-
 def _kms_client(args: argparse.Namespace, nsm: Nsm) -> KmsClient:
     return KmsClient(nsm=nsm, parent=args.parent)
 
@@ -314,7 +303,7 @@ def run_decrypt(args: argparse.Namespace) -> int:
     # Room for base64 of the largest blob and line breaks; the wire shape refuses anything over the API's limit.
     data = read_input(args.ciphertext_blob, limit=2 * MAX_CIPHERTEXT_BLOB_BYTES, what="--ciphertext-blob")
     blob = decode_binary_or_base64(data)
-    context = _encryption_context(args.encryption_context)
+    context = parse_encryption_context(args.encryption_context)
     with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
         result = kms.decrypt(blob, key_id=args.key_id, encryption_context=context,
                              encryption_algorithm=args.encryption_algorithm, grant_tokens=args.grant_token)
@@ -340,7 +329,7 @@ def _add_generate_data_key(commands: Subparsers) -> None:
 
 
 def run_generate_data_key(args: argparse.Namespace) -> int:
-    context = _encryption_context(args.encryption_context)
+    context = parse_encryption_context(args.encryption_context)
     with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
         result = kms.generate_data_key(args.key_id, key_spec=args.key_spec, number_of_bytes=args.bytes,
                                        encryption_context=context, grant_tokens=args.grant_token)
@@ -366,7 +355,7 @@ def _add_generate_data_key_pair(commands: Subparsers) -> None:
 
 
 def run_generate_data_key_pair(args: argparse.Namespace) -> int:
-    context = _encryption_context(args.encryption_context)
+    context = parse_encryption_context(args.encryption_context)
     with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
         result = kms.generate_data_key_pair(args.key_id, args.key_pair_spec, encryption_context=context,
                                             grant_tokens=args.grant_token)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import nitrokit.cli as cli
-from nitrokit.cli._io import EXIT_USAGE, parse_pcr_args, read_input
+from nitrokit.cli._io import EXIT_USAGE, parse_encryption_context, parse_pcr_args, read_input
 from nitrokit.errors import InputTooLargeError, UsageError
 from tests.cli_helpers import only_commands
 
@@ -112,3 +112,26 @@ def test_every_command_parses_pcr_the_same_way(module: str, command: list[str], 
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert ("is not N=HEX" if index != "32" else "PCR index 32 is not in 0..31") in err
+
+
+@pytest.mark.parametrize(("items", "fragment"), [
+    (["novalue"], "expected KEY=VALUE"),
+    (["=v"], "expected KEY=VALUE"),
+    (["k=1", "k=2"], "given twice"),
+    (["\x1b[2J=v", "\x1b[2J=w"], "\\x1b[2J"),
+])
+def test_one_encryption_context_parser_for_every_command(items: list[str], fragment: str,
+                                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        parse_encryption_context(items)
+    assert fragment in str(caught.value) and "\x1b" not in str(caught.value)
+    assert parse_encryption_context(["a=b", "c=d=e", "empty="]) == {"a": "b", "c": "d=e", "empty": ""}
+    assert parse_encryption_context([]) is None
+    # The enclave's KMS commands and kms-sim explain both use it: same refusal, exit 2, from either command.
+    policy = tmp_path / "policy.json"
+    policy.write_text('{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}')
+    for argv in (["enclave", "decrypt", "--ciphertext-blob", str(policy), "--nsm", "simulated"],
+                 ["kms-sim", "explain", "--policy", str(policy), "--operation", "Decrypt"]):
+        args = [a for item in items for a in ("--encryption-context", item)]
+        assert cli.main([*argv, *args]) == EXIT_USAGE
+        assert fragment in capsys.readouterr().err

@@ -74,6 +74,20 @@ def decode_binary_or_base64(data: bytes) -> bytes:
             return data
 
 
+def parse_encryption_context(items: list[str], *, option: str = "--encryption-context") -> dict[str, str] | None:
+    """``KEY=VALUE`` arguments as a KMS encryption context (None for none). A key is non-empty and given once:
+    KMS binds a ciphertext to the exact pairs, so a typo'd or repeated key would only fail later, obscurely."""
+    context: dict[str, str] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise UsageError(f"{option}: expected KEY=VALUE, got '{escaped(item, 64)}'")
+        if key in context:
+            raise UsageError(f"{option}: the key '{escaped(key, 64)}' is given twice")
+        context[key] = value
+    return context or None
+
+
 def parse_pcr_args(items: Sequence[str]) -> dict[int, bytes]:
     """``--pcr N=HEX`` arguments (every command's) as {index: bytes}.
 

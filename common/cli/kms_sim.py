@@ -24,6 +24,7 @@ from nitrokit.cli._io import (
     add_log_level_argument,
     configure_logging,
     decode_binary_or_base64,
+    parse_encryption_context,
     parse_pcr_args,
     print_json,
     read_input,
@@ -113,12 +114,7 @@ def run_explain(args: argparse.Namespace) -> int:
         raise UsageError(f"--operation: '{escaped(args.operation, 64)}' is not a KMS operation (e.g. Decrypt)")
     policy = AttestationConditions.from_json_text(read_input(args.policy, limit=_MAX_POLICY_BYTES, what="policy"),
                                                   what=f"--policy {args.policy}")
-    context: dict[str, str] = {}
-    for item in args.encryption_context:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--encryption-context: expected K=V, got '{escaped(item, 64)}'")
-        context[key] = value
+    context = parse_encryption_context(args.encryption_context) or {}
     pcrs = None
     if args.document is not None:
         document = decode_binary_or_base64(read_input(args.document, limit=MAX_ATTESTATION_DOCUMENT_BYTES,
