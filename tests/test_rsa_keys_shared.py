@@ -19,7 +19,7 @@ from nitrokit.cms import SUPPORTED_RSA_BITS, UnsupportedKeyError, encrypt_for_re
 from nitrokit.enclave.keys import RSA_KEY_SIZES, EphemeralKeyPair
 from nitrokit.enclave.kms_client import IdentityPolicy
 from nitrokit.errors import UsageError
-from nitrokit.kms._generate_random import _recipient_key
+from nitrokit.kms._recipient import recipient_key
 from nitrokit.kms.errors import KmsServiceError
 
 
@@ -48,7 +48,7 @@ def _enclave(key: rsa.RSAPrivateKey) -> None:
 
 def _kms(key: rsa.RSAPrivateKey) -> None:
     with pytest.raises(KmsServiceError) as info:
-        _recipient_key(_spki(key))
+        recipient_key(_spki(key))
     assert info.value.code == "ValidationException"
 
 
@@ -66,7 +66,7 @@ def test_every_place_accepts_the_allowed_keys(bits: int) -> None:
     key = _private(bits)
     assert encrypt_for_recipient(b"x", _spki(key))
     assert EphemeralKeyPair(key).bits == bits
-    assert _recipient_key(_spki(key)).key_size == bits
+    assert recipient_key(_spki(key)).key_size == bits
 
 
 def test_one_list_of_sizes() -> None:
@@ -85,12 +85,12 @@ def test_the_spki_form_is_checked_the_same_way_for_der() -> None:
         with pytest.raises(UnsupportedKeyError):
             encrypt_for_recipient(b"x", data)
         with pytest.raises(KmsServiceError):
-            _recipient_key(data)
+            recipient_key(data)
     # The one difference, on purpose: the CMS code (and its CLI) also take PEM; a document carries DER only.
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     assert encrypt_for_recipient(b"x", pem)
     with pytest.raises(KmsServiceError):
-        _recipient_key(pem)
+        recipient_key(pem)
 
 
 def test_messages_name_the_size_not_the_key() -> None:

@@ -107,9 +107,6 @@ class ParsedCertificate:
     digital_signature: bool | None
 
 
-# The links' old name: a checked chain is a sequence of parsed certificates.
-CheckedCertificate = ParsedCertificate
-
 # (certificate DER, issuer DER, number of CA certificates below it; -1 for the signing certificate)
 LinkKey = tuple[bytes, bytes, int]
 

@@ -73,7 +73,6 @@ ES512 = Algorithm("ES512", -36, "secp521r1", 66, hashes.SHA512())
 ALGORITHMS_BY_CURVE: Mapping[str, Algorithm] = {alg.curve: alg for alg in (ES256, ES384, ES512)}
 
 P384_COORDINATE_BYTES = ES384.coordinate_bytes
-ES384_SIGNATURE_BYTES = ES384.signature_bytes
 PROTECTED_ES384 = ES384.protected_header
 
 

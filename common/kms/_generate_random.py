@@ -30,7 +30,6 @@ from typing import Any
 from nitrokit.cms import encrypt_for_recipient
 from nitrokit.kms._members import Members, RecipientRequest
 from nitrokit.kms._recipient import Context, verify_recipient
-from nitrokit.kms._recipient import recipient_key as _recipient_key
 from nitrokit.kms.conditions import GENERATE_RANDOM, context_from_pcrs
 from nitrokit.kms.config import CustomKeyStore
 from nitrokit.kms.errors import KmsServiceError
@@ -41,7 +40,7 @@ from nitrokit.kms_api import (
     MIN_CUSTOM_KEY_STORE_ID_CHARS,
 )
 
-__all__ = ["Context", "_recipient_key", "generate_random"]
+__all__ = ["Context", "generate_random"]
 
 
 def generate_random(params: Mapping[str, Any], context: Context) -> dict[str, str]:

@@ -25,7 +25,7 @@ from nitrokit._rsa import RsaKeyError, load_rsa_spki
 from nitrokit.attestation import AttestationError, Policy, Verifier
 from nitrokit.cms import encrypt_for_recipient
 from nitrokit.errors import InputTooLargeError
-from nitrokit.kms.conditions import AttestationConditions, context_from_pcrs
+from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.config import CustomKeyStore
 from nitrokit.kms.errors import KmsServiceError
 
@@ -57,10 +57,6 @@ class Recipient:
 
     public_key: rsa.RSAPublicKey
     pcrs: Mapping[int, bytes]
-
-    @property
-    def condition_context(self) -> dict[str, str]:
-        return context_from_pcrs(self.pcrs)
 
 
 def verify_recipient(document: bytes, context: Context) -> Recipient:
