@@ -12,6 +12,7 @@ mypy's messages with the links' paths turned back into the repository's.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,10 +43,17 @@ def run_mypy(*extra: str) -> subprocess.CompletedProcess[str]:
         env = dict(os.environ, MYPYPATH=str(overlay))
         command = [sys.executable, "-m", "mypy", str(overlay / "nitrokit"), *files, *extra]
         result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
-        for installed, folder in LAYOUT.items():
-            result.stdout = result.stdout.replace(f"{overlay}/{installed}/", f"{folder}/")
-            result.stderr = result.stderr.replace(f"{overlay}/{installed}/", f"{folder}/")
+    # Any run's layout (mypy's cache can name the directory of an earlier run) maps back to the repository.
+    result.stdout, result.stderr = _repository_paths(result.stdout), _repository_paths(result.stderr)
     return result
+
+
+_LAYOUT_PATH = re.compile(r"/\S*?nitrokit-mypy-[^/\s]+/nitrokit/(?:(enclave|parent)/)?")
+
+
+def _repository_paths(text: str) -> str:
+    return _LAYOUT_PATH.sub(lambda match: f"{LAYOUT['nitrokit/' + match.group(1)] if match.group(1) else 'common'}/",
+                            text)
 
 
 def main() -> int:

@@ -35,10 +35,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nitrokit.kms.conditions import ACCOUNT_ID, AttestationConditions
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
+from nitrokit.kms_api import SYMMETRIC_DEFAULT  # the key spec, and the algorithm of its ciphertexts
 
 __all__ = ["ACCOUNT_ID", "Key", "KeyStore", "canonical_context", "default_key_policy", "open_blob", "seal_blob"]
 
-SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"  # the key spec (and, as kms_api says, the algorithm of its ciphertexts)
 ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
 SIGN_VERIFY = "SIGN_VERIFY"
 KEY_AGREEMENT = "KEY_AGREEMENT"

@@ -24,8 +24,9 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from nitrokit._rsa import PUBLIC_EXPONENT
 from nitrokit.kms import _keys
-from nitrokit.kms._keys import KEY_SPEC_USAGES, SYMMETRIC_DEFAULT, Key, KeyStore
+from nitrokit.kms._keys import KEY_SPEC_USAGES, Key, KeyStore
 from nitrokit.kms._members import Members
 from nitrokit.kms._recipient import Context, Recipient, seal, verify_recipient
 from nitrokit.kms.conditions import AttestationConditions, request_context
@@ -39,11 +40,14 @@ from nitrokit.kms_api import (
     KEY_AGREEMENT_ALGORITHMS,
     KEY_ORIGINS,
     MAX_CIPHERTEXT_BLOB_BYTES,
+    MAX_CUSTOM_KEY_STORE_ID_CHARS,
     MAX_GRANT_TOKEN_CHARS,
     MAX_GRANT_TOKENS,
     MAX_KEY_ID_CHARS,
     MAX_PLAINTEXT_BYTES,
     MAX_PUBLIC_KEY_BYTES,
+    MIN_CUSTOM_KEY_STORE_ID_CHARS,
+    SYMMETRIC_DEFAULT,
 )
 
 __all__ = ["OPERATIONS"]
@@ -152,7 +156,8 @@ def create_key(params: Mapping[str, Any], context: Context) -> dict[str, Any]:
     legacy_spec = members.string("CustomerMasterKeySpec", enum=_MODEL_KEY_SPECS[:13])
     spec = members.string("KeySpec", enum=_MODEL_KEY_SPECS)
     origin = members.string("Origin", enum=KEY_ORIGINS)
-    store_id = members.string("CustomKeyStoreId", min_len=1, max_len=64)
+    store_id = members.string("CustomKeyStoreId", min_len=MIN_CUSTOM_KEY_STORE_ID_CHARS,
+                              max_len=MAX_CUSTOM_KEY_STORE_ID_CHARS)
     bypass = members.boolean("BypassPolicyLockoutSafetyCheck")
     multi_region = members.boolean("MultiRegion")
     tags = params.get("Tags")
@@ -398,7 +403,7 @@ def generate_data_key_pair(params: Mapping[str, Any], context: Context) -> dict[
     _dry_run(members)
     private: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
         ec.generate_private_key(_PAIR_CURVES[spec]) if spec in _PAIR_CURVES else
-        rsa.generate_private_key(public_exponent=65537, key_size=_PAIR_RSA_BITS[spec]))
+        rsa.generate_private_key(public_exponent=PUBLIC_EXPONENT, key_size=_PAIR_RSA_BITS[spec]))
     der = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     answer: dict[str, Any] = {

@@ -57,9 +57,10 @@ from nitrokit import strict_json
 from nitrokit.attestation import AttestationError, load_root
 from nitrokit.attestation.roots import ROOT_NAMES
 from nitrokit.hextext import decode_hex
-from nitrokit.kms._keys import ALIAS_PATTERN, KEY_SPEC_USAGES, SYMMETRIC_DEFAULT, check_alias_name
+from nitrokit.kms._keys import ALIAS_PATTERN, KEY_SPEC_USAGES, check_alias_name
 from nitrokit.kms.conditions import AttestationConditions
 from nitrokit.kms.errors import KmsConfigError, KmsServiceError
+from nitrokit.kms_api import SYMMETRIC_DEFAULT
 
 __all__ = [
     "DEFAULT_ACCESS_KEY",
