@@ -28,6 +28,14 @@ Choices: the default action is ``kms:GenerateRandom`` only, the one operation ni
 calls (least privilege); ``actions`` may add the other operations that take a Recipient, and nothing else,
 because the condition keys only exist on those. At least one measurement is required: a statement without
 one would let the role call the operation without any attestation.
+
+:func:`build_document` wraps a statement in a whole policy document, ready to load as it is. An IAM statement
+becomes ``{"Version": "2012-10-17", "Statement": [statement]}``. A key-policy statement gets, before it, the
+administrators' statement KMS's lockout safety check asks for (the new policy must let the account update it):
+the account root (or ``admin_arn``) may do everything with the key *except* the bound actions
+(``NotAction``). KMS's usual ``"Action": "kms:*"`` root statement would also work for the safety check, but it
+lets any IAM policy of the account grant kms:Decrypt with no attestation at all, so the measurements would bind
+nothing; with ``NotAction`` the bound statement is the only way to the bound actions.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ __all__ = [
     "GENERATE_RANDOM",
     "RECIPIENT_ACTIONS",
     "PolicyStatementError",
+    "build_document",
     "build_statement",
 ]
 
@@ -66,6 +75,9 @@ DEFAULT_SID = "AllowNitroEnclaveWithTheseMeasurements"
 # IAM principals a key policy can name: an account root, a role or a user (with optional path).
 _ARN_RE = re.compile(r"arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:(?:root|(?:role|user)/[A-Za-z0-9+=,.@_/-]{1,512})")
 _SID_RE = re.compile(r"[A-Za-z0-9 ]{1,128}")
+_ACCOUNT_RE = re.compile(r"arn:(aws(?:-[a-z]+)*):iam::([0-9]{12}):")
+POLICY_VERSION = "2012-10-17"
+ADMIN_SID = "AllowKeyAdministrationButNotTheBoundActions"
 
 
 class PolicyStatementError(UsageError):
@@ -179,3 +191,27 @@ def _sid(sid: object) -> str:
     if not isinstance(sid, str) or not _SID_RE.fullmatch(sid):
         raise PolicyStatementError("Sid must be 1 to 128 letters, digits or spaces")
     return sid
+
+
+def build_document(statement: Mapping[str, Any], *, admin_arn: str | None = None) -> dict[str, Any]:
+    """A whole policy document for ``statement`` (from :func:`build_statement`), loadable as it is.
+
+    Without a ``Principal`` (an IAM statement) the document holds the statement alone. With one (a key-policy
+    statement) an administrators' statement comes first: ``admin_arn`` (default: the root of the statement's
+    principal's account) may do every KMS action on the key except the statement's actions, so KMS's lockout
+    safety check passes and the bound actions stay bound to the measurements. ``admin_arn`` is refused for an
+    IAM statement. Raises :class:`PolicyStatementError`.
+    """
+    principal = statement.get("Principal")
+    if principal is None:
+        if admin_arn is not None:
+            raise PolicyStatementError("an administrator ARN is only for a key policy (give the role ARN too)")
+        return {"Version": POLICY_VERSION, "Statement": [dict(statement)]}
+    role_arn = principal["AWS"] if isinstance(principal, Mapping) else None
+    match = _ACCOUNT_RE.match(role_arn) if isinstance(role_arn, str) else None
+    if match is None:
+        raise PolicyStatementError("the statement's Principal is not one IAM ARN")
+    admin = _principal(admin_arn) if admin_arn is not None else f"arn:{match[1]}:iam::{match[2]}:root"
+    administrators = {"Sid": ADMIN_SID, "Effect": "Allow", "Principal": {"AWS": admin},
+                      "NotAction": list(statement["Action"]), "Resource": "*"}
+    return {"Version": POLICY_VERSION, "Statement": [administrators, dict(statement)]}
