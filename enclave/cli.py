@@ -272,13 +272,17 @@ def _kms_client(args: argparse.Namespace, nsm: Nsm) -> KmsClient:
     return KmsClient(nsm=nsm, parent=args.parent)
 
 
-def _print_result(result: KmsResult, secret: bytes, args: argparse.Namespace) -> None:
-    """The secret alone in --format (as generate-random prints), or with --json every member by its KMS name."""
+def _run_kms(args: argparse.Namespace, call: Callable[[KmsClient], KmsResult]) -> int:
+    """Make one key-operation call through the parent; print the secret alone in --format (as generate-random
+    prints), or with --json every member by its KMS name."""
+    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
+        result = call(kms)
     if args.json:
         print_json({name: base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
                     for name, value in result.kms_members().items()})
     else:
-        print_bytes(secret, args.format)
+        print_bytes(result.secret, args.format)
+    return EXIT_OK
 
 
 def _add_decrypt(commands: Subparsers) -> None:
@@ -304,11 +308,9 @@ def run_decrypt(args: argparse.Namespace) -> int:
     data = read_input(args.ciphertext_blob, limit=2 * MAX_CIPHERTEXT_BLOB_BYTES, what="--ciphertext-blob")
     blob = decode_binary_or_base64(data)
     context = parse_encryption_context(args.encryption_context)
-    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
-        result = kms.decrypt(blob, key_id=args.key_id, encryption_context=context,
-                             encryption_algorithm=args.encryption_algorithm, grant_tokens=args.grant_token)
-    _print_result(result, result.plaintext, args)
-    return EXIT_OK
+    return _run_kms(args, lambda kms: kms.decrypt(blob, key_id=args.key_id, encryption_context=context,
+                                                  encryption_algorithm=args.encryption_algorithm,
+                                                  grant_tokens=args.grant_token))
 
 
 def _add_generate_data_key(commands: Subparsers) -> None:
@@ -330,11 +332,9 @@ def _add_generate_data_key(commands: Subparsers) -> None:
 
 def run_generate_data_key(args: argparse.Namespace) -> int:
     context = parse_encryption_context(args.encryption_context)
-    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
-        result = kms.generate_data_key(args.key_id, key_spec=args.key_spec, number_of_bytes=args.bytes,
-                                       encryption_context=context, grant_tokens=args.grant_token)
-    _print_result(result, result.plaintext, args)
-    return EXIT_OK
+    return _run_kms(args, lambda kms: kms.generate_data_key(args.key_id, key_spec=args.key_spec,
+                                                            number_of_bytes=args.bytes, encryption_context=context,
+                                                            grant_tokens=args.grant_token))
 
 
 def _add_generate_data_key_pair(commands: Subparsers) -> None:
@@ -356,11 +356,9 @@ def _add_generate_data_key_pair(commands: Subparsers) -> None:
 
 def run_generate_data_key_pair(args: argparse.Namespace) -> int:
     context = parse_encryption_context(args.encryption_context)
-    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
-        result = kms.generate_data_key_pair(args.key_id, args.key_pair_spec, encryption_context=context,
-                                            grant_tokens=args.grant_token)
-    _print_result(result, result.private_key_plaintext, args)
-    return EXIT_OK
+    return _run_kms(args, lambda kms: kms.generate_data_key_pair(args.key_id, args.key_pair_spec,
+                                                                 encryption_context=context,
+                                                                 grant_tokens=args.grant_token))
 
 
 def _add_derive_shared_secret(commands: Subparsers) -> None:
@@ -383,10 +381,8 @@ def _add_derive_shared_secret(commands: Subparsers) -> None:
 
 def run_derive_shared_secret(args: argparse.Namespace) -> int:
     public_key = read_public_key_file(args.public_key)
-    with nsm_from_args(args) as nsm, _kms_client(args, nsm) as kms:
-        result = kms.derive_shared_secret(args.key_id, public_key, grant_tokens=args.grant_token)
-    _print_result(result, result.shared_secret, args)
-    return EXIT_OK
+    return _run_kms(args, lambda kms: kms.derive_shared_secret(args.key_id, public_key,
+                                                               grant_tokens=args.grant_token))
 
 
 def add_format_option(parser: argparse.ArgumentParser, *, default: str) -> None:

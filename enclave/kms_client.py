@@ -111,6 +111,13 @@ class KmsResult:
         """The KMS names of the members that hold a secret (opened from CiphertextForRecipient)."""
         return frozenset(f.metadata["kms"] for f in fields(self) if f.metadata["secret"])
 
+    @property
+    def secret(self) -> bytes:
+        """The one secret the answer carried for the enclave (opened from CiphertextForRecipient)."""
+        value = next(getattr(self, f.name) for f in fields(self) if f.metadata["secret"])
+        assert isinstance(value, bytes)
+        return value
+
 
 @dataclass(frozen=True, kw_only=True)
 class DecryptResult(KmsResult):
