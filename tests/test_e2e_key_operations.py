@@ -49,13 +49,18 @@ def _no_leak(kms: KeyKms) -> Iterator[None]:
     kms.fixed_answer = None
 
 
-@pytest.fixture(scope="module")
-def parent(kms: KeyKms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process = _start_parent(f"unix://{tmp_path_factory.mktemp('parent') / 'parent.sock'}", kms.url)
+def _parent_for(kms_url: str, tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[str]:
+    """A real parent process relaying to ``kms_url`` on a Unix socket: yields its address, stops it after."""
+    process = _start_parent(f"unix://{tmp_path_factory.mktemp(name) / 'parent.sock'}", kms_url)
     try:
         yield process.first_line
     finally:
         assert process.stop() == 0, process.stderr_text()
+
+
+@pytest.fixture(scope="module")
+def parent(kms: KeyKms, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _parent_for(kms.url, tmp_path_factory, "parent")
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +73,7 @@ def simulator() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def sim_parent(simulator: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process = _start_parent(f"unix://{tmp_path_factory.mktemp('sim') / 'parent.sock'}", simulator.url)
-    try:
-        yield process.first_line
-    finally:
-        assert process.stop() == 0, process.stderr_text()
+    yield from _parent_for(simulator.url, tmp_path_factory, "sim")
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nitrokit.cms import decrypt, parse_enveloped_data, recipient_key_id
 from nitrokit.kms import AttestationConditions, CustomKeyStore, KmsSimConfig, SimulatedKms
 from nitrokit.testing.documents import default_pcrs
+from tests.kms_helpers import NO_CLIENT_VALIDATION, client_error
 from tests.test_kms_support import foreign_pki, good_document, recipient, rsa_key, spki
-
-NO_CLIENT_VALIDATION = Config(parameter_validation=False)
 
 
 def error_of(call: Any, **kwargs: Any) -> tuple[str, int, str]:
     """(code, HTTP status, message) of the ClientError botocore raises for ``call(**kwargs)``."""
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    response = caught.value.response
+    response = client_error(call, **kwargs).response
     return response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Message"]
 
 

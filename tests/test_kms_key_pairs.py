@@ -20,8 +20,8 @@ from nitrokit.cms import decrypt as open_envelope
 from nitrokit.kms import DEFAULT_ACCESS_KEY, SimulatedKms
 from nitrokit.policy_statements import build_statement
 from nitrokit.testing.documents import default_pcrs
+from tests.kms_helpers import NO_CLIENT_VALIDATION, error_of, openssl_open
 from tests.test_kms_key_policies import ADMIN, ROLE, policy
-from tests.test_kms_keys import NO_CLIENT_VALIDATION, error_of, openssl_open
 from tests.test_kms_support import good_document, recipient, rsa_key
 
 CURVES = {"ECC_NIST_P256": ec.SECP256R1(), "ECC_NIST_P384": ec.SECP384R1(), "ECC_NIST_P521": ec.SECP521R1()}

@@ -17,7 +17,8 @@ from nitrokit.kms.conditions import request_context
 from nitrokit.policy_statements import build_statement
 from nitrokit.testing.documents import default_pcrs
 from tests.cli_helpers import run_cli
-from tests.test_kms_keys import ARN_PREFIX, error_of
+from tests.kms_helpers import error_of
+from tests.test_kms_keys import ARN_PREFIX
 from tests.test_kms_support import foreign_pki, good_document, recipient, rsa_key
 
 ROOT = "arn:aws:iam::111122223333:root"

@@ -3,30 +3,19 @@ GenerateDataKey (with and without a Recipient), each error as KMS names it; enve
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.config import Config
-from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives import serialization
 
 from nitrokit.cms import decrypt as open_envelope
 from nitrokit.cms import parse_enveloped_data, recipient_key_id
 from nitrokit.kms import KmsConfigError, KmsSimConfig, SimulatedKey, SimulatedKms, load_config
+from tests.kms_helpers import NO_CLIENT_VALIDATION, error_of, openssl_open
 from tests.test_kms_support import foreign_pki, good_document, recipient, rsa_key
 
-NO_CLIENT_VALIDATION = Config(parameter_validation=False)
 ARN_PREFIX = "arn:aws:kms:us-east-1:111122223333:"
-
-
-def error_of(call: Any, **kwargs: Any) -> tuple[str, str]:
-    with pytest.raises(ClientError) as caught:
-        call(**kwargs)
-    return caught.value.response["Error"]["Code"], caught.value.response["Error"]["Message"]
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +38,6 @@ def raw_client(sim: SimulatedKms) -> Any:
 def key(client: Any) -> dict[str, Any]:
     metadata: dict[str, Any] = client.create_key(Description="test key")["KeyMetadata"]
     return metadata
-
-
-def openssl_open(envelope: bytes, tmp_path: Path) -> bytes:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl not installed")
-    key_path, in_path, out_path = tmp_path / "key.pem", tmp_path / "ct.ber", tmp_path / "out.bin"
-    key_path.write_bytes(rsa_key().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                 serialization.NoEncryption()))
-    in_path.write_bytes(envelope)
-    subprocess.run([openssl, "cms", "-decrypt", "-inform", "DER", "-in", str(in_path), "-inkey", str(key_path),
-                    "-binary", "-out", str(out_path)], check=True, capture_output=True, timeout=30)
-    return out_path.read_bytes()
 
 
 # --- the key store ----------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from nitrokit.policy_statements import ADMIN_SID, DEFAULT_SID, build_document, b
 from nitrokit.testing.documents import default_pcrs
 from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 from tests import test_e2e_key_operations as key_operations
-from tests.test_kms_keys import error_of
+from tests.kms_helpers import error_of
 from tests.test_kms_support import good_document, recipient, spki
 
 ROLE = "arn:aws:iam::111122223333:role/enclave-app"
