@@ -31,6 +31,7 @@ __all__ = [
     "MAX_PUBLIC_KEY_BYTES",
     "MIN_CUSTOM_KEY_STORE_ID_CHARS",
     "NUMBER_OF_BYTES_RANGE",
+    "RETRYABLE_KMS_CODES",
     "RSAES_OAEP_SHA_256",
     "SYMMETRIC_DEFAULT",
 ]
@@ -77,3 +78,32 @@ DATA_KEY_PAIR_SPECS = ("RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC
 KEY_AGREEMENT_ALGORITHMS = ("ECDH",)
 #: ``KeyOrigin`` (DeriveSharedSecret's response): the model's OriginType.
 KEY_ORIGINS = ("AWS_KMS", "EXTERNAL", "AWS_CLOUDHSM", "EXTERNAL_KEY_STORE")
+
+# -- errors ------------------------------------------------------------------------------------------------------
+
+#: KMS (and generic AWS) error codes worth retrying later: KMS's own transient errors and every throttling
+#: code botocore's standard retry mode knows. Any HTTP 5xx answer is retryable too. LimitExceededException is
+#: not: in KMS it means a quota on resources, which waiting does not lift.
+RETRYABLE_KMS_CODES = frozenset({
+    "DependencyTimeoutException",
+    "KMSInternalException",
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "ProvisionedThroughputExceededException",
+    "BandwidthLimitExceeded",
+    "EC2ThrottledException",
+    "PriorRequestNotComplete",
+    "TransactionInProgressException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "InternalFailure",
+    "InternalError",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+})

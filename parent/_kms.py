@@ -26,47 +26,17 @@ from typing import Any
 
 from nitrokit._extras import extra_required
 from nitrokit.errors import NitrokitError, UsageError
+from nitrokit.kms_api import RETRYABLE_KMS_CODES
 from nitrokit.text import escaped
-from nitrokit.wire import OPERATIONS, ErrorCode, ErrorInfo, InvalidResponseError, Operation
+from nitrokit.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
+from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 from nitrokit.wire.server import CallFailed
 
 __all__ = ["MAX_KMS_ANSWER_BYTES", "RETRYABLE_KMS_CODES", "CallFailed", "KmsCall", "KmsRelay", "check_result",
            "error_for_exception"]
 
 
-#: The largest KMS answer body the parent reads (bytes): four times the largest legal answer of any operation
-#: on the wire table (GenerateDataKeyPair: every response member at its API maximum, in JSON, strings fully
-#: escaped), plus 1 KiB each for an error message. A longer answer is refused after reading at most this much,
-#: whatever its Content-Length says.
-MAX_KMS_ANSWER_BYTES = 4 * (max(operation.response.max_json_length() for operation in OPERATIONS.values()) + 1024)
 _READ_CHUNK = 16384
-
-#: KMS (and generic AWS) error codes worth retrying later: KMS's own transient errors and every throttling
-#: code botocore's standard retry mode knows. Any HTTP 5xx answer is retryable too. LimitExceededException is
-#: not: in KMS it means a quota on resources, which waiting does not lift.
-RETRYABLE_KMS_CODES = frozenset({
-    "DependencyTimeoutException",
-    "KMSInternalException",
-    "ThrottlingException",
-    "Throttling",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "RequestLimitExceeded",
-    "RequestThrottled",
-    "SlowDown",
-    "ProvisionedThroughputExceededException",
-    "BandwidthLimitExceeded",
-    "EC2ThrottledException",
-    "PriorRequestNotComplete",
-    "TransactionInProgressException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-    "InternalFailure",
-    "InternalError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-})
 
 _SAFE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")  # not an HTTP status botocore made up
 _MAX_KMS_MESSAGE = 512

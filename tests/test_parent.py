@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from nitrokit.cms import decrypt
 from nitrokit.errors import UsageError
 from nitrokit.kms import AttestationConditions, SimulatedKms
-from nitrokit.parent._kms import RETRYABLE_KMS_CODES, error_for_exception
+from nitrokit.kms_api import RETRYABLE_KMS_CODES
+from nitrokit.parent._kms import error_for_exception
 from nitrokit.parent.proxy import ParentProxy, ProxyConfig, ProxyThread
 from nitrokit.testing.documents import build_document
 from nitrokit.wire import (

@@ -66,6 +66,7 @@ __all__ = [
     "GENERATE_DATA_KEY_PAIR",
     "GENERATE_RANDOM",
     "MAX_ATTESTATION_DOCUMENT_BYTES",
+    "MAX_KMS_ANSWER_BYTES",
     "OPERATIONS",
     "RSAES_OAEP_SHA_256",
     "Blob",
@@ -495,6 +496,13 @@ DERIVE_SHARED_SECRET = Operation(
 #: The allow-list: operation name -> :class:`Operation` (the five that take a Recipient).
 OPERATIONS: Mapping[str, Operation] = {operation.name: operation for operation in (
     GENERATE_RANDOM, DECRYPT, GENERATE_DATA_KEY, GENERATE_DATA_KEY_PAIR, DERIVE_SHARED_SECRET)}
+
+
+#: The largest KMS answer body read by anyone reading KMS answers (the parent; the enclave in tunnel mode), in
+#: bytes: four times the largest legal answer of any operation on the wire table (GenerateDataKeyPair: every
+#: response member at its API maximum, in JSON, strings fully escaped), plus 1 KiB each for an error message.
+#: A longer answer is refused after reading at most this much, whatever its Content-Length says.
+MAX_KMS_ANSWER_BYTES = 4 * (max(operation.response.max_json_length() for operation in OPERATIONS.values()) + 1024)
 
 
 def recipient_info(attestation_document: bytes) -> dict[str, Any]:
