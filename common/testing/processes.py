@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import IO, Self
@@ -31,16 +32,23 @@ class ProcessStartError(NitrokitError):
 
 
 class NitrokitProcess:
-    """A ``python -m nitrokit ARGS`` child whose first stdout line is read on start."""
+    """A ``python -m nitrokit ARGS`` child whose first stdout line (first ``lines`` lines) is read on start.
+
+    ``nitrokit parent --mode tunnel`` prints two addresses, the tunnel's and the credentials channel's: pass
+    ``lines=2`` and read :attr:`lines`.
+    """
 
     def __init__(self, *args: str, env: Mapping[str, str] | None = None,
-                 start_timeout: float = START_TIMEOUT) -> None:
+                 start_timeout: float = START_TIMEOUT, lines: int = 1) -> None:
         self._args = args
         self._env = dict(os.environ if env is None else env)
         self._start_timeout = start_timeout
+        self._wanted = lines
         self._stderr: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115  # closed in stop()
         self.process: subprocess.Popen[str] | None = None
         self.first_line = ""
+        #: the first ``lines`` lines of standard output, stripped
+        self.lines: list[str] = []
 
     def start(self) -> str:
         self.process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, arguments as a list
@@ -49,17 +57,21 @@ class NitrokitProcess:
         lines: queue.Queue[str] = queue.Queue()
         stdout = self.process.stdout
         assert stdout is not None
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=self._start_timeout)
-        except queue.Empty:
-            self.stop()
-            raise ProcessStartError(f"nitrokit {self._args[0]} printed nothing within {self._start_timeout:g} s: "
-                                    f"{self.stderr_text()}") from None
-        if not line:
-            self.stop()
-            raise ProcessStartError(f"nitrokit {self._args[0]} exited before listening: {self.stderr_text()}")
-        self.first_line = line.strip()
+        wanted = self._wanted
+        threading.Thread(target=lambda: [lines.put(stdout.readline()) for _ in range(wanted)], daemon=True).start()
+        deadline = time.monotonic() + self._start_timeout
+        for _ in range(wanted):
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise ProcessStartError(f"nitrokit {self._args[0]} printed nothing within {self._start_timeout:g} s: "
+                                        f"{self.stderr_text()}") from None
+            if not line:
+                self.stop()
+                raise ProcessStartError(f"nitrokit {self._args[0]} exited before listening: {self.stderr_text()}")
+            self.lines.append(line.strip())
+        self.first_line = self.lines[0]
         return self.first_line
 
     def stop(self, *, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int | None:
