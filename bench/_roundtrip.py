@@ -114,7 +114,12 @@ def run_round(callers: list[Caller], seconds: float) -> tuple[float, list[float]
 def cpu_seconds(process: NitrokitProcess) -> float:
     """User + system CPU time the child has used so far (/proc/PID/stat)."""
     assert process.process is not None
-    fields = Path(f"/proc/{process.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return pid_cpu_seconds(process.process.pid)
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    """User + system CPU time process ``pid`` has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
