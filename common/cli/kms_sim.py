@@ -4,7 +4,8 @@ The first line of standard output is the endpoint URL actually listened on (``--
 free port), flushed at once so a script or test can read it and point ``endpoint_url`` at it. One log line
 per request goes to standard error. ``--listen`` takes ``HOST:PORT`` or, like every nitrokit address,
 ``tcp://HOST:PORT`` (the simulator speaks HTTP over TCP only). An address that cannot be listened on exits 2
-with a message naming it.
+with a message naming it. ``--tls`` serves HTTPS with a certificate from nitrokit's fixture TLS CA (one log line
+names the CA file clients must trust), ``--tls-cert FILE --tls-key FILE`` with a certificate of one's own.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                              "SigV4-signed in form (scope, region, date), but the signature is not recomputed")
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS, metavar="N",
                         help=f"open connections served at once (default {DEFAULT_MAX_CONNECTIONS})")
+    parser.add_argument("--tls", action="store_true",
+                        help="serve HTTPS (TLS 1.2+) with a certificate issued at start by nitrokit's fixture TLS CA "
+                             "(a TEST CA: trust its file, named in the log, in tests only)")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="serve HTTPS with this PEM certificate (chain) instead; needs --tls-key, implies --tls")
+    parser.add_argument("--tls-key", metavar="FILE", help="the unencrypted PEM private key of --tls-cert")
     add_log_level_argument(parser, what="per-request log")
     parser.set_defaults(handler=run_kms_sim)
     commands = parser.add_subparsers(dest="kms_sim_command", metavar="{explain}")
@@ -148,10 +155,13 @@ def run_kms_sim(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     host, port = parse_listen(args.listen)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together: give both (or --tls alone for the fixture TLS CA)")
+    tls = args.tls or args.tls_cert is not None
     configure_logging("nitrokit.kms_sim", args.log_level)
+    log = logging.getLogger("nitrokit.kms_sim")
     if config.any_credentials:
-        logging.getLogger("nitrokit.kms_sim").warning("accepting any credentials: SigV4 form is checked, signatures "
-                                                      "are not")
+        log.warning("accepting any credentials: SigV4 form is checked, signatures are not")
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -159,7 +169,8 @@ def run_kms_sim(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        kms = SimulatedKms(config, host=host, port=port, max_connections=args.max_connections)
+        kms = SimulatedKms(config, host=host, port=port, max_connections=args.max_connections, tls=tls,
+                           tls_cert=args.tls_cert, tls_key=args.tls_key)
         try:
             kms.start()
         except OSError as exc:  # bind or name resolution: say which address, as a usage error
@@ -167,6 +178,11 @@ def run_kms_sim(args: argparse.Namespace) -> int:
             raise CommandFailed(f"cannot listen on {shown}: {exc.strerror or exc}", exit_code=EXIT_USAGE) from None
         try:
             print(kms.url, flush=True)
+            if kms.ca_file is not None:
+                log.info("TLS: clients must trust the fixture TLS CA %s (AWS_CA_BUNDLE, boto3 verify=, curl "
+                         "--cacert); it is a TEST CA, its key is published", kms.ca_file)
+            elif tls:
+                log.info("TLS with the certificate %s", escaped(args.tls_cert, 200))
             while not stop.wait(0.5):
                 pass
         finally:

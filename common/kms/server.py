@@ -12,6 +12,12 @@ and one deadline for reading a whole request (request line, headers and body: a 
 off with a 408), and a body cap checked against Content-Length before anything is read. Bodies must come
 with Content-Length: chunked requests are refused (411), oversized ones get 413, both with
 ``Connection: close``. Every answer is JSON with ``x-amzn-RequestId``.
+
+With ``tls=True`` it serves HTTPS (TLS 1.2+) with a certificate issued at start by the fixture TLS CA
+(:mod:`nitrokit.testing.tls`) for localhost, 127.0.0.1, ::1 and the region's KMS host names, or with a
+certificate and key of the caller's. The handshake runs in the connection's own thread within
+``handshake_timeout``, so a client that never finishes it holds only its own slot; over the connection limit
+a TLS connection is closed unanswered (a 503 would have to wait for a handshake).
 """
 
 from __future__ import annotations
@@ -19,13 +25,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import ipaddress
+import logging
 import re
 import socket
+import ssl
 import sys
 import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +51,7 @@ from nitrokit.kms.limits import (
     DEFAULT_SOCKET_TIMEOUT,
     REQUEST_DEADLINE,
 )
+from nitrokit.text import escaped
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -50,6 +61,9 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "SimulatedKms"]
 _READ_CHUNK = 64 * 1024
 _STOP_JOIN_SECONDS = 5.0
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,12}")
+DEFAULT_HANDSHAKE_TIMEOUT = 10.0
+
+logger = logging.getLogger("nitrokit.kms_sim")
 
 
 _SESSION_LOCK = threading.Lock()
@@ -70,64 +84,124 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], service: KmsService, *, max_connections: int,
-                 socket_timeout: float, request_deadline: float, max_body_bytes: int) -> None:
+                 socket_timeout: float, request_deadline: float, max_body_bytes: int,
+                 tls_context: ssl.SSLContext | None, handshake_timeout: float) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.service = service
         self.socket_timeout = socket_timeout
         self.request_deadline = request_deadline
         self.max_body_bytes = max_body_bytes
+        self.tls_context = tls_context
+        self.handshake_timeout = handshake_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
         self._active_lock = threading.Lock()
-        self._active: dict[socket.socket, threading.Thread] = {}
+        self._active: dict[threading.Thread, socket.socket] = {}  # each connection's thread and its socket
+        self._closing = False
         super().__init__(address, _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            _refuse_overloaded(request, self.service)
+            if self.tls_context is None:
+                _refuse_overloaded(request, self.service)
+            else:  # no 503 without a handshake, and the accept loop never waits for one: the log line and close
+                self.service.refuse(_overloaded("connection limit; closed before the TLS handshake"))
             self.shutdown_request(request)
             return
         thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
                                   name="kms-sim-connection", daemon=True)
         with self._active_lock:
-            self._active[request] = thread
+            self._active[thread] = request
         try:
             thread.start()
         except RuntimeError:  # no thread to be had: give the slot back and drop the connection
             with self._active_lock:
-                self._active.pop(request, None)
+                self._active.pop(thread, None)
             self._slots.release()
             self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        thread = threading.current_thread()
         try:
+            if self.tls_context is not None:
+                request = self._handshake(request, client_address)
+                if request is None:
+                    return
+                with self._active_lock:
+                    self._active[thread] = request
+                    if self._closing:  # stop() looked at the connections before this one was wrapped
+                        _shutdown(request)
             super().process_request_thread(request, client_address)
         finally:
             with self._active_lock:
-                self._active.pop(request, None)
+                self._active.pop(thread, None)
             self._slots.release()
+
+    def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
+        """The server side of the TLS handshake, within the handshake timeout; None (closed, logged) if it fails."""
+        assert self.tls_context is not None
+        try:
+            request.settimeout(self.handshake_timeout)
+            wrapped = self.tls_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:
+            _log_tls_failure("handshake", client_address, exc)
+            self.shutdown_request(request)
+            return None
+        try:
+            wrapped.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset; ValueError: closed by stop()
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError(f"not finished within {self.handshake_timeout:g} seconds")
+            _log_tls_failure("handshake", client_address, exc)
+            self.shutdown_request(wrapped)
+            return None
+        return wrapped
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that resets its connection (one killed between keep-alive requests) is not a server error:
-        # no traceback on stderr. Anything else is still reported by the standard library.
-        if isinstance(sys.exc_info()[1], ConnectionError):
+        # no traceback on stderr; nor is a TLS failure after the handshake (a record altered in transit), which
+        # gets a log line. Anything else is still reported by the standard library.
+        error = sys.exc_info()[1]
+        if isinstance(error, ssl.SSLError):
+            _log_tls_failure("connection", client_address, error)
+            return
+        if isinstance(error, ConnectionError):
             return
         super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         """Shut down every open connection (idle keep-alive ones included) and wait for their threads."""
         with self._active_lock:
+            self._closing = True
             active = list(self._active.items())
-        for sock, _thread in active:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        for _thread, sock in active:
+            _shutdown(sock)
         deadline = time.monotonic() + _STOP_JOIN_SECONDS
-        for _sock, thread in active:
+        for thread, _sock in active:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _shutdown(sock: socket.socket) -> None:
+    """Shut the connection down under its thread's feet: the TCP socket itself, even when TLS wraps it.
+
+    (``SSLSocket.shutdown`` would also drop the TLS state the connection's thread is using.)
+    """
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _log_tls_failure(stage: str, client_address: Any, exc: BaseException) -> None:
+    peer = client_address[0] if isinstance(client_address, tuple) and client_address else "?"
+    reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    logger.info("TLS %s with %s failed: %s", stage, escaped(str(peer), 64), escaped(str(reason), 120))
+
+
+def _overloaded(reason: str) -> KmsServiceError:
+    return KmsServiceError("ServiceUnavailableException", "Too many open connections; retry later", status=503,
+                           reason=reason)
+
+
 def _refuse_overloaded(request: socket.socket, service: KmsService) -> None:
-    answer = service.refuse(KmsServiceError("ServiceUnavailableException", "Too many open connections; retry later",
-                                            status=503, reason="connection limit"))
+    answer = service.refuse(_overloaded("connection limit"))
     head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: {CONTENT_TYPE}\r\n"
             f"x-amzn-RequestId: {answer.request_id}\r\nContent-Length: {len(answer.body)}\r\nConnection: close\r\n\r\n")
     try:
@@ -306,7 +380,9 @@ class _Handler(BaseHTTPRequestHandler):
 class SimulatedKms:
     """A running simulated KMS on a local port; use it as a context manager.
 
-    ``port=0`` picks a free port; :attr:`url` is the endpoint to give boto3 (``endpoint_url``).
+    ``port=0`` picks a free port; :attr:`url` is the endpoint to give boto3 (``endpoint_url``). With ``tls=True``
+    the endpoint is HTTPS: the certificate comes from the fixture TLS CA (:attr:`ca_file`, what clients trust),
+    or from ``tls_cert`` and ``tls_key`` (PEM files, both or neither; then :attr:`ca_file` is None).
     """
 
     def __init__(
@@ -319,6 +395,10 @@ class SimulatedKms:
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         request_deadline: float = REQUEST_DEADLINE,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        tls: bool = False,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+        handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
     ) -> None:
         if config is None:
             config = KmsSimConfig()
@@ -334,25 +414,57 @@ class SimulatedKms:
             raise UsageError("request_deadline must be in (0, 3600] seconds")
         if not 1024 <= max_body_bytes <= 16 * 1024 * 1024:
             raise UsageError("max_body_bytes must be in 1 KiB..16 MiB")
+        if (tls_cert is None) != (tls_key is None):
+            raise UsageError("tls_cert and tls_key go together: give both or neither")
+        if tls_cert is not None and not tls:
+            raise UsageError("tls_cert and tls_key are for tls=True")
+        if not 0 < handshake_timeout <= 3600:
+            raise UsageError("handshake_timeout must be in (0, 3600] seconds")
         self.config = config
         self._service = KmsService(config)
         self._host, self._port = host, port
         self._max_connections, self._socket_timeout = max_connections, float(socket_timeout)
         self._request_deadline = float(request_deadline)
         self._max_body_bytes = max_body_bytes
+        self._tls = bool(tls)
+        self._tls_files = (Path(tls_cert), Path(tls_key)) if tls_cert is not None and tls_key is not None else None
+        self._handshake_timeout = float(handshake_timeout)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> SimulatedKms:
         if self._server is not None:
             raise UsageError("this SimulatedKms is already running")
+        tls_context = self._tls_context() if self._tls else None
         self._server = _Server((self._host, self._port), self._service, max_connections=self._max_connections,
                                socket_timeout=self._socket_timeout, request_deadline=self._request_deadline,
-                               max_body_bytes=self._max_body_bytes)
+                               max_body_bytes=self._max_body_bytes, tls_context=tls_context,
+                               handshake_timeout=self._handshake_timeout)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="kms-sim", daemon=True)
         self._thread.start()
         return self
+
+    def _tls_context(self) -> ssl.SSLContext:
+        from nitrokit.testing import tls
+
+        if self._tls_files is not None:
+            return tls.load_server_context(*self._tls_files)
+        return tls.server_context(self.tls_hosts)
+
+    @property
+    def tls_hosts(self) -> tuple[str, ...]:
+        """The names the fixture CA's certificate is issued for: loopback, the region's KMS host names, and the
+        host listened on (unless it is a wildcard address)."""
+        region = self.config.region
+        hosts = ["localhost", "127.0.0.1", "::1", f"kms.{region}.amazonaws.com", f"kms-fips.{region}.amazonaws.com"]
+        try:
+            wildcard = ipaddress.ip_address(self._host).is_unspecified
+        except ValueError:
+            wildcard = False
+        if not wildcard and self._host not in hosts:
+            hosts.append(self._host)
+        return tuple(hosts)
 
     def stop(self) -> None:
         """Stop accepting, close open connections, wait for their threads. Safe to call twice."""
@@ -388,14 +500,30 @@ class SimulatedKms:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+    @property
+    def tls(self) -> bool:
+        return self._tls
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The fixture TLS CA certificate that clients trust with ``tls=True``; None without TLS or with a
+        certificate of the caller's (whose CA only the caller knows)."""
+        if not self._tls or self._tls_files is not None:
+            return None
+        from nitrokit.testing.tls import tls_ca_file
+
+        return tls_ca_file()
 
     def client(self, *, config: Config | None = None) -> Any:
         """A boto3 KMS client for this endpoint: configured region and first access key, standard retries.
 
         ``config`` (a botocore ``Config``) is merged over the defaults, e.g.
         ``Config(retries={"total_max_attempts": 1})`` to see 500s without retries (botocore's
-        ``max_attempts`` counts retries, not attempts).
+        ``max_attempts`` counts retries, not attempts). Over TLS it verifies the server against :attr:`ca_file`
+        (with a certificate of the caller's: botocore's default trust).
         """
         from botocore.config import Config
 
@@ -407,6 +535,7 @@ class SimulatedKms:
                 "kms", endpoint_url=self.url, region_name=self.config.region, aws_access_key_id=key.access_key_id,
                 aws_secret_access_key=key.secret_access_key, aws_session_token=key.session_token,
                 config=base.merge(config) if config is not None else base,
+                verify=str(ca_file) if (ca_file := self.ca_file) is not None else None,
             )
 
     # Runtime hooks for tests.

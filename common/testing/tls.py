@@ -173,19 +173,21 @@ def load_server_context(cert_file: str | Path, key_file: str | Path) -> ssl.SSLC
     for path in (Path(cert_file), Path(key_file)):
         try:
             size = path.stat().st_size
-        except OSError as exc:
-            raise UsageError(f"TLS certificate {shown}: cannot read {escaped(str(path), 200)}: "
-                             f"{exc.strerror or exc}") from None
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the name
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a file name"
+            raise UsageError(f"TLS certificate {shown}: cannot read {escaped(str(path), 200)}: {reason}") from None
         if size > _MAX_PEM_FILE_BYTES:
             raise UsageError(f"TLS certificate {shown}: {escaped(str(path), 200)} is over "
                              f"{_MAX_PEM_FILE_BYTES} bytes")
     context = _new_server_context()
     try:
         context.load_cert_chain(cert_file, key_file, password=_no_password)
-    except (ssl.SSLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        raise UsageError(f"TLS certificate {shown} cannot be loaded ({escaped(str(reason), 80)}): give a PEM "
-                         "certificate and its unencrypted PEM private key") from None
+    except ssl.SSLError as exc:  # OpenSSL's reason, e.g. KEY_VALUES_MISMATCH; PEM parse failures have none
+        reason = f" ({escaped(exc.reason, 80)})" if exc.reason else ""
+        raise UsageError(f"TLS certificate {shown} cannot be loaded{reason}: give a PEM certificate and its "
+                         "unencrypted PEM private key") from None
+    except OSError as exc:
+        raise UsageError(f"TLS certificate {shown}: {exc.strerror or exc}") from None
     return context
 
 
