@@ -1,73 +1,116 @@
-"""``nitrokit parent``: run the parent proxy until SIGTERM or SIGINT.
+"""``nitrokit parent``: run the parent proxy (``--mode relay``, the default) or the tunnel (``--mode tunnel``)
+until SIGTERM or SIGINT.
 
 The first line of standard output is the address the proxy listens on (with the real port when port 0 was
-asked), flushed at once so a supervisor or a test can read it; logs go to standard error.
+asked), flushed at once so a supervisor or a test can read it; in tunnel mode the second line is the
+credentials channel's address. Logs go to standard error. An option of the other mode is a usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from nitrokit.cli._io import add_log_level_argument, configure_logging
 from nitrokit.errors import UsageError
 from nitrokit.parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig, check_operations
-from nitrokit.wire import MAX_FRAME_SIZE, OPERATIONS
+from nitrokit.parent.tunnel import DEFAULT_CREDENTIALS_LISTEN, TunnelConfig, TunnelProxy
+from nitrokit.wire import MAX_FRAME_SIZE, OPERATIONS, Address
 from nitrokit.wire.server import run_until_signal
 
 _DEFAULTS = ProxyConfig()
+_TUNNEL = TunnelConfig(target="127.0.0.1:443", credentials_listen=None)  # for its defaults only
+
+#: option dest -> (the mode it belongs to, its default); given or not is told by its absence from the namespace
+_MODE_OPTIONS: dict[str, tuple[str, Any]] = {}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
-        "parent", help="run the parent-instance proxy that relays enclave requests to AWS KMS",
-        description="Relay enclaves' KMS requests (GenerateRandom, Decrypt, GenerateDataKey, GenerateDataKeyPair, "
-                    "DeriveSharedSecret, each with a Recipient) to AWS KMS. Prints the listening address as "
-                    "the first line of stdout; SIGTERM or SIGINT stops accepting, finishes calls in flight and "
-                    "exits 0. Credentials come from the standard AWS chain (the instance profile on EC2).",
+        "parent", help="run the parent-instance proxy: a KMS relay (default) or a byte tunnel to KMS",
+        description="--mode relay (default): relay enclaves' KMS requests (GenerateRandom, Decrypt, "
+                    "GenerateDataKey, GenerateDataKeyPair, DeriveSharedSecret, each with a Recipient) to AWS KMS. "
+                    "--mode tunnel: relay bytes to one allow-listed host (default the region's KMS endpoint, "
+                    "port 443) so the enclave runs TLS to KMS itself, and hand it AWS credentials on a second "
+                    "address. Prints the listening address as the first line of stdout (tunnel mode: the "
+                    "credentials address as the second); SIGTERM or SIGINT stops accepting, lets calls or "
+                    "tunnels in flight finish and exits 0. Credentials come from the standard AWS chain (the "
+                    "instance profile on EC2).",
     )
+    parser.add_argument("--mode", choices=("relay", "tunnel"), default="relay",
+                        help="relay: KMS requests (the parent calls KMS); tunnel: bytes (the enclave runs TLS "
+                             "and signs; default %(default)s)")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR",
                         help=f"vsock://CID:PORT, unix:///path or tcp://HOST:PORT (default {DEFAULT_LISTEN}: "
                              "what an enclave reaches as vsock://3:8000)")
     parser.add_argument("--region", metavar="R", help="AWS region (default: AWS_REGION or the profile's)")
-    parser.add_argument("--endpoint-url", metavar="URL", help="KMS endpoint (default: the region's)")
     parser.add_argument("--profile", metavar="P", help="AWS profile (default: the standard credential chain)")
-    parser.add_argument("--operations", type=_operation_list, default=_DEFAULTS.operations, metavar="OP[,OP...]",
-                        help="the KMS operations to relay (default all: " + ",".join(OPERATIONS) + "); a request "
-                             "for another is refused UnknownOperation")
-    parser.add_argument("--allow-plaintext", action="store_true",
-                        help="also relay GenerateRandom requests without a Recipient (their random bytes cross "
-                             "the parent); key operations are relayed only with a Recipient")
+    relay = parser.add_argument_group("relay mode")
+    _option(relay, "relay", "--endpoint-url", None, metavar="URL", help="KMS endpoint (default: the region's)")
+    _option(relay, "relay", "--operations", _DEFAULTS.operations, type=_operation_list, metavar="OP[,OP...]",
+            show_default=False,
+            help="the KMS operations to relay (default all: " + ",".join(OPERATIONS) + "); a request for another "
+                 "is refused UnknownOperation")
+    _option(relay, "relay", "--allow-plaintext", False, action="store_true",
+            help="also relay GenerateRandom requests without a Recipient (their random bytes cross the parent); "
+                 "key operations are relayed only with a Recipient")
+    tunnel = parser.add_argument_group("tunnel mode")
+    _option(tunnel, "tunnel", "--target", None, metavar="HOST:PORT",
+            help="where the tunnel goes (default kms.<region>.amazonaws.com:443)")
+    _option(tunnel, "tunnel", "--allow-list", None, metavar="FILE",
+            help="vsock-proxy's YAML allow-list; the target must be on it (default: the target alone)")
+    _option(tunnel, "tunnel", "--credentials-listen", DEFAULT_CREDENTIALS_LISTEN, metavar="ADDR",
+            help="the credentials channel, what an enclave reaches as vsock://3:8001")
+    _option(tunnel, "tunnel", "--ip-version", "any", choices=("any", "4", "6"),
+            help="the target's addresses to use: any (IPv4 first), 4 or 6")
+    _option(tunnel, "tunnel", "--dns-server", (), action="append", metavar="IP[:PORT]", dest="dns_server",
+            help="a nameserver to ask, up to 3 (default: /etc/resolv.conf's)")
     limits = parser.add_argument_group("limits")
     limits.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections, metavar="N",
                         help="open connections (default %(default)s)")
     limits.add_argument("--max-connections-per-peer", type=int, default=_DEFAULTS.max_connections_per_peer,
                         metavar="N", help="open connections from one peer: a vsock CID (one enclave), a Unix "
                                           "peer's uid, a TCP host (default %(default)s)")
-    limits.add_argument("--max-inflight", type=int, default=_DEFAULTS.max_inflight, metavar="N",
-                        help="KMS calls in flight overall = worker threads (default %(default)s)")
-    limits.add_argument("--max-inflight-per-connection", type=int, default=_DEFAULTS.max_inflight_per_connection,
-                        metavar="N", help="calls in flight per connection (default %(default)s)")
-    limits.add_argument("--max-frame-size", type=int, default=_DEFAULTS.max_frame_size, metavar="BYTES",
-                        help=f"largest frame accepted (default and maximum {MAX_FRAME_SIZE})")
-    limits.add_argument("--read-timeout", type=float, default=_DEFAULTS.read_timeout, metavar="S",
-                        help="time to receive a frame once started, or to take an answer (default %(default)s)")
     limits.add_argument("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout, metavar="S",
                         help="close connections idle this long (default %(default)s)")
-    limits.add_argument("--queue-timeout", type=float, default=_DEFAULTS.queue_timeout, metavar="S",
-                        help="wait this long for a free worker, then answer Busy (default %(default)s)")
     limits.add_argument("--grace-period", type=float, default=_DEFAULTS.grace_period, metavar="S",
-                        help="on SIGTERM, time for calls in flight to finish (default %(default)s)")
-    limits.add_argument("--kms-connect-timeout", type=float, default=_DEFAULTS.kms_connect_timeout, metavar="S",
-                        help="(default %(default)s)")
-    limits.add_argument("--kms-read-timeout", type=float, default=_DEFAULTS.kms_read_timeout, metavar="S",
-                        help="per read from KMS (default %(default)s)")
-    limits.add_argument("--kms-call-timeout", type=float, default=_DEFAULTS.kms_call_timeout, metavar="S",
-                        help="the whole KMS call, retries included; then the enclave is answered KmsTimeout "
-                             "(default %(default)s)")
-    limits.add_argument("--kms-max-attempts", type=int, default=_DEFAULTS.kms_max_attempts, metavar="N",
-                        help="attempts per KMS call, botocore standard retry mode (default %(default)s)")
+                        help="on SIGTERM, time for calls or tunnels in flight to finish (default %(default)s)")
+    _option(limits, "relay", "--max-inflight", _DEFAULTS.max_inflight, type=int, metavar="N",
+            help="relay: KMS calls in flight overall = worker threads")
+    _option(limits, "relay", "--max-inflight-per-connection", _DEFAULTS.max_inflight_per_connection, type=int,
+            metavar="N", help="relay: calls in flight per connection")
+    _option(limits, "relay", "--max-frame-size", _DEFAULTS.max_frame_size, type=int, metavar="BYTES",
+            help=f"relay: largest frame accepted (maximum {MAX_FRAME_SIZE})")
+    _option(limits, "relay", "--read-timeout", _DEFAULTS.read_timeout, type=float, metavar="S",
+            help="relay: time to receive a frame once started, or to take an answer")
+    _option(limits, "relay", "--queue-timeout", _DEFAULTS.queue_timeout, type=float, metavar="S",
+            help="relay: wait this long for a free worker, then answer Busy")
+    _option(limits, "relay", "--kms-connect-timeout", _DEFAULTS.kms_connect_timeout, type=float, metavar="S",
+            help="relay")
+    _option(limits, "relay", "--kms-read-timeout", _DEFAULTS.kms_read_timeout, type=float, metavar="S",
+            help="relay: per read from KMS")
+    _option(limits, "relay", "--kms-call-timeout", _DEFAULTS.kms_call_timeout, type=float, metavar="S",
+            help="relay: the whole KMS call, retries included; then the enclave is answered KmsTimeout")
+    _option(limits, "relay", "--kms-max-attempts", _DEFAULTS.kms_max_attempts, type=int, metavar="N",
+            help="relay: attempts per KMS call, botocore standard retry mode")
+    _option(limits, "tunnel", "--connect-timeout", _TUNNEL.connect_timeout, type=float, metavar="S",
+            help="tunnel: per address of the target tried")
+    _option(limits, "tunnel", "--max-tunnel-lifetime", _TUNNEL.max_tunnel_lifetime, type=float, metavar="S",
+            help="tunnel: close a tunnel this long after it opened, busy or not")
+    _option(limits, "tunnel", "--buffer-size", _TUNNEL.buffer_size, type=int, metavar="BYTES",
+            help="tunnel: bytes read at a time and buffered per direction")
     add_log_level_argument(parser)
     parser.set_defaults(handler=run_parent)
+
+
+def _option(group: argparse._ArgumentGroup, mode: str, flag: str, default: Any, *, show_default: bool = True,
+            **kwargs: Any) -> None:
+    """An option of one mode: absent from the namespace unless given, so the other mode can refuse it."""
+    dest = kwargs.pop("dest", flag.removeprefix("--").replace("-", "_"))
+    if show_default and default not in (None, (), False):
+        kwargs["help"] = f"{kwargs['help']} (default {','.join(default) if isinstance(default, tuple) else default})"
+    group.add_argument(flag, dest=dest, default=argparse.SUPPRESS, **kwargs)
+    _MODE_OPTIONS[dest] = (mode, default)
 
 
 def _operation_list(text: str) -> tuple[str, ...]:
@@ -77,17 +120,42 @@ def _operation_list(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _mode_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``args.mode`` (defaults filled in); a usage error naming any option of the other mode."""
+    wrong = sorted(f"--{dest.replace('_', '-')}" for dest, (mode, _) in _MODE_OPTIONS.items()
+                   if mode != args.mode and hasattr(args, dest))
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} {'is' if len(wrong) == 1 else 'are'} not an option of --mode "
+                         f"{args.mode}")
+    return {dest: getattr(args, dest, default) for dest, (mode, default) in _MODE_OPTIONS.items()
+            if mode == args.mode}
+
+
 def run_parent(args: argparse.Namespace) -> int:
+    options = _mode_values(args)
+    if args.mode == "tunnel":
+        return _run_tunnel(args, options)
     config = ProxyConfig(
-        listen=args.listen, region=args.region, endpoint_url=args.endpoint_url, profile=args.profile,
-        allow_plaintext=args.allow_plaintext, operations=args.operations, max_connections=args.max_connections,
-        max_connections_per_peer=args.max_connections_per_peer, max_inflight=args.max_inflight,
-        max_inflight_per_connection=args.max_inflight_per_connection, max_frame_size=args.max_frame_size,
-        read_timeout=args.read_timeout, idle_timeout=args.idle_timeout, queue_timeout=args.queue_timeout,
-        grace_period=args.grace_period, kms_connect_timeout=args.kms_connect_timeout,
-        kms_read_timeout=args.kms_read_timeout, kms_max_attempts=args.kms_max_attempts,
-        kms_call_timeout=args.kms_call_timeout,
+        listen=args.listen, region=args.region, profile=args.profile, max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer, idle_timeout=args.idle_timeout,
+        grace_period=args.grace_period, **options,
     )
     configure_logging("nitrokit", args.log_level)
     return run_until_signal(ParentProxy(config), on_listening=lambda address: print(address, flush=True))
 
+
+def _run_tunnel(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    options["dns_servers"] = tuple(options.pop("dns_server"))
+    config = TunnelConfig(
+        listen=args.listen, region=args.region, profile=args.profile, max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer, idle_timeout=args.idle_timeout,
+        grace_period=args.grace_period, **options,
+    )
+    configure_logging("nitrokit", args.log_level)
+    proxy = TunnelProxy(config)
+
+    def on_listening(address: Address) -> None:
+        print(address, flush=True)
+        print(proxy.credentials_address, flush=True)
+
+    return run_until_signal(proxy, on_listening=on_listening)

@@ -1,0 +1,501 @@
+"""The parent's tunnel mode: a bounded asyncio byte relay from enclaves to one allow-listed host, and the
+credentials channel beside it.
+
+In tunnel mode the enclave runs TLS to KMS itself and signs its own requests; the parent only moves bytes it
+cannot read or alter undetected, and hands the enclave AWS credentials (``nitrokit parent --mode tunnel``;
+docs/parent.md)::
+
+    proxy = TunnelProxy(TunnelConfig(region="eu-west-1"))          # vsock://any:8000 -> kms.eu-west-1...:443
+    address = await proxy.start()       # tunnel address; proxy.credentials_address: the GetCredentials channel
+    await proxy.stop()                  # stop accepting, let tunnels run out the grace period, close
+    raise SystemExit(run_until_signal(proxy, on_listening=print))   # the CLI: SIGTERM/SIGINT stop it
+
+    with TunnelThread(TunnelConfig(listen="tcp://127.0.0.1:0", target="127.0.0.1:8443",
+                                   credentials_listen="tcp://127.0.0.1:0"), credentials_source=source) as running:
+        running.address, running.credentials_address
+
+Per accepted connection: the connection caps (overall, and per peer: a vsock CID, a Unix peer's uid, a TCP
+host, as :func:`nitrokit.wire.server.peer_of` names it; over either, the connection is closed at once), the
+target resolved (:mod:`nitrokit.parent._dns`: cached for its DNS TTL), its addresses tried in order, each
+within ``connect_timeout``, then bytes pumped both ways, ``buffer_size`` at a time with backpressure (a side
+that does not read stops the other side being read: a tunnel holds about six ``buffer_size`` at most). An
+end of file one way is passed on (half-close) while the other way goes on. A tunnel ends when both ways
+have ended, when no byte has moved either way for ``idle_timeout``, or at ``max_tunnel_lifetime``.
+
+The target must be on the allow-list (vsock-proxy's YAML, :mod:`nitrokit.parent._allowlist`; without one,
+the list is the target alone) or the config is refused: the tunnel fails closed.
+
+One log line per tunnel on the ``nitrokit.parent`` logger, at its end: ``tunnel conn= peer= target= ip= up=
+down= ms= end=`` with ``end`` one of client-closed, target-closed, idle, lifetime, connect-failed,
+refused-cap, stop. Never a byte of content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nitrokit.errors import UsageError
+from nitrokit.parent._allowlist import AllowList, AllowListError, load_allow_list
+from nitrokit.parent._credentials import CredentialsServer, CredentialsSource, boto3_credentials_source
+from nitrokit.parent._dns import DnsError, IpVersion, Resolver, parse_dns_server
+from nitrokit.text import escaped
+from nitrokit.wire.address import (
+    LISTEN_BACKLOG,
+    Address,
+    TcpAddress,
+    UnixAddress,
+    bound_address,
+    open_connection,
+    parse_address,
+)
+from nitrokit.wire.address import listen as listen_socket
+from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT
+from nitrokit.wire.errors import WireError
+from nitrokit.wire.server import ServerLimits, ServerThread, check_count, check_seconds, peer_of
+
+__all__ = ["DEFAULT_CREDENTIALS_LISTEN", "DEFAULT_LISTEN", "KMS_PORT", "TunnelConfig", "TunnelProxy",
+           "TunnelThread"]
+
+#: What the enclave reaches as vsock://3:8000 (the tunnel) and vsock://3:8001 (the credentials channel).
+DEFAULT_LISTEN = "vsock://any:8000"
+DEFAULT_CREDENTIALS_LISTEN = f"vsock://any:{DEFAULT_CREDENTIALS_PORT}"
+KMS_PORT = 443
+#: At most this many of the target's addresses are tried per tunnel (each within connect_timeout).
+MAX_CONNECT_TRIES = 4
+
+_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+){1,5}")
+
+logger = logging.getLogger("nitrokit.parent")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TunnelConfig:
+    """Everything the tunnel needs; every limit has a default and a bound (times in seconds).
+
+    ``target`` is ``HOST:PORT`` (``[IPv6]:PORT``); by default ``kms.<region>.amazonaws.com:443``, the region
+    from ``region`` or AWS_REGION / AWS_DEFAULT_REGION. ``allow_list`` is an :class:`AllowList` or the path of
+    a vsock-proxy YAML file. ``credentials_listen`` None runs no credentials channel.
+    """
+
+    listen: str | Address = DEFAULT_LISTEN
+    target: str | None = None
+    region: str | None = None
+    allow_list: AllowList | str | os.PathLike[str] | None = None
+    credentials_listen: str | Address | None = DEFAULT_CREDENTIALS_LISTEN
+    profile: str | None = None
+    ip_version: IpVersion = "any"
+    #: nameservers to ask (``IP[:PORT]``); default those of /etc/resolv.conf
+    dns_servers: tuple[str, ...] = ()
+    #: open tunnels overall; one more is closed at once (logged refused-cap)
+    max_connections: int = 128
+    #: open tunnels from one peer (vsock CID, Unix peer uid, TCP host)
+    max_connections_per_peer: int = 64
+    #: per address of the target tried
+    connect_timeout: float = 5.0
+    #: a tunnel with no byte either way for this long is closed
+    idle_timeout: float = 120.0
+    #: a tunnel is closed this long after it was accepted, busy or not
+    max_tunnel_lifetime: float = 3600.0
+    #: bytes read at a time, and the most buffered per direction and side
+    buffer_size: int = 65536
+    #: on stop, how long tunnels may go on before they are cut
+    grace_period: float = 30.0
+    dns_timeout: float = 2.0
+    dns_attempts: int = 2
+    #: after a failed re-resolution, how long the last good answer is still used
+    dns_stale_grace: float = 300.0
+    #: the credential source's time per request (under the client's 10 s)
+    credentials_timeout: float = 5.0
+
+    target_host: str = field(init=False, repr=False, compare=False)
+    target_port: int = field(init=False, repr=False, compare=False)
+    #: the allow-list in force (loaded and checked on creation)
+    allowed: AllowList = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        parse_address(self.listen)
+        if self.credentials_listen is not None:
+            parse_address(self.credentials_listen)
+        check_count("max_connections", self.max_connections, 1, 65536)
+        check_count("max_connections_per_peer", self.max_connections_per_peer, 1, 65536)
+        check_count("buffer_size", self.buffer_size, 1024, 16 << 20)
+        check_count("dns_attempts", self.dns_attempts, 1, 10)
+        for name in ("connect_timeout", "idle_timeout", "max_tunnel_lifetime", "grace_period", "dns_timeout",
+                     "dns_stale_grace", "credentials_timeout"):
+            check_seconds(name, getattr(self, name))
+        if self.ip_version not in ("any", "4", "6"):
+            raise UsageError(f"ip_version must be any, 4 or 6, not {self.ip_version!r}")
+        if not isinstance(self.dns_servers, tuple) or len(self.dns_servers) > 3:
+            raise UsageError("dns_servers must be a tuple of at most 3 IP[:PORT]")
+        for server in self.dns_servers:
+            parse_dns_server(server)
+        host, port = _target(self.target, self.region)
+        object.__setattr__(self, "target_host", host)
+        object.__setattr__(self, "target_port", port)
+        allowed = self.allow_list
+        if allowed is None:
+            allowed = AllowList.of(host, port)
+        elif not isinstance(allowed, AllowList):
+            allowed = load_allow_list(allowed)
+        if not allowed.allows(host, port):
+            where = f" ({escaped(os.fspath(self.allow_list), 200)})" if isinstance(self.allow_list, str | Path) else ""
+            raise AllowListError(f"the target {_show(host, port)} is not on the allow-list{where}: the tunnel "
+                                 "would not start")
+        object.__setattr__(self, "allowed", allowed)
+
+    @property
+    def target_text(self) -> str:
+        return _show(self.target_host, self.target_port)
+
+
+def _show(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _target(target: str | None, region: str | None) -> tuple[str, int]:
+    if target is None:
+        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise UsageError("tunnel mode needs a target: --target HOST:PORT, or a region (--region or AWS_REGION) "
+                             "for kms.<region>.amazonaws.com:443")
+        if len(region) > 32 or not _REGION.fullmatch(region):
+            raise UsageError(f"{escaped(region, 40)!r} is not an AWS region name")
+        return f"kms.{region}.amazonaws.com", KMS_PORT
+    if not isinstance(target, str):
+        raise UsageError(f"target must be HOST:PORT, not {type(target).__name__}")
+    try:
+        address = parse_address(f"tcp://{target}")
+    except UsageError as exc:
+        raise UsageError(f"target {escaped(target, 80)!r} must be HOST:PORT or [IPv6]:PORT ({exc})") from None
+    assert isinstance(address, TcpAddress)
+    if address.port == 0:
+        raise UsageError("the target's port must be from 1 to 65535")
+    return address.host.lower().removesuffix("."), address.port
+
+
+@dataclass(eq=False)
+class _Tunnel:
+    """One accepted connection's tally, for its log line."""
+
+    number: int
+    peer: str
+    started: float
+    ip: str = "-"
+    up: int = 0
+    down: int = 0
+    last: float = 0.0
+    end: str | None = None
+    first_close: str | None = None
+    detail: str = ""
+    writers: list[asyncio.StreamWriter] = field(default_factory=list)
+
+    def finish(self, end: str, detail: str = "") -> None:
+        if self.end is None:
+            self.end = end
+            self.detail = detail
+
+
+class TunnelProxy:
+    """The tunnel and its credentials channel (see the module docstring).
+
+    ``credentials_source`` replaces boto3's credential chain (tests, the demo); ``resolver`` replaces the
+    :class:`~nitrokit.parent._dns.Resolver` built from the config.
+    """
+
+    def __init__(self, config: TunnelConfig, *, credentials_source: CredentialsSource | None = None,
+                 resolver: Resolver | None = None) -> None:
+        if not isinstance(config, TunnelConfig):
+            raise UsageError(f"config must be a TunnelConfig, not {type(config).__name__}")
+        self.config = config
+        self.resolver = resolver if resolver is not None else Resolver(
+            ip_version=config.ip_version, servers=[parse_dns_server(text) for text in config.dns_servers] or None,
+            timeout=config.dns_timeout, attempts=config.dns_attempts, stale_grace=config.dns_stale_grace)
+        self._source = credentials_source
+        self._server: asyncio.Server | None = None
+        self._address: Address | None = None
+        self._credentials: CredentialsServer | None = None
+        self._tunnels: set[_Tunnel] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._per_peer: dict[str, int] = {}
+        self._next = 0
+        self._shutdown_task: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> Address:
+        """The tunnel's bound address (after :meth:`start`)."""
+        if self._address is None:
+            raise UsageError("the tunnel is not started")
+        return self._address
+
+    @property
+    def credentials_address(self) -> Address | None:
+        """The credentials channel's bound address (after :meth:`start`; None when it is not run)."""
+        return self._credentials.server.address if self._credentials is not None else None
+
+    @property
+    def connections(self) -> int:
+        """Tunnels open now."""
+        return len(self._tunnels)
+
+    def buffered_bytes(self) -> int:
+        """Bytes waiting in the tunnels' write buffers now (what backpressure keeps near ``buffer_size``)."""
+        return sum(writer.transport.get_write_buffer_size() for tunnel in list(self._tunnels)
+                   for writer in list(tunnel.writers) if not writer.transport.is_closing())
+
+    async def start(self) -> Address:
+        """Bind the tunnel and the credentials channel and start accepting. Returns the tunnel's address."""
+        if self._server is not None:
+            return self.address
+        config = self.config
+        credentials: CredentialsServer | None = None
+        if config.credentials_listen is not None:
+            source = self._source if self._source is not None else boto3_credentials_source(config.profile)
+            limits = ServerLimits(max_connections=config.max_connections,
+                                  max_connections_per_peer=config.max_connections_per_peer,
+                                  max_inflight_per_connection=1, max_frame_size=65536,
+                                  idle_timeout=config.idle_timeout, grace_period=min(config.grace_period, 10.0))
+            credentials = CredentialsServer(limits, source, timeout=config.credentials_timeout,
+                                            listen=config.credentials_listen)
+        sock = listen_socket(config.listen)
+        try:
+            self._address = bound_address(sock, config.listen)
+            self._server = await asyncio.start_server(self._on_client, sock=sock, backlog=LISTEN_BACKLOG,
+                                                      limit=config.buffer_size)
+        except BaseException:
+            sock.close()
+            self._address = None
+            raise
+        try:
+            if credentials is not None:
+                await credentials.server.start(detail="GetCredentials")
+        except BaseException:
+            self._server.close()
+            self._server = None
+            self._address = None
+            raise
+        self._credentials = credentials
+        logger.info("listening on %s (tunnel to %s, allow-list of %d, ip-version %s%s)", self._address,
+                    config.target_text, len(config.allowed.entries), config.ip_version,
+                    f", credentials on {credentials.server.address}" if credentials is not None else "")
+        with contextlib.suppress(DnsError, TimeoutError):  # a warm cache; a failure here is only logged
+            async with asyncio.timeout(config.dns_timeout * config.dns_attempts * 3):
+                await self._resolve_logged()
+        return self._address
+
+    async def _resolve_logged(self) -> None:
+        try:
+            await self.resolver.resolve(self.config.target_host)
+        except DnsError as exc:
+            logger.warning("dns %s: %s (tunnels will try again)", self.config.target_host, escaped(str(exc), 300))
+            raise
+
+    def request_stop(self) -> None:
+        """Begin a graceful stop (safe to call more than once; from the event loop's thread)."""
+        if self._server is None or self._shutdown_task is not None:
+            return
+        self._shutdown_task = asyncio.get_running_loop().create_task(self._shutdown())
+
+    async def stop(self) -> None:
+        """Stop accepting, let open tunnels go on for at most ``grace_period``, then close them all."""
+        self.request_stop()
+        if self._shutdown_task is not None:
+            await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        assert self._server is not None
+        started = time.perf_counter()
+        self._server.close()
+        if self._credentials is not None:
+            self._credentials.server.request_stop()
+        logger.info("stopping: no new tunnels; %d open", len(self._tunnels))
+        tasks = set(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=self.config.grace_period)
+            for tunnel in list(self._tunnels):
+                tunnel.finish("stop")
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1.0)
+                logger.warning("stopped %d tunnel(s) still open after the grace period", len(late))
+        if self._credentials is not None:
+            await self._credentials.server.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), 1.0)
+        if isinstance(self._address, UnixAddress):
+            with contextlib.suppress(OSError):
+                os.unlink(self._address.path)
+        logger.info("stopped in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    # -- one tunnel ---------------------------------------------------------------------------------------------
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._next += 1
+        tunnel = _Tunnel(self._next, peer_of(writer.get_extra_info("socket")), time.monotonic())
+        tunnel.last = tunnel.started
+        config = self.config
+        if self._shutdown_task is not None:
+            tunnel.finish("stop", "shutting down")
+        elif len(self._tunnels) >= config.max_connections:
+            tunnel.finish("refused-cap", f"{config.max_connections} tunnels open")
+        elif self._per_peer.get(tunnel.peer, 0) >= config.max_connections_per_peer:
+            tunnel.finish("refused-cap", f"{config.max_connections_per_peer} tunnels open from this peer")
+        if tunnel.end is not None:
+            writer.transport.abort()
+            self._log(tunnel)
+            return
+        self._tunnels.add(tunnel)
+        self._per_peer[tunnel.peer] = self._per_peer.get(tunnel.peer, 0) + 1
+        self._tasks.add(task)
+        tunnel.writers.append(writer)
+        try:
+            await self._run(tunnel, reader)
+        except asyncio.CancelledError:
+            # The graceful stop cut this tunnel after its grace period: end quietly, or asyncio's stream
+            # callback logs the cancellation as a traceback.
+            tunnel.finish("stop")
+        except Exception as exc:  # a bug must cost one tunnel, not the proxy
+            tunnel.finish("target-closed", f"unexpected {type(exc).__name__}")
+        finally:
+            for side in tunnel.writers:
+                if tunnel.end in ("idle", "lifetime", "stop"):
+                    side.transport.abort()  # a cut tunnel drops what is still buffered
+                else:
+                    side.close()
+            self._tunnels.discard(tunnel)
+            left = self._per_peer.pop(tunnel.peer, 1) - 1
+            if left:
+                self._per_peer[tunnel.peer] = left
+            self._tasks.discard(task)
+            self._log(tunnel)
+
+    def _log(self, tunnel: _Tunnel) -> None:
+        end = tunnel.end or "target-closed"
+        level = logging.WARNING if end in ("connect-failed", "refused-cap") else logging.INFO
+        detail = f" ({escaped(tunnel.detail, 300)})" if tunnel.detail else ""
+        logger.log(level, "tunnel conn=%d peer=%s target=%s ip=%s up=%d down=%d ms=%.0f end=%s%s", tunnel.number,
+                   tunnel.peer, self.config.target_text, tunnel.ip, tunnel.up, tunnel.down,
+                   (time.monotonic() - tunnel.started) * 1000, end, detail)
+
+    async def _run(self, tunnel: _Tunnel, client_reader: asyncio.StreamReader) -> None:
+        config = self.config
+        deadline = tunnel.started + config.max_tunnel_lifetime
+        try:
+            async with asyncio.timeout(config.max_tunnel_lifetime):
+                resolved = await self.resolver.resolve(config.target_host)
+                target = await self._connect(tunnel, resolved.addresses)
+        except DnsError as exc:
+            tunnel.finish("connect-failed", f"dns: {exc}")
+            return
+        except TimeoutError:
+            tunnel.finish("lifetime", "while connecting")
+            return
+        if target is None:
+            return
+        target_reader, target_writer = target
+        tunnel.writers.append(target_writer)
+        tunnel.last = time.monotonic()
+        up = asyncio.create_task(self._pump(tunnel, client_reader, target_writer, "up"))
+        down = asyncio.create_task(self._pump(tunnel, target_reader, tunnel.writers[0], "down"))
+        pending: set[asyncio.Task[str | None]] = {up, down}
+        try:
+            while pending:
+                now = time.monotonic()
+                idle_at = tunnel.last + config.idle_timeout
+                if min(idle_at, deadline) <= now:
+                    tunnel.finish("lifetime" if deadline <= idle_at else "idle")
+                    return
+                done, pending = await asyncio.wait(pending, timeout=min(idle_at, deadline) - now,
+                                                   return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    failed = task.result()
+                    if failed is not None:  # a side failed or cannot be half-closed: the tunnel ends
+                        tunnel.finish(f"{failed}-closed")
+                        return
+            tunnel.finish(f"{tunnel.first_close or 'target'}-closed")
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def _connect(self, tunnel: _Tunnel, addresses: tuple[str, ...]
+                       ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        problems: list[str] = []
+        for ip in addresses[:MAX_CONNECT_TRIES]:
+            tunnel.ip = ip
+            try:
+                reader, writer = await open_connection(TcpAddress(host=ip, port=self.config.target_port),
+                                                       timeout=self.config.connect_timeout,
+                                                       limit=self.config.buffer_size)
+            except WireError as exc:
+                problems.append(str(exc))
+                continue
+            writer.transport.set_write_buffer_limits(high=self.config.buffer_size)
+            tunnel.writers[0].transport.set_write_buffer_limits(high=self.config.buffer_size)
+            return reader, writer
+        tunnel.finish("connect-failed", "; ".join(problems) or "no address")
+        return None
+
+    async def _pump(self, tunnel: _Tunnel, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                    direction: str) -> str | None:
+        """Copy ``reader`` to ``writer`` until end of file, then half-close ``writer``. Returns None, or the side
+        ("client", "target") whose failure ends the tunnel."""
+        source, sink = ("client", "target") if direction == "up" else ("target", "client")
+        size = self.config.buffer_size
+        while True:
+            try:
+                data = await reader.read(size)
+            except OSError:
+                return source
+            if not data:
+                break
+            tunnel.last = time.monotonic()
+            if direction == "up":
+                tunnel.up += len(data)
+            else:
+                tunnel.down += len(data)
+            try:
+                writer.write(data)
+                await writer.drain()
+            except OSError:
+                return sink
+        if tunnel.first_close is None:
+            tunnel.first_close = source
+        if not writer.can_write_eof():
+            return source
+        try:
+            writer.write_eof()
+        except OSError:
+            return sink
+        return None
+
+
+class TunnelThread(ServerThread[TunnelProxy]):
+    """A :class:`TunnelProxy` on its own event loop in a background thread, for tests and the demo::
+
+        with TunnelThread(config, credentials_source=source) as running:
+            running.address, running.credentials_address
+    """
+
+    def __init__(self, config: TunnelConfig, *, credentials_source: CredentialsSource | None = None,
+                 resolver: Resolver | None = None) -> None:
+        super().__init__(TunnelProxy(config, credentials_source=credentials_source, resolver=resolver),
+                         name="tunnel")
+
+    @property
+    def proxy(self) -> TunnelProxy:
+        return self.server
+
+    @property
+    def credentials_address(self) -> Address | None:
+        return self.server.credentials_address
