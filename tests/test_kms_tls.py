@@ -379,3 +379,21 @@ def test_kms_sim_tls_usage_errors(tmp_path: Path, args: tuple[str, ...], message
     stderr = result.stderr.decode()
     assert message.format(**names) in stderr and "Traceback" not in stderr
     assert "PRIVATE KEY" not in stderr
+
+
+def test_a_record_altered_in_transit_ends_the_connection_quietly(kms: SimulatedKms,
+                                                                  caplog: pytest.LogCaptureFixture,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """After the handshake, bytes that are not the client's records (as a relay injecting them would send): the
+    server drops that connection with a log line, answers nothing, and serves the next client."""
+    with caplog.at_level(logging.INFO, logger="nitrokit.kms_sim"), \
+            socket.create_connection(kms.address, timeout=10) as raw, \
+            tls.client_context().wrap_socket(raw, server_hostname=KMS_HOST) as connection:
+        forged = b"\x17\x03\x03\x00\x40" + bytes(range(64))  # an application-data record no key produced
+        socket.socket.sendall(connection, forged)  # past the TLS layer, onto the wire
+        with contextlib.suppress(ssl.SSLError, ConnectionError):
+            assert connection.recv(1024) == b""  # closed; never an HTTP answer
+        assert len(kms.client().generate_random(NumberOfBytes=8)["Plaintext"]) == 8
+    assert re.search(r"TLS connection with 127\.0\.0\.1 failed: \w*(BAD_RECORD_MAC|DECRYPT)\w*", caplog.text)
+    assert kms.outcomes() == {"ok": 1}
+    assert "Traceback" not in capfd.readouterr().err

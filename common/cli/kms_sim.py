@@ -48,9 +48,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "kms-sim", help="run a simulated AWS KMS (keys and the five Recipient operations; attestation checked) "
                         "for offline tests",
         description="Serve the KMS protocol (GenerateRandom, a key store, Encrypt, Decrypt, GenerateDataKey, "
-                    "GenerateDataKeyPair, DeriveSharedSecret) on a local port. Prints the endpoint URL as the "
-                    "first line of stdout, then serves until SIGINT or SIGTERM. Clients sign with the configured "
-                    "credentials (default: AWS's example pair AKIAIOSFODNN7EXAMPLE).",
+                    "GenerateDataKeyPair, DeriveSharedSecret) on a local port, over HTTP or (--tls) HTTPS. Prints "
+                    "the endpoint URL as the first line of stdout, then serves until SIGINT or SIGTERM. Clients "
+                    "sign with the configured credentials (default: AWS's example pair AKIAIOSFODNN7EXAMPLE).",
     )
     parser.add_argument("--listen", default="127.0.0.1:0", metavar="HOST:PORT",
                         help="address to listen on, HOST:PORT or tcp://HOST:PORT (default 127.0.0.1:0, a free "

@@ -148,7 +148,7 @@ class _Server(ThreadingHTTPServer):
             return None
         try:
             wrapped.do_handshake()
-        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset; ValueError: closed by stop()
+        except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset; ValueError: closed meanwhile
             if isinstance(exc, TimeoutError):
                 exc = TimeoutError(f"not finished within {self.handshake_timeout:g} seconds")
             _log_tls_failure("handshake", client_address, exc)

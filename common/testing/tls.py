@@ -38,6 +38,7 @@ __all__ = ["DEFAULT_LIFETIME", "TLS_CA_COMMON_NAME", "client_context", "issue_se
            "load_server_context", "server_context", "tls_ca_file"]
 
 TLS_CA_COMMON_NAME = "nitrokit TEST TLS CA"
+SERVER_COMMON_NAME = "nitrokit TEST TLS server"
 TLS_CA_CERT_NAME = "tls-ca.pem"
 TLS_CA_KEY_NAME = "tls-ca.key.pem"
 DEFAULT_LIFETIME = timedelta(days=1)
@@ -114,12 +115,11 @@ def issue_server_certificate(hosts: Sequence[str], *, lifetime: timedelta = DEFA
     ca_cert, ca_key = _tls_ca()
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    first = names[0].value
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([
+        .subject_name(x509.Name([  # the names are in the SAN, which clients check (RFC 6125); CN only labels it
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nitrokit TEST"),
-            x509.NameAttribute(NameOID.COMMON_NAME, str(first)[:64]),
+            x509.NameAttribute(NameOID.COMMON_NAME, SERVER_COMMON_NAME),
         ]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
