@@ -1,6 +1,8 @@
 """``nitrokit enclave ...``: the enclave's primitives on the command line: attestation and PCRs via the NSM, and
 the KMS calls through the parent (generate-random, decrypt, generate-data-key, generate-data-key-pair,
 derive-shared-secret; each prints the secret alone, or with ``--json`` one object of the answer's members).
+The KMS commands take ``--mode tunnel`` (with ``--region``, ``--kms-host``, ``--ca-file``, ``--credentials``) to
+call KMS over TLS from here through the parent's byte relay instead (:mod:`nitrokit.enclave.tunnel`).
 
 Subcommands that talk to an NSM take ``--nsm device|simulated`` (default device: /dev/nsm, only in an enclave).
 Adding one: write ``_add_<name>(commands)`` (its parser, calling :func:`add_nsm_option` if it talks to an
@@ -45,6 +47,7 @@ from nitrokit.enclave.nsm import (
 )
 from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from nitrokit.enclave.service import EnclaveService
+from nitrokit.enclave.tunnel import DEFAULT_CREDENTIALS
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 from nitrokit.kms_api import (
@@ -229,8 +232,7 @@ def _add_generate_random(commands: Subparsers) -> None:
 
 
 def run_generate_random(args: argparse.Namespace) -> int:
-    with nsm_from_args(args) as nsm, KmsClient(nsm=nsm, parent=args.parent,
-                                               mix_nsm_entropy=args.mix_nsm_entropy) as kms:
+    with nsm_from_args(args) as nsm, _kms_client(args, nsm, mix_nsm_entropy=args.mix_nsm_entropy) as kms:
         data = kms.generate_random(args.bytes, custom_key_store_id=args.custom_key_store_id)
     if args.json:
         print_json({"Plaintext": base64.b64encode(data).decode("ascii")})
@@ -243,10 +245,29 @@ def run_generate_random(args: argparse.Namespace) -> int:
 
 
 def _add_parent_options(parser: argparse.ArgumentParser) -> None:
+    """--parent, --mode and the tunnel options, and --nsm: what every command that calls KMS takes."""
     parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
-                        help=f"the parent proxy's address (default {DEFAULT_PARENT}; also unix:///path, "
-                             "tcp://HOST:PORT)")
+                        help=f"the parent proxy's address, or in tunnel mode its byte relay (default {DEFAULT_PARENT}; "
+                             "also unix:///path, tcp://HOST:PORT)")
+    parser.add_argument("--mode", choices=("relay", "tunnel"), default="relay",
+                        help="relay: the parent calls KMS (default); tunnel: this enclave calls KMS over TLS "
+                             "through the parent's byte relay (nitrokit parent --mode tunnel), so the parent can "
+                             "neither read nor forge the answer")
+    tunnel = parser.add_argument_group("tunnel mode (--mode tunnel)")
+    tunnel.add_argument("--region", metavar="R", help="the KMS region (default: AWS_REGION or AWS_DEFAULT_REGION)")
+    tunnel.add_argument("--kms-host", metavar="HOST",
+                        help="KMS's host name: the TLS server name checked against the certificate and the Host "
+                             "header (default kms.REGION.amazonaws.com)")
+    tunnel.add_argument("--ca-file", metavar="FILE",
+                        help="PEM roots to verify KMS's certificate with (default: the Amazon Trust Services roots "
+                             "shipped with nitrokit)")
+    tunnel.add_argument("--credentials", metavar="ADDR",
+                        help=f"the parent's credentials channel (default {DEFAULT_CREDENTIALS})")
     add_nsm_option(parser)
+
+
+_TUNNEL_OPTIONS = (("region", "--region"), ("kms_host", "--kms-host"), ("ca_file", "--ca-file"),
+                   ("credentials", "--credentials"))
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -268,8 +289,13 @@ def _add_key_options(parser: argparse.ArgumentParser, *, key_id_required: bool, 
                         help=f"a grant token (repeat for more, at most {MAX_GRANT_TOKENS})")
 
 
-def _kms_client(args: argparse.Namespace, nsm: Nsm) -> KmsClient:
-    return KmsClient(nsm=nsm, parent=args.parent)
+def _kms_client(args: argparse.Namespace, nsm: Nsm, **options: Any) -> KmsClient:
+    """The KMS client the --parent, --mode and tunnel options describe."""
+    given = {name: getattr(args, name) for name, _ in _TUNNEL_OPTIONS if getattr(args, name) is not None}
+    if args.mode == "relay" and given:
+        flags = ", ".join(flag for name, flag in _TUNNEL_OPTIONS if name in given)
+        raise UsageError(f"{flags}: for --mode tunnel only")
+    return KmsClient(nsm=nsm, parent=args.parent, mode=args.mode, **given, **options)
 
 
 def _run_kms(args: argparse.Namespace, call: Callable[[KmsClient], KmsResult]) -> int:
@@ -414,9 +440,7 @@ def _add_serve(commands: Subparsers) -> None:
     )
     parser.add_argument("--listen", default=DEFAULT_SERVICE_LISTEN, metavar="ADDR",
                         help=f"where to listen (default {DEFAULT_SERVICE_LISTEN})")
-    parser.add_argument("--parent", default=DEFAULT_PARENT, metavar="ADDR",
-                        help=f"the parent proxy (default {DEFAULT_PARENT})")
-    add_nsm_option(parser)
+    _add_parent_options(parser)
     parser.add_argument("--no-mix-nsm-entropy", action="store_true",
                         help="use the KMS bytes alone as the seed (by default they are mixed with NSM entropy, "
                              "so a hostile parent cannot choose the identity)")
@@ -427,7 +451,7 @@ def _add_serve(commands: Subparsers) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     configure_logging("nitrokit", args.log_level)
     with nsm_from_args(args) as nsm:
-        kms = KmsClient(nsm=nsm, parent=args.parent, mix_nsm_entropy=not args.no_mix_nsm_entropy)
+        kms = _kms_client(args, nsm, mix_nsm_entropy=not args.no_mix_nsm_entropy)
         service = EnclaveService(nsm=nsm, kms=kms, listen=args.listen)
         return run_until_signal(service, on_listening=lambda address: print(address, flush=True))
 

@@ -2,6 +2,10 @@
 
 - :class:`KmsCallError`: the call failed (KMS refused it, the parent refused it, or the connection kept
   failing after the allowed retries). ``code`` and ``retryable`` come from the last failure.
+- :class:`TlsError` (a :class:`KmsCallError`, tunnel mode): TLS refused the KMS server (its certificate or
+  host name does not verify) or the bytes between here and it (altered, injected, out of order). ``code``
+  "TlsError", never retried: whoever stands between (the parent's relay) is tampering, or the endpoint is not
+  KMS. No byte of such an answer is used.
 - :class:`UntrustedAnswerError`: an answer arrived but breaks the contract. It carries the secret in the clear
   (Plaintext, PrivateKeyPlaintext, SharedSecret), has no CiphertextForRecipient, the envelope is not for our
   key, it does not decrypt, its secret has the wrong size, it names another key than the one asked for, echoes
@@ -28,6 +32,10 @@ class KmsCallError(EnclaveKmsError):
         self.code = code
         self.retryable = retryable
         self.attempts = attempts
+
+
+class TlsError(KmsCallError):
+    """Tunnel mode: TLS refused the server or the records in transit; ``code`` "TlsError", not retryable."""
 
 
 class UntrustedAnswerError(EnclaveKmsError):

@@ -1,7 +1,7 @@
 """The enclave's KMS client: the five Recipient operations through the parent, answered so that only this
 enclave can read the secret.
 
-    with KmsClient(nsm=open_nsm(), parent="vsock://3:8000") as kms:
+    with KmsClient(nsm=open_nsm(), parent="vsock://3:8000") as kms:        # relay mode (the default)
         seed = kms.generate_random(32)
         data_key = kms.generate_data_key("alias/app", key_spec="AES_256")   # .plaintext, .ciphertext_blob
         again = kms.decrypt(data_key.ciphertext_blob)                       # .plaintext, .key_id
@@ -26,6 +26,15 @@ because CMS is not authenticated; docs/threat-model.md says per operation what t
 the result is therefore by default HKDF over the KMS bytes and the NSM's own random bytes, which a hostile
 parent alone cannot predict. ``mix_nsm_entropy=False`` returns the KMS bytes as they were decrypted, for
 callers that need exactly KMS's output and accept that the parent may have chosen it.
+
+``mode="tunnel"`` (:mod:`nitrokit.enclave.tunnel`) takes the parent out of the answer: the client runs TLS to
+the KMS endpoint itself, through the parent's byte relay (``nitrokit parent --mode tunnel``), signs with
+SigV4 using credentials the parent hands over (``credentials``, default vsock://3:8001), and verifies the
+server against a CA bundle (``ca_file``, default the Amazon Trust Services roots shipped here). The answer is
+then KMS's own; altered or injected bytes fail as :class:`~nitrokit.enclave.errors.TlsError`, never as
+another answer. Both modes share everything after the transport: the same Recipient, the same checks::
+
+    KmsClient(nsm=nsm, mode="tunnel", region="eu-west-1")   # relay vsock://3:8000; kms.eu-west-1.amazonaws.com
 """
 
 from __future__ import annotations
@@ -35,8 +44,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Protocol, Self
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -44,9 +54,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from nitrokit import cms
-from nitrokit.enclave.errors import KmsCallError, UntrustedAnswerError
+from nitrokit.enclave.errors import KmsCallError, TlsError, UntrustedAnswerError
 from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
+from nitrokit.enclave.tunnel import CredentialsProvider, TlsFailure, TunnelTransport, region_from_environment
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import (
     DATA_KEY_SPEC_BYTES,
@@ -235,6 +246,14 @@ class _Identity:
 class KmsClient:
     """The Recipient operations through the parent proxy. Thread-safe; calls run one at a time.
 
+    ``mode`` ``"relay"`` (default): the parent at ``parent`` calls KMS. ``"tunnel"``: ``parent`` is the
+    parent's byte relay and this client talks to KMS over TLS through it; ``region`` (default ``AWS_REGION``
+    or ``AWS_DEFAULT_REGION``), ``kms_host`` (TLS server name and Host header; default
+    ``kms.<region>.amazonaws.com``), ``ca_file`` (PEM roots; default the shipped Amazon Trust Services
+    roots) and ``credentials`` (the parent's credentials channel address, default vsock://3:8001, or a
+    :class:`~nitrokit.enclave.tunnel.CredentialsProvider`) are for tunnel mode only (a
+    :class:`~nitrokit.errors.UsageError` in relay mode).
+
     ``mix_nsm_entropy`` (default True) derives each result from the KMS bytes and as many NSM GetRandom bytes
     with HKDF-SHA384; False is the explicit opt-out (the bytes are then whatever the envelope held, which a
     hostile parent can choose).
@@ -245,6 +264,11 @@ class KmsClient:
         *,
         nsm: Nsm,
         parent: str | Address = DEFAULT_PARENT,
+        mode: Literal["relay", "tunnel"] = "relay",
+        region: str | None = None,
+        kms_host: str | None = None,
+        ca_file: str | Path | None = None,
+        credentials: str | Address | CredentialsProvider | None = None,
         identity: IdentityPolicy | None = None,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
@@ -256,7 +280,9 @@ class KmsClient:
         self._address = parse_address(parent)
         self._identity_policy = identity or IdentityPolicy()
         self._retry = retry or RetryPolicy()
-        self._wire = WireClient(self._address, connect_timeout=connect_timeout, timeout=timeout)
+        self._transport = _transport(self._address, mode=mode, region=region, kms_host=kms_host, ca_file=ca_file,
+                                     credentials=credentials, connect_timeout=connect_timeout, timeout=timeout)
+        self._mode = mode
         self._mix = mix_nsm_entropy
         self._trace = trace or (lambda _message: None)
         self._identity: _Identity | None = None
@@ -266,6 +292,11 @@ class KmsClient:
     def parent(self) -> Address:
         """The parent proxy's address."""
         return self._address
+
+    @property
+    def mode(self) -> Literal["relay", "tunnel"]:
+        """``relay``: the parent calls KMS; ``tunnel``: this client does, over TLS through the parent's relay."""
+        return self._mode
 
     @property
     def mixes_nsm_entropy(self) -> bool:
@@ -371,7 +402,7 @@ class KmsClient:
                             key_origin=members.get("KeyOrigin"))
 
     def close(self) -> None:
-        self._wire.close()
+        self._transport.close()
         self._identity = None
 
     def __enter__(self) -> Self:
@@ -419,11 +450,16 @@ class KmsClient:
 
     def _call_with_retries(self, operation: str, request: dict[str, object]) -> dict[str, object]:
         attempt = 0
+        where = (f"KMS {self._transport.kms_host} over TLS through the relay {self._address}"
+                 if isinstance(self._transport, TunnelTransport) else f"parent {self._address}")
         while True:
             attempt += 1
             try:
-                self._trace(f"{operation} -> parent {self._address} (attempt {attempt})")
-                return self._wire.call(operation, request)
+                self._trace(f"{operation} -> {where} (attempt {attempt})")
+                return self._transport.call(operation, request)
+            except TlsFailure as exc:
+                # Never retried: the relay altered the bytes, or the server is not the KMS we trust.
+                raise TlsError(str(exc), code=exc.code, retryable=False, attempts=attempt) from None
             except WireError as exc:
                 code = exc.code if isinstance(exc, RemoteError) else type(exc).__name__
                 detail = exc.remote_message if isinstance(exc, RemoteError) else str(exc)
@@ -468,6 +504,33 @@ class KmsClient:
                     info=_HKDF_INFO).derive(kms_bytes + nsm_bytes[:number_of_bytes])
 
 
+class _Transport(Protocol):
+    """How a request reaches KMS: the parent's protocol (relay mode) or HTTPS through its relay (tunnel)."""
+
+    def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def _transport(
+    address: Address, *, mode: str, region: str | None, kms_host: str | None, ca_file: str | Path | None,
+    credentials: str | Address | CredentialsProvider | None, connect_timeout: float, timeout: float,
+) -> _Transport:
+    if mode == "relay":
+        given = [name for name, value in (("region", region), ("kms_host", kms_host), ("ca_file", ca_file),
+                                          ("credentials", credentials)) if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)}: for mode='tunnel' only (in relay mode the parent calls KMS)")
+        return WireClient(address, connect_timeout=connect_timeout, timeout=timeout)
+    if mode != "tunnel":
+        raise UsageError(f"mode must be 'relay' or 'tunnel', not {escaped(str(mode), 20)!r}")
+    region = region if region is not None else region_from_environment()
+    if region is None:
+        raise UsageError("tunnel mode needs the KMS region: pass region= (or set AWS_REGION)")
+    return TunnelTransport(address, region=region, kms_host=kms_host, ca_file=ca_file, credentials=credentials,
+                           connect_timeout=connect_timeout, timeout=timeout)
+
+
 # -- the checks an answer must pass (UntrustedAnswerError) -----------------------------------------------------
 
 
@@ -490,16 +553,22 @@ def _check_echo(members: Mapping[str, Any], name: str, expected: str) -> None:
 
 
 def _check_key_id(requested: str | None, members: Mapping[str, Any]) -> None:
-    """KMS answers KeyId as the key ARN: a key ARN asked for must come back as it is, a key id as the end of it.
+    """KMS answers KeyId as the key ARN: a key ARN asked for must come back as it is, a key id as the end of it,
+    and an alias ARN as a key ARN of the alias's partition, region and account.
 
-    An alias (``alias/...`` or an alias ARN) names a key this client cannot see: any key ARN passes.
+    An alias name (``alias/...``) names a key this client cannot see: any key ARN passes. The account check
+    matters most in tunnel mode, where the answer is KMS's own: the parent hands out the credentials, and a
+    parent handing out those of its own account must not get a secret made under its account's key unnoticed.
     """
     answered = members.get("KeyId")
     if answered is None:
         raise UntrustedAnswerError("the answer has no KeyId (KMS always names the key it used)")
-    if requested is None or requested.startswith("alias/") or ":alias/" in requested:
+    if requested is None or requested.startswith("alias/"):
         return
-    if requested.startswith("arn:"):
+    if requested.startswith("arn:") and ":alias/" in requested:
+        # arn:PARTITION:kms:REGION:ACCOUNT:alias/NAME -> arn:PARTITION:kms:REGION:ACCOUNT:key/ID
+        matches = answered.startswith(requested.partition(":alias/")[0] + ":key/")
+    elif requested.startswith("arn:"):
         matches = answered == requested
     else:
         matches = answered == requested or answered.endswith(f":key/{requested}")

@@ -1,0 +1,282 @@
+"""Tunnel mode: the enclave talks to KMS itself, over TLS through the parent's byte relay.
+
+In relay mode (the default) the parent calls KMS and hands the answer over, so a hostile parent can forge
+an answer (CMS EnvelopedData is not authenticated). In tunnel mode the parent (``nitrokit parent --mode
+tunnel``) only moves bytes: the enclave runs TLS to the KMS endpoint on a vsock connection to it, checks the
+server's certificate and host name against a CA bundle it carries, signs each request with SigV4 and speaks
+AWS JSON 1.1. The parent sees TLS records and can delay, cut or alter them; TLS turns an alteration into a
+:class:`~nitrokit.enclave.errors.TlsError`, never into different answer bytes.
+
+:class:`~nitrokit.enclave.kms_client.KmsClient` uses this with ``mode="tunnel"``; most code needs nothing
+else from here::
+
+    KmsClient(nsm=nsm, mode="tunnel", region="eu-west-1")   # relay vsock://3:8000, credentials vsock://3:8001
+
+The parts:
+
+- :class:`TunnelTransport`: ``call(operation, request_json) -> response_json`` over HTTPS, as the relay
+  mode's :class:`~nitrokit.wire.client.WireClient` does over the parent's protocol; a KMS error answer
+  becomes a :class:`~nitrokit.wire.errors.RemoteError` with KMS's code.
+- :class:`CredentialsCache`: AWS credentials to sign with, from the parent's credentials channel
+  (:class:`~nitrokit.wire.credentials.CredentialsClient`) or any :class:`CredentialsProvider`, fetched on first
+  use and again before they expire. They are the parent's credentials: the parent can read and use them.
+- :data:`DEFAULT_CA_FILE`: the Amazon Trust Services roots shipped in the package (``ca/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, Self, runtime_checkable
+
+from nitrokit import __version__, strict_json
+from nitrokit.enclave._https import HttpAnswer, HttpsConnection, TlsFailure
+from nitrokit.enclave._sigv4 import SigV4Signer
+from nitrokit.errors import UsageError
+from nitrokit.kms_api import RETRYABLE_KMS_CODES
+from nitrokit.text import escaped
+from nitrokit.wire.address import VMADDR_CID_PARENT, Address, parse_address
+from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT, AwsCredentials, CredentialsClient
+from nitrokit.wire.errors import ErrorCode, InvalidResponseError, RemoteError
+from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
+
+__all__ = [
+    "DEFAULT_CA_FILE",
+    "DEFAULT_CREDENTIALS",
+    "CredentialsCache",
+    "CredentialsProvider",
+    "TlsFailure",
+    "TunnelTransport",
+    "default_kms_host",
+    "region_from_environment",
+    "tls_context",
+]
+
+#: The parent's credentials channel as an enclave sees it.
+DEFAULT_CREDENTIALS = f"vsock://{VMADDR_CID_PARENT}:{DEFAULT_CREDENTIALS_PORT}"
+#: Amazon Root CA 1-4 and Starfield Services Root CA G2: the roots KMS's certificates chain to.
+DEFAULT_CA_FILE = Path(str(resources.files("nitrokit.enclave").joinpath("ca/amazon-trust-services.pem")))
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+_TARGET_PREFIX = "TrentService."
+_USER_AGENT = f"nitrokit/{__version__} (enclave tunnel)"
+#: credentials are fetched again when they expire within this many seconds...
+REFRESH_BEFORE_EXPIRY = 300.0
+#: ...or, when they carry no expiration, once they are this old
+REFRESH_WITHOUT_EXPIRY = 900.0
+# KMS's answers to credentials it no longer takes: fetch fresh ones and try once more.
+_STALE_CREDENTIALS = frozenset({"ExpiredTokenException", "UnrecognizedClientException"})
+_SAFE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")
+_MAX_KMS_MESSAGE = 512
+_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]{1,20}){2,4}")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+@runtime_checkable
+class CredentialsProvider(Protocol):
+    """Anything that returns the AWS credentials to sign with (tests, or your own source)."""
+
+    def credentials(self) -> AwsCredentials: ...
+
+
+def region_from_environment() -> str | None:
+    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else None (as the AWS SDKs read them)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def _check_region(region: object) -> str:
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
+        shown = escaped(region, 40) if isinstance(region, str) else type(region).__name__
+        raise UsageError(f"region {shown!r} is not an AWS region name such as us-east-1")
+    return region
+
+
+def default_kms_host(region: str) -> str:
+    """KMS's endpoint host in ``region`` (``kms.<region>.amazonaws.com``; ``.com.cn`` in the China regions)."""
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"kms.{region}.{suffix}"
+
+
+def _check_host(host: object) -> str:
+    if (not isinstance(host, str) or not 0 < len(host) <= 253
+            or not all(_HOST_LABEL.fullmatch(label) for label in host.split("."))):
+        shown = escaped(host, 60) if isinstance(host, str) else type(host).__name__
+        raise UsageError(f"KMS host {shown!r} is not a DNS host name")
+    return host
+
+
+def tls_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
+    """A client context: TLS 1.2 or later, the certificate and host name verified against ``ca_file`` (PEM;
+    default :data:`DEFAULT_CA_FILE`) and nothing else: the system's store is not consulted."""
+    path = Path(ca_file) if ca_file is not None else DEFAULT_CA_FILE
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError) as exc:  # missing, unreadable, not PEM, no certificate in it
+        raise UsageError(f"CA file {escaped(str(path), 200)}: cannot load it ({type(exc).__name__})") from None
+    if not context.get_ca_certs():
+        raise UsageError(f"CA file {escaped(str(path), 200)} holds no CA certificate")
+    return context
+
+
+class CredentialsCache:
+    """The credentials to sign with: fetched on first use, then again when they expire within
+    :data:`REFRESH_BEFORE_EXPIRY` seconds (or, without an expiration, every :data:`REFRESH_WITHOUT_EXPIRY`
+    seconds) and when :meth:`invalidate` says KMS refused them. Thread-safe: one fetch at a time."""
+
+    def __init__(self, source: CredentialsProvider | Callable[[], AwsCredentials], *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._fetch = source.credentials if isinstance(source, CredentialsProvider) else source
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: AwsCredentials | None = None
+        self._fetched_at = 0.0
+        #: how many times the source was asked (for tests and traces)
+        self.fetches = 0
+
+    def credentials(self) -> AwsCredentials:
+        with self._lock:
+            now = self._clock()
+            current = self._current
+            if current is None or self._stale(current, now):
+                current = self._fetch()
+                if not isinstance(current, AwsCredentials):
+                    raise UsageError(f"the credentials provider returned a {type(current).__name__}, not "
+                                     "AwsCredentials")
+                self._current, self._fetched_at = current, now
+                self.fetches += 1
+            return current
+
+    def invalidate(self) -> None:
+        """Forget the credentials: the next :meth:`credentials` fetches fresh ones."""
+        with self._lock:
+            self._current = None
+
+    def _stale(self, current: AwsCredentials, now: float) -> bool:
+        if current.expiration is None:
+            return now - self._fetched_at >= REFRESH_WITHOUT_EXPIRY
+        return current.expires_within(REFRESH_BEFORE_EXPIRY, now=now)
+
+    def __repr__(self) -> str:
+        return f"CredentialsCache(fetches={self.fetches})"
+
+
+class _ChannelProvider:
+    """The parent's credentials channel as a :class:`CredentialsProvider` (one kept connection)."""
+
+    def __init__(self, address: Address, *, connect_timeout: float, timeout: float) -> None:
+        self._client = CredentialsClient(address, connect_timeout=connect_timeout, timeout=timeout)
+
+    def credentials(self) -> AwsCredentials:
+        return self._client.fetch()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class TunnelTransport:
+    """KMS calls over HTTPS through the parent's byte relay at ``relay``: the transport of tunnel mode.
+
+    ``call`` raises what the relay mode's wire client raises: :class:`~nitrokit.wire.errors.RemoteError` for
+    a KMS error answer (KMS's code; retryable for throttling, KMS's transient errors and HTTP 5xx),
+    :class:`~nitrokit.wire.errors.TransportError` subclasses when the connection fails (retryable),
+    :class:`~nitrokit.wire.errors.InvalidResponseError` for an answer that is not HTTP or JSON within the
+    bounds, and :class:`TlsFailure` (not retryable) when TLS refuses the server or its records. Credentials
+    KMS no longer accepts (ExpiredTokenException, UnrecognizedClientException) are fetched again and the call
+    made once more.
+    """
+
+    def __init__(
+        self, relay: str | Address, *, region: str, kms_host: str | None = None, ca_file: str | Path | None = None,
+        credentials: str | Address | CredentialsProvider | None = None, connect_timeout: float = 5.0,
+        timeout: float = 30.0,
+    ) -> None:
+        self.region = _check_region(region)
+        self.kms_host = _check_host(kms_host if kms_host is not None else default_kms_host(region))
+        self.relay = parse_address(relay)
+        self._channel: _ChannelProvider | None = None
+        if isinstance(credentials, CredentialsProvider):
+            provider: CredentialsProvider = credentials
+        else:
+            address = parse_address(credentials if credentials is not None else DEFAULT_CREDENTIALS)
+            provider = self._channel = _ChannelProvider(address, connect_timeout=connect_timeout,
+                                                        timeout=min(timeout, 10.0))
+        self.credentials = CredentialsCache(provider)
+        self._signer = SigV4Signer(self.region)
+        self._http = HttpsConnection(self.relay, host=self.kms_host, context=tls_context(ca_file),
+                                     connect_timeout=connect_timeout, timeout=timeout, max_body=MAX_KMS_ANSWER_BYTES)
+
+    @property
+    def connections(self) -> int:
+        """TLS connections opened so far (one per call would mean keep-alive is not working)."""
+        return self._http.connections
+
+    @property
+    def resumed(self) -> int:
+        """How many of those resumed an earlier TLS session (no full handshake)."""
+        return self._http.resumed
+
+    def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Send ``request`` (the operation's KMS JSON) to KMS; return KMS's JSON answer."""
+        body = json.dumps(request, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        try:
+            return self._send(operation, body)
+        except RemoteError as exc:
+            if exc.code not in _STALE_CREDENTIALS:
+                raise
+        self.credentials.invalidate()
+        return self._send(operation, body)
+
+    def close(self) -> None:
+        self._http.close()
+        if self._channel is not None:
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _send(self, operation: str, body: bytes) -> dict[str, Any]:
+        headers = self._signer.sign(
+            host=self.kms_host, body=body, credentials=self.credentials.credentials(),
+            headers={"content-type": CONTENT_TYPE, "x-amz-target": _TARGET_PREFIX + operation})
+        headers["user-agent"] = _USER_AGENT  # not signed (as botocore leaves it out)
+        return _kms_answer(self._http.post(headers, body))
+
+    def __repr__(self) -> str:
+        return f"TunnelTransport({str(self.relay)!r}, kms_host={self.kms_host!r})"
+
+
+def _kms_answer(answer: HttpAnswer) -> dict[str, Any]:
+    """KMS's JSON for a 200; a :class:`RemoteError` for an error answer (AWS JSON 1.1's ``__type``)."""
+    try:
+        document = strict_json.loads(answer.body, what="KMS's answer", max_bytes=MAX_KMS_ANSWER_BYTES)
+    except strict_json.StrictJsonError as exc:
+        if answer.status == 200:
+            raise InvalidResponseError(str(exc)) from None
+        document = None
+    if answer.status == 200:
+        if not isinstance(document, dict):
+            raise InvalidResponseError("KMS's answer is not a JSON object")
+        return document
+    fields = document if isinstance(document, dict) else {}
+    raw_code = fields.get("__type") or answer.headers.get("x-amzn-errortype", "").partition(":")[0]
+    code = str(raw_code).rpartition("#")[2] if isinstance(raw_code, str) else ""
+    if not _SAFE_CODE.fullmatch(code):
+        code = ErrorCode.KMS_ERROR
+    message = fields.get("message", fields.get("Message"))
+    text = message if isinstance(message, str) and message else f"KMS answered HTTP {answer.status}"
+    raise RemoteError(code, escaped(text, _MAX_KMS_MESSAGE),
+                      retryable=code in RETRYABLE_KMS_CODES or answer.status >= 500)
