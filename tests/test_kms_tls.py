@@ -308,6 +308,20 @@ def test_stop_closes_idle_tls_connections() -> None:
         simulator.stop()
 
 
+def test_stop_closes_a_connection_in_its_handshake() -> None:
+    """stop() shuts down a connection whose thread waits in the handshake (a long timeout), not just the plain
+    socket it started as."""
+    simulator = SimulatedKms(tls=True, handshake_timeout=120).start()
+    try:
+        with socket.create_connection(simulator.address, timeout=30) as silent:
+            silent.sendall(b"\x16\x03\x01")  # the start of a ClientHello: the server's thread is now reading it
+            assert len(simulator.client().generate_random(NumberOfBytes=8)["Plaintext"]) == 8  # it was accepted
+            simulator.stop()
+            assert silent.recv(1024) == b""  # closed by stop(), long before the handshake timeout
+    finally:
+        simulator.stop()
+
+
 def test_tls_options_are_checked(tmp_path: Path) -> None:
     cert = tmp_path / "cert.pem"
     with pytest.raises(UsageError, match="go together"):

@@ -120,20 +120,15 @@ class _Server(ThreadingHTTPServer):
             self.shutdown_request(request)
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        thread = threading.current_thread()
         try:
             if self.tls_context is not None:
                 request = self._handshake(request, client_address)
                 if request is None:
                     return
-                with self._active_lock:
-                    self._active[thread] = request
-                    if self._closing:  # stop() looked at the connections before this one was wrapped
-                        _shutdown(request)
             super().process_request_thread(request, client_address)
         finally:
             with self._active_lock:
-                self._active.pop(thread, None)
+                self._active.pop(threading.current_thread(), None)
             self._slots.release()
 
     def _handshake(self, request: socket.socket, client_address: Any) -> ssl.SSLSocket | None:
@@ -146,6 +141,11 @@ class _Server(ThreadingHTTPServer):
             _log_tls_failure("handshake", client_address, exc)
             self.shutdown_request(request)
             return None
+        # The wrapped socket replaces the plain one (now detached), so stop() can still shut it down.
+        with self._active_lock:
+            self._active[threading.current_thread()] = wrapped
+            if self._closing:  # stop() looked at the connections before this one was wrapped
+                _shutdown(wrapped)
         try:
             wrapped.do_handshake()
         except (OSError, ValueError) as exc:  # ssl.SSLError, a timeout, a reset; ValueError: closed meanwhile
