@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from nitrokit.errors import UsageError
+from nitrokit.parent._credentials import boto3_credentials_source
+from nitrokit.parent.tunnel import TunnelConfig, TunnelThread
+from nitrokit.wire.address import Address
+from nitrokit.wire.client import WireClient
 from nitrokit.wire.credentials import (
     CREDENTIALS_OPERATIONS,
     GET_CREDENTIALS,
@@ -16,7 +25,7 @@ from nitrokit.wire.credentials import (
     credentials_response,
     parse_credentials_response,
 )
-from nitrokit.wire.errors import InvalidResponseError
+from nitrokit.wire.errors import ErrorCode, InvalidResponseError, RemoteError
 from nitrokit.wire.messages import Request
 from nitrokit.wire.server import ServerLimits, ServerThread, WireServer
 
@@ -69,3 +78,105 @@ def test_the_client_fetches_over_the_wire(tmp_path: Path) -> None:
         assert client.fetch() == CREDENTIALS
         assert client.fetch() == CREDENTIALS  # the connection is reused
         assert SECRET not in repr(client)
+
+
+# -- the parent's side: the channel beside the tunnel ----------------------------------------------------------
+
+
+def _channel(tmp_path: Path, source: Callable[[], AwsCredentials], **options: Any) -> TunnelThread:
+    config = TunnelConfig(listen=f"unix://{tmp_path / 't.sock'}", target="127.0.0.1:9",
+                          credentials_listen=f"unix://{tmp_path / 'c.sock'}", **options)
+    return TunnelThread(config, credentials_source=source)
+
+
+def _address(running: TunnelThread) -> Address:
+    assert running.credentials_address is not None
+    return running.credentials_address
+
+
+def test_new_credentials_from_the_source_are_served(tmp_path: Path) -> None:
+    current = [CREDENTIALS]
+    with _channel(tmp_path, lambda: current[0]) as running, CredentialsClient(_address(running)) as client:
+        assert client.fetch() == CREDENTIALS
+        renewed = AwsCredentials(access_key_id="ASIANEWKEYEXAMPLE1", secret_access_key="renewed-secret",
+                                 session_token="renewed-token", expiration=1_900_003_600.0)
+        current[0] = renewed  # what botocore's refresh does behind get_frozen_credentials()
+        assert client.fetch() == renewed
+
+
+class _Leaky(Exception):
+    pass
+
+
+@pytest.mark.parametrize("failure", ["raises", "unusable", "not-credentials"])
+def test_a_failing_source_is_a_retryable_error_without_the_secret(
+        tmp_path: Path, failure: str, caplog: pytest.LogCaptureFixture) -> None:
+    def source() -> AwsCredentials:
+        if failure == "raises":
+            raise _Leaky(f"could not refresh {SECRET} / {TOKEN}")  # a message quoting the secret
+        if failure == "unusable":
+            return AwsCredentials(access_key_id="AKID", secret_access_key=SECRET + " \r\n", session_token=TOKEN)
+        return SECRET  # type: ignore[return-value]
+
+    caplog.set_level(logging.DEBUG, logger="nitrokit")
+    with _channel(tmp_path, source) as running, CredentialsClient(_address(running)) as client, \
+            pytest.raises(RemoteError) as caught:
+        client.fetch()
+    error = caught.value
+    assert error.code == ErrorCode.NO_CREDENTIALS and error.retryable
+    for text in (str(error), caplog.text):
+        assert SECRET not in text and TOKEN not in text
+    assert "credentials" in caplog.text
+
+
+def test_a_hanging_source_times_out_and_holds_one_thread(tmp_path: Path) -> None:
+    release = threading.Event()
+    calls = []
+
+    def source() -> AwsCredentials:
+        calls.append(1)
+        release.wait(10)
+        return CREDENTIALS
+
+    try:
+        with _channel(tmp_path, source, credentials_timeout=0.2) as running, \
+                CredentialsClient(_address(running)) as client:
+            for _ in range(2):
+                with pytest.raises(RemoteError, match="no answer within") as caught:
+                    client.fetch()
+                assert caught.value.retryable
+            assert len(calls) == 1  # the second request joined the stuck call instead of starting another
+            release.set()
+            assert client.fetch() == CREDENTIALS
+    finally:
+        release.set()
+
+
+def test_the_request_takes_no_members(tmp_path: Path) -> None:
+    with _channel(tmp_path, lambda: CREDENTIALS) as running, \
+            WireClient(_address(running), operations=CREDENTIALS_OPERATIONS) as client:
+        with pytest.raises(RemoteError) as caught:
+            client.call("GetCredentials", {"RoleArn": "x"})
+        assert caught.value.code == ErrorCode.INVALID_REQUEST
+        with pytest.raises(UsageError):
+            client.call("GenerateRandom", {})
+
+
+def test_boto3s_chain_with_expiring_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real botocore RefreshableCredentials (a credential_process profile): its expiration is sent."""
+    script = tmp_path / "process.py"
+    script.write_text("import json\nprint(json.dumps({'Version': 1, 'AccessKeyId': 'ASIAPROCESSEXAMPLE', "
+                      f"'SecretAccessKey': {SECRET!r}, 'SessionToken': {TOKEN!r}, "
+                      "'Expiration': '2030-01-01T00:00:00Z'}))\n")
+    config = tmp_path / "config"
+    config.write_text(f"[profile tunnel]\ncredential_process = {sys.executable} {script}\n")
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    credentials = boto3_credentials_source("tunnel")()
+    assert credentials == AwsCredentials(access_key_id="ASIAPROCESSEXAMPLE", secret_access_key=SECRET,
+                                         session_token=TOKEN, expiration=1_893_456_000.0)
+    with pytest.raises(UsageError, match="ProfileNotFound"):
+        boto3_credentials_source("no-such-profile")
