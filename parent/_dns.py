@@ -192,8 +192,8 @@ class Resolver:
                     raise
                 # Try again soon, not on every connection: at most once per min_ttl (and a second at least).
                 entry.expires = min(entry.stale_until, now + max(1.0, self.min_ttl))
-                logger.warning("dns %s: %s; serving the last good answer (%s) for at most %.0f s more", name, exc,
-                               ",".join(entry.addresses), entry.stale_until - now)
+                logger.warning("dns %s: %s; serving the last good answer (%s) for at most %.0f s more", name,
+                               escaped(str(exc), 300), ",".join(entry.addresses), entry.stale_until - now)
                 return Resolved(entry.addresses, "stale")
             now = self.clock()
             expires = now + min(max(ttl, self.min_ttl), self.max_ttl)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import re
@@ -137,6 +138,9 @@ class TunnelConfig:
         for server in self.dns_servers:
             parse_dns_server(server)
         host, port = _target(self.target, self.region)
+        version = _ip_version_of(host)
+        if version is not None and self.ip_version not in ("any", version):
+            raise UsageError(f"the target {_show(host, port)} is an IPv{version} address, not IPv{self.ip_version}")
         object.__setattr__(self, "target_host", host)
         object.__setattr__(self, "target_port", port)
         allowed = self.allow_list
@@ -153,6 +157,13 @@ class TunnelConfig:
     @property
     def target_text(self) -> str:
         return _show(self.target_host, self.target_port)
+
+
+def _ip_version_of(host: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(host).version)
+    except ValueError:
+        return None
 
 
 def _show(host: str, port: int) -> str:
@@ -226,6 +237,7 @@ class TunnelProxy:
         self._per_peer: dict[str, int] = {}
         self._next = 0
         self._shutdown_task: asyncio.Task[None] | None = None
+        self._warm_up: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> Address:
@@ -284,17 +296,16 @@ class TunnelProxy:
         logger.info("listening on %s (tunnel to %s, allow-list of %d, ip-version %s%s)", self._address,
                     config.target_text, len(config.allowed.entries), config.ip_version,
                     f", credentials on {credentials.server.address}" if credentials is not None else "")
-        with contextlib.suppress(DnsError, TimeoutError):  # a warm cache; a failure here is only logged
-            async with asyncio.timeout(config.dns_timeout * config.dns_attempts * 3):
-                await self._resolve_logged()
+        self._warm_up = asyncio.create_task(self._resolve_early())
         return self._address
 
-    async def _resolve_logged(self) -> None:
+    async def _resolve_early(self) -> None:
+        """Resolve the target once at start, in the background: a warm cache, and a DNS problem logged early."""
         try:
             await self.resolver.resolve(self.config.target_host)
         except DnsError as exc:
-            logger.warning("dns %s: %s (tunnels will try again)", self.config.target_host, escaped(str(exc), 300))
-            raise
+            logger.warning("dns %s: %s (each tunnel will try again)", self.config.target_host,
+                           escaped(str(exc), 300))
 
     def request_stop(self) -> None:
         """Begin a graceful stop (safe to call more than once; from the event loop's thread)."""
@@ -312,6 +323,8 @@ class TunnelProxy:
         assert self._server is not None
         started = time.perf_counter()
         self._server.close()
+        if self._warm_up is not None:
+            self._warm_up.cancel()
         if self._credentials is not None:
             self._credentials.server.request_stop()
         logger.info("stopping: no new tunnels; %d open", len(self._tunnels))

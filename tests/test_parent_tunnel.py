@@ -319,6 +319,8 @@ def test_the_command_line(tmp_path: Path, echo_target: Target) -> None:
     (["--mode", "tunnel", "--target", "127.0.0.1:1", "--allow-list", "/nonexistent.yaml"], "cannot read"),
     (["--mode", "tunnel", "--target", "127.0.0.1:0"], "port"),
     (["--mode", "tunnel", "--target", "127.0.0.1:1", "--buffer-size", "1"], "buffer_size"),
+    (["--mode", "tunnel", "--target", "[::1]:1", "--ip-version", "4"], "an IPv6 address, not IPv4"),
+    (["--mode", "tunnel", "--target", "127.0.0.1:1", "--dns-server", "resolver.example"], "not an IP address"),
 ])
 def test_usage_errors(args: list[str], words: str) -> None:
     import subprocess
