@@ -95,7 +95,7 @@ class HttpsConnection:
         self._max_body = max_body
         self._sock: ssl.SSLSocket | None = None
         self._session: ssl.SSLSession | None = None
-        self._buffer = b""
+        self._buffer = bytearray()
         #: connections opened so far, and how many of them resumed a TLS session (for tests and traces)
         self.connections = 0
         self.resumed = 0
@@ -119,7 +119,8 @@ class HttpsConnection:
         return answer
 
     def close(self) -> None:
-        sock, self._sock, self._buffer = self._sock, None, b""
+        sock, self._sock = self._sock, None
+        self._buffer.clear()
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -178,7 +179,8 @@ class HttpsConnection:
             if end >= 0:
                 if end > MAX_HEAD_BYTES:
                     break
-                head, self._buffer = self._buffer[:end], self._buffer[end + 4:]
+                head = bytes(self._buffer[:end])
+                del self._buffer[:end + 4]
                 return head
             if len(self._buffer) > MAX_HEAD_BYTES:
                 break
@@ -188,7 +190,8 @@ class HttpsConnection:
     def _read_exactly(self, sock: ssl.SSLSocket, deadline: _Deadline, length: int) -> bytes:
         while len(self._buffer) < length:
             self._fill(sock, deadline, f"the answer's body ({length} bytes)")
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        body = bytes(self._buffer[:length])
+        del self._buffer[:length]
         return body
 
     def _fill(self, sock: ssl.SSLSocket, deadline: _Deadline, what: str) -> None:

@@ -186,6 +186,7 @@ class _ChannelProvider:
 
 class TunnelTransport:
     """KMS calls over HTTPS through the parent's byte relay at ``relay``: the transport of tunnel mode.
+    Thread-safe; calls run one at a time on one kept-alive connection.
 
     ``call`` raises what the relay mode's wire client raises: :class:`~nitrokit.wire.errors.RemoteError` for
     a KMS error answer (KMS's code; retryable for throttling, KMS's transient errors and HTTP 5xx),
@@ -215,6 +216,7 @@ class TunnelTransport:
         self._signer = SigV4Signer(self.region)
         self._http = HttpsConnection(self.relay, host=self.kms_host, context=tls_context(ca_file),
                                      connect_timeout=connect_timeout, timeout=timeout, max_body=MAX_KMS_ANSWER_BYTES)
+        self._lock = threading.Lock()  # one exchange at a time on the one connection
 
     @property
     def connections(self) -> int:
@@ -229,18 +231,20 @@ class TunnelTransport:
     def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """Send ``request`` (the operation's KMS JSON) to KMS; return KMS's JSON answer."""
         body = json.dumps(request, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-        try:
+        with self._lock:
+            try:
+                return self._send(operation, body)
+            except RemoteError as exc:
+                if exc.code not in _STALE_CREDENTIALS:
+                    raise
+            self.credentials.invalidate()
             return self._send(operation, body)
-        except RemoteError as exc:
-            if exc.code not in _STALE_CREDENTIALS:
-                raise
-        self.credentials.invalidate()
-        return self._send(operation, body)
 
     def close(self) -> None:
-        self._http.close()
-        if self._channel is not None:
-            self._channel.close()
+        with self._lock:
+            self._http.close()
+            if self._channel is not None:
+                self._channel.close()
 
     def __enter__(self) -> Self:
         return self

@@ -16,6 +16,7 @@ import os
 import select
 import socket
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -514,6 +515,14 @@ def test_credentials_are_fetched_again_when_they_expire_soon(relay: ByteRelay) -
     cache.credentials()
     assert provider.calls == 4
     assert SECRET not in repr(cache)
+
+
+def test_credentials_expiring_soon_are_fetched_for_each_call(relay: ByteRelay) -> None:
+    provider = StaticCredentials(_credentials(token=None, expiration=time.time() + 60))
+    with _client(relay.address, credentials=provider) as client:
+        client.generate_random(8)
+        client.generate_random(8)
+    assert provider.calls == 2
 
 
 def test_stale_credentials_are_fetched_again_and_the_call_made_once_more(kms: SimulatedKms,
