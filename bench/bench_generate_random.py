@@ -43,6 +43,8 @@ from bench._roundtrip import (
     Direct,
     Measured,
     cpu_rows,
+    envelope_floor_rows,
+    envelope_floor_us,
     envelope_primitives,
     machine,
     measure,
@@ -80,7 +82,7 @@ def run(seconds: float = 2.0) -> list[Row]:
     import boto3
 
     floor = best_rates(envelope_primitives(), seconds=seconds)
-    floor_us = sum(1e6 / floor[name] for name in ("decrypt", "encrypt", "verify"))
+    floor_us = envelope_floor_us(floor)
     keygen = rate(EphemeralKeyPair.generate, seconds=min(seconds, 2.0), warmup=1)
 
     results: dict[int, Measured] = {}
@@ -114,13 +116,7 @@ def run(seconds: float = 2.0) -> list[Row]:
             for enclave in enclaves:
                 enclave.close()
 
-    rows = [
-        row("floor: RSA-2048 OAEP decrypt", floor["decrypt"], "ops/s", note="the enclave opens the envelope"),
-        row("floor: RSA-2048 OAEP encrypt", floor["encrypt"], "ops/s", note="KMS builds the envelope"),
-        row("floor: P-384 ECDSA verify", floor["verify"], "ops/s", note="KMS checks the document (warm chain)"),
-        row("floor: the three, one call", 1e6 / floor_us, "calls/s", ratio=1.0,
-            note=f"{floor_us / 1000:.2f} ms a call on one core; the ratios below are against it"),
-    ]
+    rows = envelope_floor_rows(floor)
     for concurrency in CONCURRENCY:
         rows += path_rows(f"x{concurrency:<2}", results[concurrency], floor_us)
     cpu = {name: sum(measured.cpu[name] for measured in results.values()) for name in ("parent", "kms")}

@@ -3,25 +3,31 @@
 1. a simulated KMS (the real KMS JSON protocol over HTTP, SigV4, attestation checked against the fixture
    root) on a loopback port, with the KMS key the operation needs made by boto3 (CreateKey, and Encrypt of a
    sample plaintext for Decrypt);
-2. the parent proxy as a separate ``nitrokit parent`` process on a Unix socket, calling that KMS with boto3;
+2. the parent as a separate ``nitrokit parent`` process on a Unix socket;
 3. the enclave client in this process with a simulated NSM: ephemeral RSA key, attestation document, the
    operation with Recipient through the parent, CiphertextForRecipient decrypted here.
 
+``--mode`` picks how the parent takes part. relay (the default): the parent calls KMS with boto3 for the
+enclave. tunnel: the simulated KMS serves HTTPS with a certificate from the fixture TLS CA, the parent only
+relays bytes to it (allow-listed in a vsock-proxy YAML file) and hands the enclave credentials over a second
+socket, and the enclave runs TLS (trusting the fixture CA), SigV4 and the KMS protocol itself.
+
 ``--operation`` picks the flow: generate-random (the default), decrypt, generate-data-key,
 generate-data-key-pair or derive-shared-secret. The parent only ever handles the attestation document and the
-CMS envelope, never the secret. The demo prints the secret it opened (that is its purpose); for a key pair,
-only the public key's fingerprint and the private key's size.
+CMS envelope (in tunnel mode, only TLS records), never the secret. The demo prints the secret it opened (that
+is its purpose); for a key pair, only the public key's fingerprint and the private key's size.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,8 @@ from nitrokit.kms_api import NUMBER_OF_BYTES_RANGE
 
 DEFAULT_BYTES = 32
 OPERATIONS = ("generate-random", "decrypt", "generate-data-key", "generate-data-key-pair", "derive-shared-secret")
+MODES = ("relay", "tunnel")
+REGION = "us-east-1"
 #: the operations --bytes applies to
 _SIZED = ("generate-random", "generate-data-key")
 SAMPLE_PLAINTEXT = b"a secret only the enclave may read"
@@ -50,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--operation", choices=OPERATIONS, default=OPERATIONS[0],
                         help="which flow to show (default generate-random)")
+    parser.add_argument("--mode", choices=MODES, default=MODES[0],
+                        help="relay (default): the parent calls KMS for the enclave; tunnel: the enclave runs TLS "
+                             "to KMS through the parent's byte relay")
     parser.add_argument("--bytes", type=int, default=None, metavar="N",
                         help=f"how many bytes ({NUMBER_OF_BYTES_RANGE}), default {DEFAULT_BYTES}: generate-random "
                              "and generate-data-key only")
@@ -67,7 +78,6 @@ def run_demo(args: argparse.Namespace) -> int:
     require_extra("demo")
     from nitrokit.enclave.nsm.simulated import SimulatedNsm
     from nitrokit.kms import SimulatedKms
-    from nitrokit.testing.processes import NitrokitProcess, simulator_environment
 
     steps: list[str] = []
     started = time.monotonic()
@@ -78,25 +88,52 @@ def run_demo(args: argparse.Namespace) -> int:
         if not args.json:
             print(line, flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="nitrokit-demo-") as scratch, SimulatedKms() as kms:
-        trace(f"simulated KMS listening at {kms.url} (attestation checked against the fixture root)")
+    tunnel = args.mode == "tunnel"
+    with tempfile.TemporaryDirectory(prefix="nitrokit-demo-") as scratch, SimulatedKms(tls=tunnel) as kms:
+        trace(f"simulated KMS listening at {kms.url} (attestation checked against the fixture root"
+              + (f"; TLS certificate from the fixture TLS CA {kms.ca_file})" if tunnel else ")"))
         flow = _FLOWS[operation](kms.client(), trace, number_of_bytes)
-        socket_path = Path(scratch) / "parent.sock"
-        env = simulator_environment()
-        with NitrokitProcess("parent", "--listen", f"unix://{socket_path}", "--endpoint-url", kms.url,
-                             "--region", "us-east-1", env=env) as parent:
-            trace(f"parent proxy (pid {parent.process.pid if parent.process else '?'}) listening at "
-                  f"{parent.first_line}, relaying to KMS with boto3")
-            with SimulatedNsm() as nsm, KmsClient(nsm=nsm, parent=parent.first_line, trace=trace) as client:
+        with _parent(Path(scratch), kms, tunnel=tunnel) as (parent, client_options):
+            pid = parent.process.pid if parent.process else "?"
+            if tunnel:
+                trace(f"parent byte relay (pid {pid}) listening at {parent.first_line}, relaying TLS records to the "
+                      f"simulated KMS; credentials channel at {parent.lines[1]}")
+            else:
+                trace(f"parent proxy (pid {pid}) listening at {parent.first_line}, relaying to KMS with boto3")
+            with SimulatedNsm() as nsm, KmsClient(nsm=nsm, parent=parent.first_line, trace=trace,
+                                                  **client_options) as client:
                 trace(f"enclave: simulated NSM, module {nsm.describe_nsm().module_id}")
                 report, line = flow(client)
         trace("parent stopped (SIGTERM); simulated KMS stopped")
 
     if args.json:
-        print(json.dumps({**report, "steps": steps}))
+        print(json.dumps({**report, "mode": args.mode, "steps": steps}))
     else:
         print(line)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _parent(scratch: Path, kms: Any, *, tunnel: bool) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The parent as a ``nitrokit parent`` process for ``kms``; yields it and the enclave client's options."""
+    from nitrokit.testing.processes import NitrokitProcess, simulator_environment
+
+    env = simulator_environment()
+    if not tunnel:
+        with NitrokitProcess("parent", "--listen", f"unix://{scratch / 'parent.sock'}", "--endpoint-url", kms.url,
+                             "--region", REGION, env=env) as parent:
+            yield parent, {}
+        return
+    host, port = kms.address
+    allow_list = scratch / "vsock-proxy.yaml"  # AWS vsock-proxy's format: the parent reads it as vsock-proxy does
+    allow_list.write_text(f"allowlist:\n- {{address: {host}, port: {port}}}\n", encoding="utf-8")
+    with NitrokitProcess("parent", "--mode", "tunnel", "--listen", f"unix://{scratch / 'tunnel.sock'}",
+                         "--target", f"{host}:{port}", "--allow-list", str(allow_list), "--credentials-listen",
+                         f"unix://{scratch / 'credentials.sock'}", "--region", REGION, env=env, lines=2) as parent:
+        # The TLS server name is the real endpoint's: the simulator's certificate names it, the fixture CA signs
+        # that certificate, and the enclave trusts only that CA.
+        yield parent, {"mode": "tunnel", "region": REGION, "kms_host": f"kms.{REGION}.amazonaws.com",
+                       "ca_file": kms.ca_file, "credentials": parent.lines[1]}
 
 
 # Each flow: given boto3 on the simulated KMS, make what the operation needs; then, given the enclave client,

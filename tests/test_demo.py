@@ -30,18 +30,19 @@ DEFAULT_LINES = [
 FLOWS = {
     "decrypt": ("KMS: Encrypt of a 34-byte sample plaintext", "Decrypt -> parent",
                 r"plaintext \(34 bytes\): " + b"a secret only the enclave may read".hex(),
-                {"operation", "plaintext", "bytes", "KeyId", "EncryptionAlgorithm", "steps"}),
+                {"operation", "plaintext", "bytes", "KeyId", "EncryptionAlgorithm", "mode", "steps"}),
     "generate-data-key": ("KMS: CreateKey made a SYMMETRIC_DEFAULT key", "GenerateDataKey -> parent",
                           r"data key \(32 bytes\): [0-9a-f]{64}",
-                          {"operation", "plaintext", "bytes", "CiphertextBlob", "KeyId", "steps"}),
+                          {"operation", "plaintext", "bytes", "CiphertextBlob", "KeyId", "mode", "steps"}),
     "generate-data-key-pair": ("KMS: CreateKey made a SYMMETRIC_DEFAULT key", "GenerateDataKeyPair -> parent",
                                r"key pair ECC_NIST_P256: public key SHA-256 [0-9a-f]{64}; private key [0-9]+ bytes "
                                r"\(PKCS#8 DER, opened inside the enclave, not shown\)",
                                {"operation", "KeyPairSpec", "PublicKey", "public_key_sha256", "private_key_bytes",
-                                "PrivateKeyCiphertextBlob", "KeyId", "steps"}),
+                                "PrivateKeyCiphertextBlob", "KeyId", "mode", "steps"}),
     "derive-shared-secret": ("KMS: CreateKey made an ECC_NIST_P256 KEY_AGREEMENT key", "DeriveSharedSecret -> parent",
                              r"shared secret \(32 bytes\): [0-9a-f]{64}",
-                             {"operation", "shared_secret", "bytes", "KeyId", "KeyAgreementAlgorithm", "steps"}),
+                             {"operation", "shared_secret", "bytes", "KeyId", "KeyAgreementAlgorithm", "mode",
+                              "steps"}),
 }
 
 
@@ -58,7 +59,7 @@ def test_the_default_output_is_unchanged(capsys: pytest.CaptureFixture[str]) -> 
         for line, pattern in zip(lines, DEFAULT_LINES, strict=True):
             assert re.fullmatch(pattern, line), (line, pattern)
     report = json.loads("\n".join(_demo(capsys, "--bytes", "5", "--json")))
-    assert set(report) == {"random", "bytes", "steps"} and report["bytes"] == 5
+    assert set(report) == {"random", "bytes", "mode", "steps"} and report["bytes"] == 5
     assert len(base64.b64decode(report["random"])) == 5
     assert [re.sub(STEP, "", step).split(" ")[0] for step in report["steps"]] == [
         "simulated", "parent", "enclave:", "new", "GenerateRandom", "CiphertextForRecipient", "mixed", "parent"]
@@ -79,14 +80,17 @@ def test_each_operation_text(capsys: pytest.CaptureFixture[str], operation: str)
     assert steps[-1] == "parent stopped (SIGTERM); simulated KMS stopped"
 
 
+@pytest.mark.parametrize("mode", ["relay", "tunnel"])
 @pytest.mark.parametrize("operation", sorted(FLOWS))
-def test_each_operation_json(capsys: pytest.CaptureFixture[str], operation: str) -> None:
+def test_each_operation_json(capsys: pytest.CaptureFixture[str], operation: str, mode: str) -> None:
     made, call, _, members = FLOWS[operation]
-    out = _demo(capsys, "--operation", operation, "--json")
+    out = _demo(capsys, "--operation", operation, "--mode", mode, "--json")
     assert len(out) == 1
     report = json.loads(out[0])
-    assert set(report) == members and report["operation"] == operation
+    assert set(report) == members and report["operation"] == operation and report["mode"] == mode
     assert report["KeyId"].startswith("arn:aws:kms:us-east-1:111122223333:key/")
+    if mode == "tunnel":  # the enclave called KMS itself, over TLS through the byte relay
+        call = call.replace("-> parent", "-> KMS kms.us-east-1.amazonaws.com over TLS through the relay")
     assert any(made in step for step in report["steps"]) and any(call in step for step in report["steps"])
     if operation == "generate-data-key-pair":
         public_key = base64.b64decode(report["PublicKey"])
@@ -95,6 +99,29 @@ def test_each_operation_json(capsys: pytest.CaptureFixture[str], operation: str)
     else:
         secret = report["plaintext" if "plaintext" in report else "shared_secret"]
         assert len(base64.b64decode(secret)) == report["bytes"]
+
+
+#: the tunnel-mode run of the default flow, line by line
+TUNNEL_LINES = [
+    STEP + r"simulated KMS listening at https://127\.0\.0\.1:[0-9]+ \(attestation checked against the fixture root; "
+           r"TLS certificate from the fixture TLS CA \S+tls-ca\.pem\)",
+    STEP + r"parent byte relay \(pid [0-9]+\) listening at unix://\S+/tunnel\.sock, relaying TLS records to the "
+           r"simulated KMS; credentials channel at unix://\S+/credentials\.sock",
+    STEP + r"enclave: simulated NSM, module \S+",
+    STEP + r"new identity: RSA-2048 key, attestation document of [0-9]+ bytes from the NSM carrying its public key",
+    STEP + r"GenerateRandom -> KMS kms\.us-east-1\.amazonaws\.com over TLS through the relay unix://\S+ \(attempt 1\)",
+    STEP + r"CiphertextForRecipient \([0-9]+ bytes of CMS\) decrypted inside the enclave: 32 bytes",
+    STEP + r"mixed with NSM GetRandom output through HKDF-SHA384",
+    STEP + r"parent stopped \(SIGTERM\); simulated KMS stopped",
+    r"random \(32 bytes\): [0-9a-f]{64}",
+]
+
+
+def test_the_tunnel_mode_output(capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _demo(capsys, "--mode", "tunnel")
+    assert len(lines) == len(TUNNEL_LINES), lines
+    for line, pattern in zip(lines, TUNNEL_LINES, strict=True):
+        assert re.fullmatch(pattern, line), (line, pattern)
 
 
 def test_bytes_sizes_the_data_key_and_is_refused_elsewhere(capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,7 +58,12 @@ class NitrokitProcess:
         stdout = self.process.stdout
         assert stdout is not None
         wanted = self._wanted
-        threading.Thread(target=lambda: [lines.put(stdout.readline()) for _ in range(wanted)], daemon=True).start()
+
+        def read_lines() -> None:
+            for _ in range(wanted):
+                lines.put(stdout.readline())
+
+        threading.Thread(target=read_lines, daemon=True).start()
         deadline = time.monotonic() + self._start_timeout
         for _ in range(wanted):
             try:
