@@ -22,11 +22,16 @@ that does not read stops the other side being read: a tunnel holds about six ``b
 end of file one way is passed on (half-close) while the other way goes on. A tunnel ends when both ways
 have ended, when no byte has moved either way for ``idle_timeout``, or at ``max_tunnel_lifetime``.
 
+A stop (SIGTERM) refuses new connections at once. A byte relay cannot see requests, but the enclave speaks
+first (TLS, then HTTP): a tunnel whose last bytes went to the enclave, and none since for a quarter second,
+is between exchanges (a kept-alive connection waiting for its next request) and is closed at once; a tunnel
+with a request in flight goes on until its answer is through, for at most ``grace_period``.
+
 The target must be on the allow-list (vsock-proxy's YAML, :mod:`nitrokit.parent._allowlist`; without one,
 the list is the target alone) or the config is refused: the tunnel fails closed.
 
-One log line per tunnel on the ``nitrokit.parent`` logger, at its end: ``tunnel conn= peer= target= ip= up=
-down= ms= end=`` with ``end`` one of client-closed, target-closed, idle, lifetime, connect-failed,
+One log line per tunnel on the ``nitrokit.parent`` logger, at its end: ``tunnel conn= peer= target= ip= bytes_up=
+bytes_down= ms= end=`` with ``end`` one of client-closed, target-closed, idle, lifetime, connect-failed,
 refused-cap, stop. Never a byte of content.
 """
 
@@ -70,6 +75,8 @@ DEFAULT_CREDENTIALS_LISTEN = f"vsock://any:{DEFAULT_CREDENTIALS_PORT}"
 KMS_PORT = 443
 #: At most this many of the target's addresses are tried per tunnel (each within connect_timeout).
 MAX_CONNECT_TRIES = 4
+#: While stopping, a tunnel whose last bytes went to the enclave and none since for this long is closed.
+_SETTLE_SECONDS = 0.25
 
 _REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+){1,5}")
 
@@ -205,6 +212,9 @@ class _Tunnel:
     end: str | None = None
     first_close: str | None = None
     detail: str = ""
+    #: "up" or "down": which way the last bytes went (None: none yet)
+    last_direction: str | None = None
+    task: asyncio.Task[None] | None = None
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
 
     def finish(self, end: str, detail: str = "") -> None:
@@ -328,16 +338,22 @@ class TunnelProxy:
         if self._credentials is not None:
             self._credentials.server.request_stop()
         logger.info("stopping: no new tunnels; %d open", len(self._tunnels))
-        tasks = set(self._tasks)
-        if tasks:
-            _, late = await asyncio.wait(tasks, timeout=self.config.grace_period)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_period
+        late = set(self._tasks)
+        while late:
+            self._close_settled_tunnels()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            _, late = await asyncio.wait(late, timeout=min(remaining, _SETTLE_SECONDS))
+        if late:
             for tunnel in list(self._tunnels):
-                tunnel.finish("stop")
+                tunnel.finish("stop", "grace period over")
             for task in late:
                 task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=1.0)
-                logger.warning("stopped %d tunnel(s) still open after the grace period", len(late))
+            await asyncio.wait(late, timeout=1.0)
+            logger.warning("stopped %d tunnel(s) still busy after the grace period", len(late))
         if self._credentials is not None:
             await self._credentials.server.stop()
         with contextlib.suppress(TimeoutError):
@@ -346,6 +362,15 @@ class TunnelProxy:
             with contextlib.suppress(OSError):
                 os.unlink(self._address.path)
         logger.info("stopped in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    def _close_settled_tunnels(self) -> None:
+        """While stopping: close the tunnels between exchanges (the last bytes went to the enclave, none since
+        for a moment): a kept-alive connection waiting for its next request; the enclave opens a new one."""
+        now = time.monotonic()
+        for tunnel in list(self._tunnels):
+            if tunnel.task is not None and tunnel.last_direction != "up" and now - tunnel.last >= _SETTLE_SECONDS:
+                tunnel.finish("stop", "between exchanges")
+                tunnel.task.cancel()
 
     # -- one tunnel ---------------------------------------------------------------------------------------------
 
@@ -369,6 +394,7 @@ class TunnelProxy:
         self._tunnels.add(tunnel)
         self._per_peer[tunnel.peer] = self._per_peer.get(tunnel.peer, 0) + 1
         self._tasks.add(task)
+        tunnel.task = task
         tunnel.writers.append(writer)
         try:
             await self._run(tunnel, reader)
@@ -395,8 +421,8 @@ class TunnelProxy:
         end = tunnel.end or "target-closed"
         level = logging.WARNING if end in ("connect-failed", "refused-cap") else logging.INFO
         detail = f" ({escaped(tunnel.detail, 300)})" if tunnel.detail else ""
-        logger.log(level, "tunnel conn=%d peer=%s target=%s ip=%s up=%d down=%d ms=%.0f end=%s%s", tunnel.number,
-                   tunnel.peer, self.config.target_text, tunnel.ip, tunnel.up, tunnel.down,
+        logger.log(level, "tunnel conn=%d peer=%s target=%s ip=%s bytes_up=%d bytes_down=%d ms=%.0f end=%s%s",
+                   tunnel.number, tunnel.peer, self.config.target_text, tunnel.ip, tunnel.up, tunnel.down,
                    (time.monotonic() - tunnel.started) * 1000, end, detail)
 
     async def _run(self, tunnel: _Tunnel, client_reader: asyncio.StreamReader) -> None:
@@ -473,6 +499,7 @@ class TunnelProxy:
             if not data:
                 break
             tunnel.last = time.monotonic()
+            tunnel.last_direction = direction
             if direction == "up":
                 tunnel.up += len(data)
             else:

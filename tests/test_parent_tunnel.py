@@ -60,7 +60,9 @@ def echo(conn: socket.socket) -> None:
 
 
 def hold(conn: socket.socket) -> None:
-    conn.recv(1)  # until the peer goes
+    """Take everything, answer nothing, until the peer goes."""
+    while conn.recv(65536):
+        pass
 
 
 @pytest.fixture
@@ -121,7 +123,7 @@ def test_bytes_cross_exactly_both_ways_and_the_log_line_has_no_content(
     got = fields(line)
     assert got["peer"].startswith("unix:uid=")
     assert got["target"] == f"127.0.0.1:{echo_target.port}" and got["ip"] == "127.0.0.1"
-    assert (int(got["up"]), int(got["down"])) == (len(payload), len(payload) + 3)
+    assert (int(got["bytes_up"]), int(got["bytes_down"])) == (len(payload), len(payload) + 3)
     assert got["end"] == "client-closed" and float(got["ms"]) >= 0
     assert CONTENT.decode() not in caplog.text
 
@@ -144,7 +146,7 @@ def test_half_close_passes_the_end_of_file_on(tmp_path: Path, caplog: pytest.Log
             [line] = tunnel_lines(caplog)
     finally:
         target.close()
-    assert fields(line)["end"] == "target-closed" and fields(line)["up"] == str(len(b"question"))
+    assert fields(line)["end"] == "target-closed" and fields(line)["bytes_up"] == str(len(b"question"))
 
 
 def test_a_slow_reader_holds_the_transfer_back_with_bounded_buffers(tmp_path: Path) -> None:
@@ -240,26 +242,62 @@ def test_a_dead_target_closes_the_client(tmp_path: Path, caplog: pytest.LogCaptu
         logging.WARNING]
 
 
-def test_the_graceful_stop_lets_tunnels_run_then_cuts_them(tmp_path: Path, echo_target: Target,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
-    running = TunnelThread(config(tmp_path, f"127.0.0.1:{echo_target.port}", grace_period=1.0))
+def test_the_graceful_stop_lets_exchanges_finish_and_closes_kept_alive_tunnels(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    answer = threading.Event()
+
+    def slow(conn: socket.socket) -> None:
+        while request := conn.recv(100):
+            if request == b"slow":
+                answer.wait(10)
+            conn.sendall(b"re:" + request)
+
+    target = Target(slow)
+    running = TunnelThread(config(tmp_path, f"127.0.0.1:{target.port}", grace_period=20.0))
     running.start()
-    with connect(running.address, timeout=5) as sock:
-        sock.settimeout(10)
-        sock.sendall(b"before")
-        assert sock.recv(100) == b"before"
-        stopper = threading.Thread(target=running.stop)
-        stopper.start()
-        wait_until(lambda: "stopping" in caplog.text)
-        with pytest.raises(TransportError):
-            connect(running.address, timeout=5).close()  # no new tunnels
-        sock.sendall(b"during")  # the open one still works during the grace period
-        assert sock.recv(100) == b"during"
-        assert sock.recv(100) == b""  # then it is cut
-        stopper.join()
-    [line] = tunnel_lines(caplog)
-    assert fields(line)["end"] == "stop"
+    try:
+        with connect(running.address, timeout=5) as kept, connect(running.address, timeout=5) as busy:
+            kept.settimeout(10)
+            busy.settimeout(10)
+            kept.sendall(b"fast")
+            assert kept.recv(100) == b"re:fast"   # answered: between exchanges, as a kept-alive client is
+            busy.sendall(b"slow")                 # a request still in flight
+            wait_until(lambda: running.proxy.connections == 2)
+            stopper = threading.Thread(target=running.stop)
+            stopper.start()
+            assert kept.recv(100) == b""          # closed at once: the client reconnects elsewhere
+            with pytest.raises(TransportError):
+                connect(running.address, timeout=5).close()  # no new tunnels
+            assert stopper.is_alive()             # the busy tunnel holds the stop...
+            answer.set()
+            assert busy.recv(100) == b"re:slow"   # ...until its answer is through
+            assert busy.recv(100) == b""
+            stopper.join()
+    finally:
+        answer.set()
+        running.stop()
+        target.close()
+    lines = tunnel_lines(caplog, 2)
+    assert [fields(line)["end"] for line in lines] == ["stop", "stop"]
+    assert all("between exchanges" in line for line in lines)
     assert not (tmp_path / "tunnel.sock").exists()
+
+
+def test_the_grace_period_bounds_the_stop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    target = Target(hold)
+    running = TunnelThread(config(tmp_path, f"127.0.0.1:{target.port}", grace_period=0.5))
+    running.start()
+    try:
+        with connect(running.address, timeout=5) as sock:
+            sock.settimeout(10)
+            sock.sendall(b"no answer ever")
+            wait_until(lambda: running.proxy.connections == 1)
+            running.stop()
+            assert sock.recv(100) == b""
+    finally:
+        target.close()
+    [line] = tunnel_lines(caplog)
+    assert fields(line)["end"] == "stop" and "grace period over" in line
 
 
 def test_an_ipv6_target(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
