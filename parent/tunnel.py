@@ -18,9 +18,10 @@ Per accepted connection: the connection caps (overall, and per peer: a vsock CID
 host, as :func:`nitrokit.wire.server.peer_of` names it; over either, the connection is closed at once), the
 target resolved (:mod:`nitrokit.parent._dns`: cached for its DNS TTL), its addresses tried in order, each
 within ``connect_timeout``, then bytes pumped both ways, ``buffer_size`` at a time with backpressure (a side
-that does not read stops the other side being read: a tunnel holds about six ``buffer_size`` at most). An
-end of file one way is passed on (half-close) while the other way goes on. A tunnel ends when both ways
-have ended, when no byte has moved either way for ``idle_timeout``, or at ``max_tunnel_lifetime``.
+that does not read stops the other side being read: per direction a tunnel holds at most about four
+``buffer_size`` plus one 256 KiB read of asyncio's, so about 1 MiB by default). An end of file one way is
+passed on (half-close) while the other way goes on. A tunnel ends when both ways have ended, when no byte has
+moved either way for ``idle_timeout``, or at ``max_tunnel_lifetime``.
 
 A stop (SIGTERM) refuses new connections at once. A byte relay cannot see requests, but the enclave speaks
 first (TLS, then HTTP): a tunnel whose last bytes went to the enclave, and none since for a quarter second,
