@@ -36,6 +36,7 @@ from typing import Literal
 
 from nitrokit.errors import NitrokitError, UsageError
 from nitrokit.text import escaped
+from nitrokit.wire.server import check_count, check_seconds
 
 __all__ = ["MAX_CNAME_HOPS", "MAX_POINTERS", "MAX_RECORDS", "DnsError", "IpVersion", "Resolved", "Resolver",
            "parse_dns_server", "system_nameservers"]
@@ -151,7 +152,11 @@ class Resolver:
     ) -> None:
         if ip_version not in ("any", "4", "6"):
             raise UsageError(f"ip_version must be any, 4 or 6, not {ip_version!r}")
-        if not 0 <= min_ttl <= max_ttl:
+        check_count("attempts", attempts, 1, 10)
+        for name, value in (("timeout", timeout), ("max_ttl", max_ttl), ("stale_grace", stale_grace),
+                            ("hosts_interval", hosts_interval)):
+            check_seconds(name, value)
+        if not isinstance(min_ttl, int | float) or not 0 <= min_ttl <= max_ttl:
             raise UsageError("min_ttl must be at least 0 and at most max_ttl")
         self.ip_version: IpVersion = ip_version
         self.servers = tuple(servers)[:MAX_SERVERS] if servers else system_nameservers(resolv_conf)
@@ -198,7 +203,10 @@ class Resolver:
             now = self.clock()
             expires = now + min(max(ttl, self.min_ttl), self.max_ttl)
             if len(self._cache) >= _MAX_CACHE and name not in self._cache:
-                self._cache.pop(next(iter(self._cache)))
+                oldest = next(iter(self._cache))
+                del self._cache[oldest]
+                if not self._locks[oldest].locked():
+                    del self._locks[oldest]
             self._cache[name] = _Entry(addresses, source, expires, expires + self.stale_grace)
             if entry is None or entry.addresses != addresses:
                 logger.info("dns %s: %s (%s, valid %.0f s)", name, ",".join(addresses), source, expires - now)
