@@ -48,8 +48,11 @@ from nitrokit.wire.errors import ErrorCode, InvalidResponseError, RemoteError
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 
 __all__ = [
+    "CONTENT_TYPE",
     "DEFAULT_CA_FILE",
     "DEFAULT_CREDENTIALS",
+    "REFRESH_BEFORE_EXPIRY",
+    "REFRESH_WITHOUT_EXPIRY",
     "CredentialsCache",
     "CredentialsProvider",
     "TlsFailure",
@@ -64,6 +67,7 @@ DEFAULT_CREDENTIALS = f"vsock://{VMADDR_CID_PARENT}:{DEFAULT_CREDENTIALS_PORT}"
 #: Amazon Root CA 1-4 and Starfield Services Root CA G2: the roots KMS's certificates chain to.
 DEFAULT_CA_FILE = Path(str(resources.files("nitrokit.enclave").joinpath("ca/amazon-trust-services.pem")))
 
+#: AWS JSON 1.1, what KMS speaks
 CONTENT_TYPE = "application/x-amz-json-1.1"
 _TARGET_PREFIX = "TrentService."
 _USER_AGENT = f"nitrokit/{__version__} (enclave tunnel)"

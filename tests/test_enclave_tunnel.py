@@ -15,6 +15,8 @@ import json
 import os
 import select
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -250,6 +252,17 @@ def test_the_shipped_ca_bundle_holds_exactly_the_pinned_roots() -> None:
     assert found == PINNED_ROOTS
     assert DEFAULT_CA_FILE.read_bytes().count(b"-----BEGIN CERTIFICATE-----") == len(PINNED_ROOTS)
     assert b"PRIVATE KEY" not in DEFAULT_CA_FILE.read_bytes()  # Dockerfile.enclave fails the build on one
+
+
+def test_tunnel_mode_needs_neither_boto3_nor_botocore() -> None:
+    """What the enclave image lacks, made unimportable: tunnel mode still loads, and builds its client."""
+    probe = ("import sys; sys.modules.update(boto3=None, botocore=None, urllib3=None)\n"
+             "from nitrokit.enclave.kms_client import KmsClient\n"
+             "from nitrokit.enclave.nsm import SimulatedNsm\n"
+             "KmsClient(nsm=SimulatedNsm(), mode='tunnel', region='eu-west-1').close()\n"
+             "assert not any(name.split('.')[0] in ('boto3', 'botocore') for name in sys.modules if sys.modules[name])")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_missing_or_empty_ca_file_is_refused(tmp_path: Path) -> None:
