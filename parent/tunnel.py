@@ -369,7 +369,8 @@ class TunnelProxy:
         for a moment): a kept-alive connection waiting for its next request; the enclave opens a new one."""
         now = time.monotonic()
         for tunnel in list(self._tunnels):
-            if tunnel.task is not None and tunnel.last_direction != "up" and now - tunnel.last >= _SETTLE_SECONDS:
+            settled = tunnel.last_direction != "up" and now - tunnel.last >= _SETTLE_SECONDS
+            if tunnel.task is not None and tunnel.end is None and settled:
                 tunnel.finish("stop", "between exchanges")
                 tunnel.task.cancel()
 
