@@ -108,7 +108,7 @@ def system_nameservers(path: str = "/etc/resolv.conf") -> tuple[tuple[str, int],
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 2 and fields[0] == "nameserver" and len(servers) < MAX_SERVERS:
-            address = fields[1].partition("%")[0]  # a link-local server's zone is not needed for a UDP query
+            address = fields[1]  # a link-local server keeps its zone (fe80::1%eth0): the socket needs it
             with contextlib.suppress(ValueError):
                 ipaddress.ip_address(address)
                 servers.append((address, DNS_PORT))

@@ -314,7 +314,7 @@ def test_configuration(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text("# generated\nsearch example.com\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\n"
                     "nameserver bogus\nnameserver 10.0.0.3\nnameserver 10.0.0.4\n")
-    assert system_nameservers(str(conf)) == (("10.0.0.2", 53), ("fe80::1", 53), ("10.0.0.3", 53))
+    assert system_nameservers(str(conf)) == (("10.0.0.2", 53), ("fe80::1%eth0", 53), ("10.0.0.3", 53))
     assert system_nameservers(str(tmp_path / "missing")) == ()
     assert parse_dns_server("127.0.0.1:5353") == ("127.0.0.1", 5353)
     assert parse_dns_server("::1") == ("::1", 53)
