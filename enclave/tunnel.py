@@ -40,12 +40,12 @@ from nitrokit import __version__, strict_json
 from nitrokit.enclave._https import HttpAnswer, HttpsConnection, TlsFailure
 from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
-from nitrokit.kms_api import RETRYABLE_KMS_CODES
 from nitrokit.text import escaped
 from nitrokit.wire.address import VMADDR_CID_PARENT, Address, parse_address
 from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT, AwsCredentials, CredentialsClient
-from nitrokit.wire.errors import ErrorCode, InvalidResponseError, RemoteError
+from nitrokit.wire.errors import InvalidResponseError, RemoteError
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
+from nitrokit.wire.messages import ErrorInfo
 
 __all__ = [
     "CONTENT_TYPE",
@@ -77,8 +77,6 @@ REFRESH_BEFORE_EXPIRY = 300.0
 REFRESH_WITHOUT_EXPIRY = 900.0
 # KMS's answers to credentials it no longer takes: fetch fresh ones and try once more.
 _STALE_CREDENTIALS = frozenset({"ExpiredTokenException", "UnrecognizedClientException"})
-_SAFE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")
-_MAX_KMS_MESSAGE = 512
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]{1,20}){2,4}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
@@ -281,10 +279,6 @@ def _kms_answer(answer: HttpAnswer) -> dict[str, Any]:
         return document
     fields = document if isinstance(document, dict) else {}
     raw_code = fields.get("__type") or answer.headers.get("x-amzn-errortype", "").partition(":")[0]
-    code = str(raw_code).rpartition("#")[2] if isinstance(raw_code, str) else ""
-    if not _SAFE_CODE.fullmatch(code):
-        code = ErrorCode.KMS_ERROR
-    message = fields.get("message", fields.get("Message"))
-    text = message if isinstance(message, str) and message else f"KMS answered HTTP {answer.status}"
-    raise RemoteError(code, escaped(text, _MAX_KMS_MESSAGE),
-                      retryable=code in RETRYABLE_KMS_CODES or answer.status >= 500)
+    code = raw_code.rpartition("#")[2] if isinstance(raw_code, str) else None  # botocore's namespace rule
+    error = ErrorInfo.from_kms(code, fields.get("message", fields.get("Message")), status=answer.status)
+    raise RemoteError(error.code, error.message, retryable=error.retryable)

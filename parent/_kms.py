@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import re
 import socket
 import threading
 import time
@@ -30,6 +29,7 @@ from nitrokit.kms_api import RETRYABLE_KMS_CODES
 from nitrokit.text import escaped
 from nitrokit.wire import ErrorCode, ErrorInfo, InvalidResponseError, Operation
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
+from nitrokit.wire.messages import MAX_KMS_MESSAGE_CHARS
 from nitrokit.wire.server import CallFailed
 
 __all__ = ["MAX_KMS_ANSWER_BYTES", "RETRYABLE_KMS_CODES", "CallFailed", "KmsCall", "KmsRelay", "check_result",
@@ -38,8 +38,6 @@ __all__ = ["MAX_KMS_ANSWER_BYTES", "RETRYABLE_KMS_CODES", "CallFailed", "KmsCall
 
 _READ_CHUNK = 16384
 
-_SAFE_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")  # not an HTTP status botocore made up
-_MAX_KMS_MESSAGE = 512
 
 
 class _AnswerTooLarge(NitrokitError):
@@ -264,7 +262,7 @@ def _make_client(
     except NoRegionError:
         raise UsageError("no AWS region: pass --region or set AWS_REGION (or a region in the profile)") from None
     except (BotoCoreError, ValueError) as exc:
-        detail = escaped(str(exc), _MAX_KMS_MESSAGE)
+        detail = escaped(str(exc), MAX_KMS_MESSAGE_CHARS)
         raise UsageError(f"cannot create the KMS client: {type(exc).__name__}: {detail}") from None
 
 
@@ -276,13 +274,7 @@ def error_for_exception(exc: BaseException) -> ErrorInfo:
     if isinstance(exc, bce.ClientError):
         error = exc.response.get("Error", {}) if isinstance(exc.response, dict) else {}
         meta = exc.response.get("ResponseMetadata", {}) if isinstance(exc.response, dict) else {}
-        code = str(error.get("Code") or "")
-        status = meta.get("HTTPStatusCode")
-        if not _SAFE_CODE.fullmatch(code):
-            code = ErrorCode.KMS_ERROR
-        retryable = code in RETRYABLE_KMS_CODES or (isinstance(status, int) and status >= 500)
-        message = escaped(str(error.get("Message") or f"KMS answered HTTP {status}"), _MAX_KMS_MESSAGE)
-        return ErrorInfo(code=code, message=message, retryable=retryable)
+        return ErrorInfo.from_kms(error.get("Code"), error.get("Message"), status=meta.get("HTTPStatusCode"))
     if isinstance(exc, bce.ConnectTimeoutError | bce.ReadTimeoutError):
         kind = "connecting to" if isinstance(exc, bce.ConnectTimeoutError) else "waiting for an answer from"
         return ErrorInfo(code=ErrorCode.KMS_TIMEOUT, message=f"timed out {kind} KMS", retryable=True)

@@ -23,8 +23,9 @@ from typing import Any
 
 from nitrokit import strict_json
 from nitrokit.errors import UsageError
+from nitrokit.kms_api import RETRYABLE_KMS_CODES
 from nitrokit.text import clip, escaped
-from nitrokit.wire.errors import MalformedFrameError, UnknownOperationError, UnsupportedVersionError
+from nitrokit.wire.errors import ErrorCode, MalformedFrameError, UnknownOperationError, UnsupportedVersionError
 from nitrokit.wire.kms import OPERATIONS
 
 __all__ = [
@@ -54,6 +55,12 @@ def new_request_id() -> str:
     return secrets.token_hex(8)
 
 
+#: An error code that can be passed on as it is (a KMS exception name), not an HTTP status someone made up.
+_KMS_ERROR_CODE = re.compile(r"[A-Za-z][A-Za-z0-9._:-]{0,127}")
+#: The most characters of KMS's own error message passed on (escaped).
+MAX_KMS_MESSAGE_CHARS = 512
+
+
 @dataclass(frozen=True)
 class ErrorInfo:
     """The ``error`` member of a response."""
@@ -61,6 +68,18 @@ class ErrorInfo:
     code: str
     message: str
     retryable: bool = False
+
+    @classmethod
+    def from_kms(cls, code: object, message: object, *, status: object) -> ErrorInfo:
+        """KMS's error answer (its code, message and HTTP status, all untrusted text) as passed on: a code that
+        is not a plain name becomes ``KmsError``, the message is escaped and clipped, and the error is
+        retryable when KMS's code says so (:data:`nitrokit.kms_api.RETRYABLE_KMS_CODES`) or the status is 5xx.
+        Both the parent (from boto3) and the enclave in tunnel mode (from KMS itself) read KMS errors so."""
+        code = code if isinstance(code, str) and _KMS_ERROR_CODE.fullmatch(code) else ErrorCode.KMS_ERROR
+        server_error = isinstance(status, int) and not isinstance(status, bool) and status >= 500
+        text = message if isinstance(message, str) and message else f"KMS answered HTTP {status}"
+        return cls(code=code, message=escaped(text, MAX_KMS_MESSAGE_CHARS),
+                   retryable=code in RETRYABLE_KMS_CODES or server_error)
 
 
 @dataclass(frozen=True)
