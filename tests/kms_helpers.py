@@ -42,3 +42,15 @@ def openssl_open(envelope: bytes, tmp_path: Path) -> bytes:
     subprocess.run([openssl, "cms", "-decrypt", "-inform", "DER", "-in", str(in_path), "-inkey", str(key_path),
                     "-binary", "-out", str(out_path)], check=True, capture_output=True, timeout=30)
     return out_path.read_bytes()
+
+
+def make_keys(kms: Any, *, alias: str) -> dict[str, str]:
+    """With boto3 on ``kms`` (a SimulatedKms): a symmetric key with ``alias``, and an ECC_NIST_P256 key-agreement
+    key. Keys: id, arn, alias, alias_arn, ecdh (its key id) and ecdh_arn."""
+    boto = kms.client()
+    symmetric = boto.create_key(Description=alias)["KeyMetadata"]
+    boto.create_alias(AliasName=alias, TargetKeyId=symmetric["KeyId"])
+    ecdh = boto.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+    return {"id": symmetric["KeyId"], "arn": symmetric["Arn"], "alias": alias,
+            "alias_arn": symmetric["Arn"].rpartition(":key/")[0] + ":" + alias, "ecdh": ecdh["KeyId"],
+            "ecdh_arn": ecdh["Arn"]}

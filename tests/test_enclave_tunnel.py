@@ -48,6 +48,7 @@ from nitrokit.wire.kms import GENERATE_DATA_KEY, MAX_KMS_ANSWER_BYTES, recipient
 from nitrokit.wire.messages import Request
 from nitrokit.wire.server import ServerLimits, ServerThread, WireServer
 from tests.cli_helpers import run_cli
+from tests.kms_helpers import make_keys
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -185,12 +186,7 @@ def kms() -> Iterator[SimulatedKms]:
 @pytest.fixture(scope="module")
 def keys(kms: SimulatedKms) -> dict[str, str]:
     """A symmetric key with an alias, and an ECC key-agreement key, made with boto3 over HTTPS."""
-    boto = kms.client()
-    symmetric = boto.create_key(Description="tunnel")["KeyMetadata"]
-    boto.create_alias(AliasName="alias/tunnel", TargetKeyId=symmetric["KeyId"])
-    ecdh = boto.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
-    return {"id": symmetric["KeyId"], "arn": symmetric["Arn"], "alias": "alias/tunnel",
-            "alias_arn": symmetric["Arn"].rpartition(":key/")[0] + ":alias/tunnel", "ecdh": ecdh["KeyId"]}
+    return make_keys(kms, alias="alias/tunnel")
 
 
 @pytest.fixture

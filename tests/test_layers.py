@@ -194,7 +194,8 @@ def test_the_wheel_has_exactly_one_top_level_import_package(wheel: Path) -> None
     with zipfile.ZipFile(wheel) as archive:
         assert archive.read(top_level).decode().split() == ["nitrokit"]
     for required in ("nitrokit/attestation/roots/aws-nitro-enclaves-root-g1.pem", "nitrokit/testing/pki/root.pem",
-                     "nitrokit/enclave/nsm/_codec.py", "nitrokit/parent/proxy.py", "nitrokit/py.typed"):
+                     "nitrokit/enclave/nsm/_codec.py", "nitrokit/parent/proxy.py", "nitrokit/py.typed",
+                     "nitrokit/enclave/ca/amazon-trust-services.pem", "nitrokit/testing/pki/tls-ca.pem"):
         assert required in names
 
 
