@@ -2,9 +2,9 @@
 
     python bench/report.py [--seconds S] [--only NAME ...]
 
-Runs each bench/bench_*.py's ``run(seconds)`` in turn, in this process (bench_generate_random and
-bench_key_operations add the simulated KMS and the parent as child processes: one process tree), and prints
-their rows in one table, grouped by benchmark. Each ratio is against raw crypto timed in the same
+Runs each bench/bench_*.py's ``run(seconds)`` in turn, in this process (bench_generate_random,
+bench_key_operations and bench_tunnel add the simulated KMS and the parents as child processes: one process
+tree), and prints their rows in one table, grouped by benchmark. Each ratio is against raw crypto timed in the same
 benchmark's run, as its note says (a raw P-384 verify, a raw RSA-2048 OAEP operation, or the crypto floor of
 a KMS call), which cancels most of the machine's speed. docs/performance.md records this command's output.
 """
@@ -34,6 +34,8 @@ BENCHMARKS = {
     "bench_generate_random": "GenerateRandom round trips: enclave -> parent -> KMS (ratio: vs the crypto floor)",
     "bench_key_operations": "Decrypt, GenerateDataKey(Pair), DeriveSharedSecret: enclave -> parent -> KMS "
                             "(ratio: vs each one's crypto floor)",
+    "bench_tunnel": "GenerateRandom in relay mode vs tunnel mode vs a raw byte relay, 1/8/64 enclaves (ratio: vs the "
+                    "crypto floor)",
     "bench_import": "start-up: the pytest plugin and the CLI (ratio: vs import pytest / python -c pass)",
 }
 
