@@ -75,6 +75,7 @@ __all__ = [
     "WireServer",
     "check_count",
     "check_seconds",
+    "peer_of",
     "run_until_signal",
 ]
 
