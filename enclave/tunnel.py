@@ -42,7 +42,12 @@ from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
 from nitrokit.text import escaped
 from nitrokit.wire.address import VMADDR_CID_PARENT, Address, parse_address
-from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT, AwsCredentials, CredentialsClient
+from nitrokit.wire.credentials import (
+    DEFAULT_CREDENTIALS_PORT,
+    AwsCredentials,
+    CredentialsClient,
+    credentials_response,
+)
 from nitrokit.wire.errors import InvalidResponseError, RemoteError
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 from nitrokit.wire.messages import ErrorInfo
@@ -155,6 +160,10 @@ class CredentialsCache:
                 if not isinstance(current, AwsCredentials):
                     raise UsageError(f"the credentials provider returned a {type(current).__name__}, not "
                                      "AwsCredentials")
+                try:  # the channel's checks for any provider: the values go into HTTP headers (no CR/LF)
+                    credentials_response(current)
+                except InvalidResponseError as exc:  # names the member, never its value
+                    raise UsageError(f"the credentials provider's credentials are unusable: {exc}") from None
                 self._current, self._fetched_at = current, now
                 self.fetches += 1
             return current
