@@ -139,7 +139,8 @@ class _Entry:
 
 
 class Resolver:
-    """Resolve host names for the tunnel (see the module docstring); one query at a time per name.
+    """Resolve host names for the tunnel (see the module docstring); one query at a time per name, its answer
+    or its failure shared by the callers that waited for it.
 
     ``clock`` is the monotonic clock the cache uses (tests pass their own to step over TTLs).
     """
@@ -169,6 +170,10 @@ class Resolver:
         self.clock = clock
         self._cache: dict[str, _Entry] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        # Lookups finished so far, and each name's last failure (with its number) while it has no answer:
+        # callers that waited for a lookup get its failure rather than asking again, one after the other.
+        self._lookups = 0
+        self._failed: dict[str, tuple[int, DnsError]] = {}
 
     async def resolve(self, host: str) -> Resolved:
         """The addresses of ``host`` to connect to, in order; :class:`DnsError` if there are none."""
@@ -185,21 +190,32 @@ class Resolver:
         if entry is not None and self.clock() < entry.expires:
             return Resolved(entry.addresses, entry.source)
         lock = self._locks.setdefault(name, asyncio.Lock())
+        waited_from = self._lookups
         async with lock:
             entry = self._cache.get(name)
             now = self.clock()
             if entry is not None and now < entry.expires:  # another connection resolved it meanwhile
                 return Resolved(entry.addresses, entry.source)
+            failed = self._failed.get(name)
+            if failed is not None and failed[0] > waited_from:  # the lookup this caller waited for failed
+                raise type(failed[1])(str(failed[1]))
             try:
                 addresses, ttl, source = await self._lookup(name)
             except DnsError as exc:
+                self._lookups += 1
                 if entry is None or now >= entry.stale_until:
+                    self._failed.pop(name, None)
+                    if len(self._failed) >= _MAX_CACHE:
+                        del self._failed[next(iter(self._failed))]
+                    self._failed[name] = (self._lookups, exc)
                     raise
                 # Try again soon, not on every connection: at most once per min_ttl (and a second at least).
                 entry.expires = min(entry.stale_until, now + max(1.0, self.min_ttl))
                 logger.warning("dns %s: %s; serving the last good answer (%s) for at most %.0f s more", name,
                                escaped(str(exc), 300), ",".join(entry.addresses), entry.stale_until - now)
                 return Resolved(entry.addresses, "stale")
+            self._lookups += 1
+            self._failed.pop(name, None)
             now = self.clock()
             expires = now + min(max(ttl, self.min_ttl), self.max_ttl)
             if len(self._cache) >= _MAX_CACHE and name not in self._cache:

@@ -3,12 +3,18 @@ misbehaves on purpose, over real sockets on loopback. Each test is an attack tha
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from nitrokit.enclave.tunnel import CredentialsCache
 from nitrokit.errors import UsageError
+from nitrokit.parent._dns import DnsError, Resolved, Resolver
 from nitrokit.wire.credentials import AwsCredentials
+from tests.test_dns import StubDns, stub
 from tests.test_enclave_tunnel import ACCESS_KEY, SECRET, StaticCredentials, _http, _transport, canned
+
+__all__ = ["stub"]  # the fixture, imported for its use here
 
 # -- the enclave: credentials a provider hands over -------------------------------------------------------------
 
@@ -32,3 +38,24 @@ def test_credentials_that_would_break_the_request_head_are_refused_before_sendin
             pytest.raises(UsageError, match=member):
         transport.call("GenerateRandom", {"NumberOfBytes": 8})
     assert not server.requests
+
+
+# -- the parent: DNS -------------------------------------------------------------------------------------------
+
+
+def test_callers_waiting_on_a_failing_lookup_share_its_failure(stub: StubDns) -> None:
+    """A nameserver that never answers: every tunnel opened meanwhile waits for the one lookup in flight. They
+    used to each ask again, one after the other, once it failed, so N tunnels waited N lookups (holding their
+    connection places long after their enclaves gave up). The waiters now get the lookup's own failure."""
+    stub.responder = lambda query, transport: []
+    dns = Resolver(servers=[stub.server], ip_version="4", timeout=0.2, attempts=1)
+
+    async def many() -> list[BaseException | Resolved]:
+        return await asyncio.gather(*(dns.resolve("kms.example.com") for _ in range(5)), return_exceptions=True)
+
+    results = asyncio.run(many())
+    assert all(isinstance(result, DnsError) and "did not answer" in str(result) for result in results)
+    assert len(stub.queries) == 1
+    with pytest.raises(DnsError):  # a caller coming after the failure asks again
+        asyncio.run(dns.resolve("kms.example.com"))
+    assert len(stub.queries) == 2
