@@ -16,8 +16,9 @@ else (anchors, aliases, tags, other keys, tabs, duplicate keys, a missing member
 :class:`AllowListError` naming the line: an unknown construct is never skipped (fail closed).
 
 Matching is exact: host names case-insensitively with any trailing dot ignored, IP literals as addresses
-(``::ffff:10.0.0.1`` is ``10.0.0.1``). Unlike vsock-proxy, a host name target is never matched by resolving
-the entries: what is allowed is what the file says.
+(``::ffff:10.0.0.1`` is ``10.0.0.1``). A name ending in a numeric label (``127.1``, ``010.0.0.1``: IPv4 in
+getaddrinfo's shorthand, octal, hex) is neither and refused. Unlike vsock-proxy, a host name target is never
+matched by resolving the entries: what is allowed is what the file says.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ MAX_ALLOW_LIST_ENTRIES = 4096
 
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
+# A last label getaddrinfo would read as part of an IPv4 address (127.1, 0x7f.1, 010.0.0.1: octal): no TLD is.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 _KEYS = ("address", "port")
 # A plain scalar may not start with these (YAML's indicators): anchors, aliases, tags, block scalars...
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
@@ -100,7 +103,8 @@ def normalise_host(host: str) -> Host:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             return address.ipv4_mapped
         return address
-    if len(host) > 254 or not _HOSTNAME.fullmatch(host) or host.endswith("..") or host == ".":
+    if (len(host) > 254 or not _HOSTNAME.fullmatch(host) or host.endswith("..") or host == "."
+            or _NUMERIC_LABEL.fullmatch(host.removesuffix(".").rpartition(".")[2])):
         raise AllowListError(f"{escaped(host, 80)!r} is not a host name or IP address")
     return host.lower().removesuffix(".")
 

@@ -9,7 +9,9 @@ import pytest
 
 from nitrokit.enclave.tunnel import CredentialsCache
 from nitrokit.errors import UsageError
+from nitrokit.parent._allowlist import AllowListError, parse_allow_list
 from nitrokit.parent._dns import DnsError, Resolved, Resolver
+from nitrokit.parent.tunnel import TunnelConfig
 from nitrokit.wire.credentials import AwsCredentials
 from tests.test_dns import StubDns, stub
 from tests.test_enclave_tunnel import ACCESS_KEY, SECRET, StaticCredentials, _http, _transport, canned
@@ -59,3 +61,18 @@ def test_callers_waiting_on_a_failing_lookup_share_its_failure(stub: StubDns) ->
     with pytest.raises(DnsError):  # a caller coming after the failure asks again
         asyncio.run(dns.resolve("kms.example.com"))
     assert len(stub.queries) == 2
+
+
+# -- the parent: the allow-list and the target ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host", ["127.1", "0x7f.1", "010.0.0.1", "2130706433", "1.2.3.0x4"])
+def test_an_ipv4_address_in_a_shorthand_form_is_neither_a_name_nor_an_address(host: str) -> None:
+    """getaddrinfo reads these as IPv4 addresses (``010.0.0.1`` as 8.0.0.1, octal), a nameserver as names: what
+    the tunnel would reach depended on which one was asked. A host name never ends in a numeric label."""
+    with pytest.raises(AllowListError, match="not a host name or IP address"):
+        parse_allow_list(f"allowlist:\n- {{address: {host}, port: 443}}\n")
+    with pytest.raises(UsageError, match="not a host name or IP address"):
+        TunnelConfig(listen="tcp://127.0.0.1:0", target=f"{host}:443", credentials_listen=None)
+    assert parse_allow_list("allowlist:\n- {address: 10.0.0.1, port: 443}\n").allows("10.0.0.1", 443)
+    assert parse_allow_list("allowlist:\n- {address: kms.x1.example, port: 443}\n").allows("KMS.x1.example.", 443)
