@@ -23,6 +23,11 @@ wire_stream            the parent's side of a connection: bytes read frame by fr
                        asyncio stream, and ``decode_frame``), each body decoded as above
 kms_request            a GenerateRandom JSON body, SigV4-signed here, through the simulated KMS's handler
 kms_http               raw HTTP/1.1 bytes through the simulated KMS's HTTP request handler (no socket)
+tunnel_allowlist       tunnel mode's allow-list file (vsock-proxy's YAML subset), as text
+tunnel_dns             a DNS answer to the tunnel's A or AAAA question: header check, records, CNAME chain
+tunnel_http            the bytes of a KMS answer as the enclave's tunnel client reads them from TLS (status
+                       line, headers, Content-Length body, up to 4 answers on one connection), each then read
+                       as KMS's JSON or error
 =====================  ==================================================================================
 
 Placeholders keep the committed corpora valid as the calendar moves: in ``kms_request`` bodies ``@DOC@``,
@@ -62,11 +67,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from nitrokit import cms
 from nitrokit.attestation import Policy, Verifier, parse_document
+from nitrokit.enclave import _https, tunnel
 from nitrokit.errors import NitrokitError
 from nitrokit.kms import DEFAULT_ACCESS_KEY, CustomKeyStore, KmsSimConfig
 from nitrokit.kms._service import KmsService
 from nitrokit.kms.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_SOCKET_TIMEOUT, REQUEST_DEADLINE
 from nitrokit.kms.server import _Handler
+from nitrokit.parent import _allowlist, _dns
 from nitrokit.testing import build_document, fixture_pki
 from nitrokit.testing.documents import default_pcrs, sign_payload
 from nitrokit.wire import (
@@ -83,6 +90,8 @@ from nitrokit.wire import (
     parse_generate_random_response,
     read_frame,
 )
+from nitrokit.wire.address import parse_address
+from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 from nitrokit.wire.messages import MAX_ERROR_MESSAGE_LENGTH
 
 __all__ = [
@@ -102,6 +111,9 @@ __all__ = [
     "target_cms_parse",
     "target_kms_http",
     "target_kms_request",
+    "target_tunnel_allowlist",
+    "target_tunnel_dns",
+    "target_tunnel_http",
     "target_wire_request",
     "target_wire_response",
     "target_wire_stream",
@@ -412,6 +424,66 @@ def target_kms_http(data: bytes) -> None:
             raise FuzzFinding(f"status line {line[:64]!r} without injected faults")
 
 
+def target_tunnel_allowlist(data: bytes) -> None:
+    with _typed_errors_allowed():
+        allowed = _allowlist.parse_allow_list(data.decode("utf-8", "surrogateescape"), source="fuzz")
+        if not allowed.entries:
+            raise FuzzFinding("an allow-list with no entries was accepted")
+        for target in allowed.entries:
+            if not allowed.allows(str(target.host), target.port):
+                raise FuzzFinding(f"{target} is on the list but not allowed")
+
+
+#: The question every tunnel_dns input answers (the seeds are answers to it): A, then AAAA, for this name.
+DNS_NAME = "kms.us-east-1.amazonaws.com"
+DNS_ID = 0x4E4B
+
+
+def target_tunnel_dns(data: bytes) -> None:
+    for kind in (1, 28):
+        question = _dns._encode_name(DNS_NAME) + kind.to_bytes(2, "big") + b"\x00\x01"
+        # The id and the question's type are the input's own: let each kind's pass reach the records.
+        data = DNS_ID.to_bytes(2, "big") + data[2:]
+        if _dns._check_header(data, DNS_ID, question) is None:
+            continue
+        with _typed_errors_allowed():
+            addresses, ttl = _dns._addresses(data, DNS_NAME, kind)
+            if not addresses or ttl < 0:
+                raise FuzzFinding(f"an answer with {len(addresses)} addresses and TTL {ttl}")
+
+
+class _AnswerSocket:
+    """What the tunnel client reads an answer from, minus TLS: the input, in reads of up to 4 KiB."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def settimeout(self, _timeout: float | None) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        chunk, self._data = bytes(self._data[:min(size, 4096)]), self._data[min(size, 4096):]
+        return chunk
+
+
+def target_tunnel_http(data: bytes) -> None:
+    connection = _https.HttpsConnection(parse_address("unix:///fuzz"), host="kms.fuzz.invalid",
+                                        context=cast(Any, None), connect_timeout=1.0, timeout=5.0,
+                                        max_body=MAX_KMS_ANSWER_BYTES)
+    sock = cast(Any, _AnswerSocket(data))
+    for _ in range(4):  # answers kept alive on one connection
+        try:
+            answer, keep = connection._read_answer(sock, _https._Deadline(5.0))
+        except NitrokitError:
+            return
+        if len(answer.body) > MAX_KMS_ANSWER_BYTES:
+            raise FuzzFinding(f"a body of {len(answer.body)} bytes past the cap")
+        with _typed_errors_allowed():
+            tunnel._kms_answer(answer)
+        if not keep:
+            return
+
+
 def _gets_past_parsing(document: bytes) -> bool:
     try:
         parse_document(document)
@@ -439,4 +511,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "wire_stream": target_wire_stream,
     "kms_request": target_kms_request,
     "kms_http": target_kms_http,
+    "tunnel_allowlist": target_tunnel_allowlist,
+    "tunnel_dns": target_tunnel_dns,
+    "tunnel_http": target_tunnel_http,
 }

@@ -180,6 +180,65 @@ def seeds() -> dict[str, dict[str, bytes]]:
         "wire_stream": wire_stream,
         "kms_request": kms_request,
         "kms_http": kms_http,
+        "tunnel_allowlist": tunnel_allowlist(),
+        "tunnel_dns": tunnel_dns(harnesses.DNS_NAME, harnesses.DNS_ID),
+        "tunnel_http": tunnel_http(),
+    }
+
+
+def tunnel_allowlist() -> dict[str, bytes]:
+    """vsock-proxy's shipped form, block maps, quoting and comments, an IPv6 literal."""
+    return {
+        "seed-flow": b"allowlist:\n- {address: kms.us-east-1.amazonaws.com, port: 443}\n"
+                     b"- {address: kms-fips.us-east-1.amazonaws.com, port: 443}\n",
+        "seed-block": b"# comment\n---\nallowlist:\n  - address: 'kms.eu-west-1.amazonaws.com.'\n    port: 443\n"
+                      b"  - address: \"::1\"\n    port: 8443  # trailing\n",
+        "seed-ip": b"allowlist:\n- {address: 127.0.0.1, port: 8443}\n- {address: '::ffff:10.0.0.1', port: 1}\n",
+    }
+
+
+def tunnel_dns(name: str, ident: int) -> dict[str, bytes]:
+    """Answers to the A question for ``name``: two addresses; a CNAME chain; compressed names; NXDOMAIN."""
+    import struct
+
+    def encoded(text: str) -> bytes:
+        return b"".join(bytes([len(label)]) + label.encode() for label in text.split(".")) + b"\x00"
+
+    def answer(records: list[bytes], *, rcode: int = 0, kind: int = 1) -> bytes:
+        header = struct.pack("!HHHHHH", ident, 0x8180 | rcode, 1, len(records), 0, 0)
+        return header + encoded(name) + struct.pack("!HH", kind, 1) + b"".join(records)
+
+    def record(owner: bytes, kind: int, ttl: int, rdata: bytes) -> bytes:
+        return owner + struct.pack("!HHIH", kind, 1, ttl, len(rdata)) + rdata
+
+    at_question = b"\xc0\x0c"  # a pointer to the question's name (offset 12)
+    alias = encoded("kms.regional.example")
+    return {
+        "seed-two-a": answer([record(at_question, 1, 60, bytes([52, 94, 140, 16])),
+                              record(at_question, 1, 60, bytes([52, 94, 140, 250]))]),
+        # the alias's name is the first record's rdata, at 12 + 29 (question name) + 4 + 2 + 10 = 57 = 0x39
+        "seed-cname": answer([record(at_question, 5, 300, alias),
+                              record(b"\xc0\x39", 1, 30, bytes([10, 0, 0, 1]))]),
+        "seed-aaaa": answer([record(at_question, 28, 120, bytes(15) + b"\x01")], kind=28),
+        "seed-nxdomain": answer([], rcode=3),
+    }
+
+
+def tunnel_http() -> dict[str, bytes]:
+    """KMS answers as the tunnel client reads them: a 200 with JSON, an error, two kept alive, a close."""
+    ok = b'{"CiphertextForRecipient":"MIAGCSqGSIb3DQEHA6CAMIACAQIxggFr","KeyId":"arn:aws:kms:us-east-1:1:key/k"}'
+    error = b'{"__type":"com.amazonaws.kms#NotFoundException","message":"Alias not found"}'
+
+    def http(status: str, body: bytes, *extra: str) -> bytes:
+        head = "".join(f"{line}\r\n" for line in ("x-amzn-RequestId: 1", "Content-Type: application/x-amz-json-1.1",
+                                                   f"Content-Length: {len(body)}", *extra))
+        return f"HTTP/1.1 {status}\r\n{head}\r\n".encode() + body
+
+    return {
+        "seed-ok": http("200 OK", ok),
+        "seed-error": http("400 Bad Request", error),
+        "seed-two": http("200 OK", ok) + http("500 Internal Server Error", b'{"__type":"KMSInternalException"}'),
+        "seed-close": http("200 OK", ok, "Connection: close"),
     }
 
 

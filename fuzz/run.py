@@ -35,10 +35,11 @@ MAX_LEN = {
     "cms_parse": 8192, "cms_decrypt": 8192,
     "wire_request": 4096, "wire_response": 4096, "wire_stream": 4096,
     "kms_request": 2048, "kms_http": 4096,
+    "tunnel_allowlist": 2048, "tunnel_dns": 1024, "tunnel_http": 4096,
 }
 #: libFuzzer dictionaries (fuzz/dicts/NAME.dict): tokens the mutator splices in, for the text formats.
 DICTS = {"wire_request": "json", "wire_response": "json", "wire_stream": "json", "kms_request": "kms",
-         "kms_http": "http"}
+         "kms_http": "http", "tunnel_allowlist": "allowlist", "tunnel_http": "http"}
 # libFuzzer re-executes this script for -merge (and -fork/-jobs): the target then comes from the environment.
 _TARGET_ENV = "NITROKIT_FUZZ_TARGET"
 
