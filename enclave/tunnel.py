@@ -48,7 +48,7 @@ from nitrokit.wire.credentials import (
     CredentialsClient,
     credentials_response,
 )
-from nitrokit.wire.errors import InvalidResponseError, RemoteError
+from nitrokit.wire.errors import InvalidResponseError, RemoteError, WireError
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 from nitrokit.wire.messages import ErrorInfo
 
@@ -80,6 +80,10 @@ _USER_AGENT = f"nitrokit/{__version__} (enclave tunnel)"
 REFRESH_BEFORE_EXPIRY = 300.0
 #: ...or, when they carry no expiration, once they are this old
 REFRESH_WITHOUT_EXPIRY = 900.0
+# An early refresh that fails keeps the credentials in hand while they are good for a minute more, and is
+# tried again after this long (not on every call: a stalled channel would cost each call its timeout).
+_MUST_REFRESH_BEFORE_EXPIRY = 60.0
+_RETRY_FAILED_REFRESH = 30.0
 # KMS's answers to credentials it no longer takes: fetch fresh ones and try once more.
 _STALE_CREDENTIALS = frozenset({"ExpiredTokenException", "UnrecognizedClientException"})
 _REGION = re.compile(r"[a-z]{2}(-[a-z0-9]{1,20}){2,4}")
@@ -139,7 +143,9 @@ def tls_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
 class CredentialsCache:
     """The credentials to sign with: fetched on first use, then again when they expire within
     :data:`REFRESH_BEFORE_EXPIRY` seconds (or, without an expiration, every :data:`REFRESH_WITHOUT_EXPIRY`
-    seconds) and when :meth:`invalidate` says KMS refused them. Thread-safe: one fetch at a time."""
+    seconds) and when :meth:`invalidate` says KMS refused them. When such an early refresh fails, the
+    credentials in hand are kept while they are good for a minute more (the refresh tried again 30 s later).
+    Thread-safe: one fetch at a time."""
 
     def __init__(self, source: CredentialsProvider | Callable[[], AwsCredentials], *,
                  clock: Callable[[], float] = time.time) -> None:
@@ -148,6 +154,7 @@ class CredentialsCache:
         self._lock = threading.Lock()
         self._current: AwsCredentials | None = None
         self._fetched_at = 0.0
+        self._retry_at = 0.0  # after a failed early refresh
         #: how many times the source was asked (for tests and traces)
         self.fetches = 0
 
@@ -156,7 +163,13 @@ class CredentialsCache:
             now = self._clock()
             current = self._current
             if current is None or self._stale(current, now):
-                current = self._fetch()
+                try:
+                    current = self._fetch()
+                except WireError:
+                    if current is None or current.expires_within(_MUST_REFRESH_BEFORE_EXPIRY, now=now):
+                        raise
+                    self._retry_at = now + _RETRY_FAILED_REFRESH
+                    return current
                 if not isinstance(current, AwsCredentials):
                     raise UsageError(f"the credentials provider returned a {type(current).__name__}, not "
                                      "AwsCredentials")
@@ -174,6 +187,10 @@ class CredentialsCache:
             self._current = None
 
     def _stale(self, current: AwsCredentials, now: float) -> bool:
+        if current.expires_within(_MUST_REFRESH_BEFORE_EXPIRY, now=now):
+            return True
+        if now < self._retry_at:
+            return False
         if current.expiration is None:
             return now - self._fetched_at >= REFRESH_WITHOUT_EXPIRY
         return current.expires_within(REFRESH_BEFORE_EXPIRY, now=now)

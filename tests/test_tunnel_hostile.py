@@ -7,12 +7,13 @@ import asyncio
 
 import pytest
 
-from nitrokit.enclave.tunnel import CredentialsCache
+from nitrokit.enclave.tunnel import REFRESH_BEFORE_EXPIRY, REFRESH_WITHOUT_EXPIRY, CredentialsCache
 from nitrokit.errors import UsageError
 from nitrokit.parent._allowlist import AllowListError, parse_allow_list
 from nitrokit.parent._dns import DnsError, Resolved, Resolver
 from nitrokit.parent.tunnel import TunnelConfig
 from nitrokit.wire.credentials import AwsCredentials
+from nitrokit.wire.errors import WireTimeoutError
 from tests.test_dns import StubDns, stub
 from tests.test_enclave_tunnel import ACCESS_KEY, SECRET, StaticCredentials, _http, _transport, canned
 
@@ -76,3 +77,43 @@ def test_an_ipv4_address_in_a_shorthand_form_is_neither_a_name_nor_an_address(ho
         TunnelConfig(listen="tcp://127.0.0.1:0", target=f"{host}:443", credentials_listen=None)
     assert parse_allow_list("allowlist:\n- {address: 10.0.0.1, port: 443}\n").allows("10.0.0.1", 443)
     assert parse_allow_list("allowlist:\n- {address: kms.x1.example, port: 443}\n").allows("KMS.x1.example.", 443)
+
+
+class FailingAfterFirst:
+    """Hands out ``credentials`` once, then fails as a stalled or refusing credentials channel does."""
+
+    def __init__(self, credentials: AwsCredentials) -> None:
+        self.first: AwsCredentials | None = credentials
+        self.calls = 0
+
+    def credentials(self) -> AwsCredentials:
+        self.calls += 1
+        first, self.first = self.first, None
+        if first is None:
+            raise WireTimeoutError("the credentials channel gave no answer")
+        return first
+
+
+@pytest.mark.parametrize("expiration", [REFRESH_BEFORE_EXPIRY - 1, None])
+def test_a_failed_early_refresh_keeps_credentials_still_good(expiration: float | None) -> None:
+    """The refresh before expiry is early on purpose; when the channel fails then (the parent's credential
+    source is down, or the parent stalls the channel), the credentials in hand still sign, rather than every
+    KMS call failing for the last five minutes. The channel is asked again after a while, not on every call."""
+    clock = [1_900_000_000.0]
+    good = AwsCredentials(access_key_id=ACCESS_KEY, secret_access_key=SECRET,
+                          expiration=None if expiration is None else clock[0] + 3600)
+    provider = FailingAfterFirst(good)
+    cache = CredentialsCache(provider, clock=lambda: clock[0])
+    assert cache.credentials() is good
+    clock[0] += 3600 - (expiration or 0) if expiration is not None else REFRESH_WITHOUT_EXPIRY
+    assert cache.credentials() is good and provider.calls == 2
+    assert cache.credentials() is good and provider.calls == 2  # not asked again at once
+    clock[0] += 31
+    assert cache.credentials() is good and provider.calls == 3
+    if expiration is not None:  # within a minute of the expiration: a failure is the caller's
+        clock[0] = good.expiration - 59  # type: ignore[operator]
+        with pytest.raises(WireTimeoutError):
+            cache.credentials()
+    cache.invalidate()  # KMS refused them: a failure is the caller's
+    with pytest.raises(WireTimeoutError):
+        cache.credentials()
