@@ -71,9 +71,9 @@ class HttpAnswer:
 class _Deadline:
     __slots__ = ("at", "timeout")
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, at: float | None = None) -> None:
         self.timeout = timeout
-        self.at = time.monotonic() + timeout
+        self.at = time.monotonic() + timeout if at is None else at
 
     def left(self) -> float:
         left = self.at - time.monotonic()
@@ -100,11 +100,12 @@ class HttpsConnection:
         self.connections = 0
         self.resumed = 0
 
-    def post(self, headers: Mapping[str, str], body: bytes) -> HttpAnswer:
-        """Send ``POST /`` with ``headers`` (``Content-Length`` is added) and ``body``; return the answer."""
+    def post(self, headers: Mapping[str, str], body: bytes, *, until: float | None = None) -> HttpAnswer:
+        """Send ``POST /`` with ``headers`` (``Content-Length`` is added) and ``body``; return the answer.
+        ``until`` (:func:`time.monotonic`) is the caller's deadline, when the exchange is part of a longer call."""
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         request = f"POST / HTTP/1.1\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode("latin-1") + body
-        deadline = _Deadline(self._timeout)
+        deadline = _Deadline(self._timeout, until)
         try:
             sock = self._connection(deadline)
             sock.settimeout(deadline.left())

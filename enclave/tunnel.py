@@ -48,7 +48,7 @@ from nitrokit.wire.credentials import (
     CredentialsClient,
     credentials_response,
 )
-from nitrokit.wire.errors import InvalidResponseError, RemoteError, WireError
+from nitrokit.wire.errors import InvalidResponseError, RemoteError, WireError, WireTimeoutError
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 from nitrokit.wire.messages import ErrorInfo
 
@@ -204,6 +204,13 @@ class _ChannelProvider:
 
     def __init__(self, address: Address, *, connect_timeout: float, timeout: float) -> None:
         self._client = CredentialsClient(address, connect_timeout=connect_timeout, timeout=timeout)
+        self._connect_timeout, self._timeout = connect_timeout, timeout
+
+    def until(self, deadline: float) -> None:
+        """Make the next fetch end by ``deadline`` (:func:`time.monotonic`): the KMS call's own."""
+        left = max(0.001, deadline - time.monotonic())
+        self._client.connect_timeout = min(self._connect_timeout, left)
+        self._client.timeout = min(self._timeout, left)
 
     def credentials(self) -> AwsCredentials:
         return self._client.fetch()
@@ -242,6 +249,7 @@ class TunnelTransport:
                                                         timeout=min(timeout, 10.0))
         self.credentials = CredentialsCache(provider)
         self._signer = SigV4Signer(self.region)
+        self._timeout = timeout
         self._http = HttpsConnection(self.relay, host=self.kms_host, context=tls_context(ca_file),
                                      connect_timeout=connect_timeout, timeout=timeout, max_body=MAX_KMS_ANSWER_BYTES)
         self._lock = threading.Lock()  # one exchange at a time on the one connection
@@ -260,13 +268,15 @@ class TunnelTransport:
         """Send ``request`` (the operation's KMS JSON) to KMS; return KMS's JSON answer."""
         body = json.dumps(request, separators=(",", ":"), ensure_ascii=True).encode("ascii")
         with self._lock:
+            # One deadline for the whole call: the credentials fetched, the exchange, and its one repeat.
+            deadline = time.monotonic() + self._timeout
             try:
-                return self._send(operation, body)
+                return self._send(operation, body, deadline)
             except RemoteError as exc:
                 if exc.code not in _STALE_CREDENTIALS:
                     raise
             self.credentials.invalidate()
-            return self._send(operation, body)
+            return self._send(operation, body, deadline)
 
     def close(self) -> None:
         with self._lock:
@@ -280,12 +290,17 @@ class TunnelTransport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, operation: str, body: bytes) -> dict[str, Any]:
+    def _send(self, operation: str, body: bytes, deadline: float) -> dict[str, Any]:
+        if self._channel is not None:
+            self._channel.until(deadline)
+        credentials = self.credentials.credentials()
+        if time.monotonic() >= deadline:
+            raise WireTimeoutError(f"the KMS call took longer than {self._timeout:g} s (fetching the credentials)")
         headers = self._signer.sign(
-            host=self.kms_host, body=body, credentials=self.credentials.credentials(),
+            host=self.kms_host, body=body, credentials=credentials,
             headers={"content-type": CONTENT_TYPE, "x-amz-target": _TARGET_PREFIX + operation})
         headers["user-agent"] = _USER_AGENT  # not signed (as botocore leaves it out)
-        return _kms_answer(self._http.post(headers, body))
+        return _kms_answer(self._http.post(headers, body, until=deadline))
 
     def __repr__(self) -> str:
         return f"TunnelTransport({str(self.relay)!r}, kms_host={self.kms_host!r})"

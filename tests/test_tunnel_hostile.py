@@ -4,6 +4,7 @@ misbehaves on purpose, over real sockets on loopback. Each test is an attack tha
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -117,3 +118,29 @@ def test_a_failed_early_refresh_keeps_credentials_still_good(expiration: float |
     cache.invalidate()  # KMS refused them: a failure is the caller's
     with pytest.raises(WireTimeoutError):
         cache.credentials()
+
+
+class SlowCredentials:
+    """Credentials that take ``delays[i]`` seconds on the i-th fetch (a parent dripping its channel's answer)."""
+
+    def __init__(self, *delays: float) -> None:
+        self.delays = list(delays)
+
+    def credentials(self) -> AwsCredentials:
+        time.sleep(self.delays.pop(0))
+        return AwsCredentials(access_key_id=ACCESS_KEY, secret_access_key=SECRET)
+
+
+@pytest.mark.parametrize(("answer", "delays", "requests"), [
+    (_http("200 OK", b"{}"), (0.6,), 0),
+    (_http("400 Bad Request", b'{"__type":"UnrecognizedClientException"}'), (0.0, 0.6), 1),
+])
+def test_the_credentials_fetch_is_inside_the_calls_deadline(answer: bytes, delays: tuple[float, ...],
+                                                            requests: int) -> None:
+    """A parent holding the credentials channel's answer back used to get the whole timeout again for the
+    request (and again for the refetch and the retry after a refused key): a call of timeout 30 s could take
+    80. The fetch now counts: once the deadline has passed nothing more is sent."""
+    with canned(answer) as server, _transport(server.address, credentials=SlowCredentials(*delays),
+                                              timeout=0.5) as transport, pytest.raises(WireTimeoutError):
+        transport.call("GenerateRandom", {"NumberOfBytes": 8})
+    assert len(server.requests) == requests
