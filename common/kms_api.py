@@ -3,12 +3,19 @@
 The wire protocol's request shapes (:mod:`nitrokit.wire.kms`), the simulated KMS (:mod:`nitrokit.kms`), the
 enclave's client and the command lines all take these values from here, so a change to one limit changes
 every check and every help text. The numbers are the KMS API reference's (GenerateRandom and the key
-operations) and botocore's service model. Importing this module loads nothing beyond the standard library.
+operations) and botocore's service model. So are the region and endpoint rules both sides of tunnel mode
+use (:func:`kms_endpoint_host`). Importing this module loads nothing beyond the standard library and
+:mod:`nitrokit.errors`.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from types import MappingProxyType
+
+from nitrokit.errors import UsageError
+from nitrokit.text import escaped
 
 __all__ = [
     "DATA_KEY_PAIR_SPECS",
@@ -31,9 +38,13 @@ __all__ = [
     "MAX_PUBLIC_KEY_BYTES",
     "MIN_CUSTOM_KEY_STORE_ID_CHARS",
     "NUMBER_OF_BYTES_RANGE",
+    "REGION_PATTERN",
     "RETRYABLE_KMS_CODES",
     "RSAES_OAEP_SHA_256",
     "SYMMETRIC_DEFAULT",
+    "check_region",
+    "kms_endpoint_host",
+    "region_from_environment",
 ]
 
 #: GenerateRandom ``NumberOfBytes``: an integer from 1 to 1024.
@@ -107,3 +118,31 @@ RETRYABLE_KMS_CODES = frozenset({
     "ServiceUnavailable",
     "ServiceUnavailableException",
 })
+
+
+# -- regions and endpoints ---------------------------------------------------------------------------------------
+
+#: An AWS region name: us-east-1, eu-central-2, ap-southeast-5, us-gov-west-1, cn-north-1...
+REGION_PATTERN = re.compile(r"[a-z]{2}(-[a-z0-9]{1,20}){2,4}")
+
+
+def check_region(region: object) -> str:
+    """``region`` if it is an AWS region name; else a :class:`~nitrokit.errors.UsageError` saying so."""
+    if not isinstance(region, str) or not REGION_PATTERN.fullmatch(region):
+        shown = escaped(region, 40) if isinstance(region, str) else type(region).__name__
+        raise UsageError(f"region {shown!r} is not an AWS region name such as us-east-1")
+    return region
+
+
+def region_from_environment() -> str | None:
+    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else None (as the AWS SDKs read them)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+def kms_endpoint_host(region: str, *, fips: bool = False) -> str:
+    """KMS's endpoint host name in ``region``: ``kms.<region>.amazonaws.com`` (``kms-fips.`` with ``fips``),
+    ``.amazonaws.com.cn`` in the China regions. The parent's tunnel target and the name the enclave's TLS
+    checks come from here, so they cannot disagree."""
+    check_region(region)
+    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    return f"{'kms-fips' if fips else 'kms'}.{region}.{suffix}"

@@ -71,3 +71,44 @@ def test_the_command_lines_print_the_api_range() -> None:
     assert f"({kms_api.NUMBER_OF_BYTES_RANGE})" in _help_of(enclave_cli._add_generate_random, "generate-random")
     # demo.py writes the range out as text; this catches it falling behind the constant.
     assert f"({kms_api.NUMBER_OF_BYTES_RANGE})" in _help_of(demo.register, "demo")
+
+
+# --- regions and KMS endpoints: one rule for the parent's target, the enclave's TLS name and the simulator -----
+
+
+@pytest.mark.parametrize(("region", "host"), [
+    ("us-east-1", "kms.us-east-1.amazonaws.com"),
+    ("eu-central-2", "kms.eu-central-2.amazonaws.com"),
+    ("us-gov-west-1", "kms.us-gov-west-1.amazonaws.com"),
+    ("cn-north-1", "kms.cn-north-1.amazonaws.com.cn"),
+    ("cn-northwest-1", "kms.cn-northwest-1.amazonaws.com.cn"),
+])
+def test_kms_endpoint_hosts(region: str, host: str) -> None:
+    assert kms_api.kms_endpoint_host(region) == host
+    assert kms_api.kms_endpoint_host(region, fips=True) == host.replace("kms.", "kms-fips.", 1)
+
+
+@pytest.mark.parametrize("region", ["", "eu-west", "x-y", "US-EAST-1", "us-east-1.evil.com", "us-east-1\n", 7, None])
+def test_a_region_that_is_not_one_is_a_usage_error(region: object) -> None:
+    with pytest.raises(UsageError, match="not an AWS region name"):
+        kms_api.check_region(region)
+    if isinstance(region, str):
+        with pytest.raises(UsageError):
+            kms_api.kms_endpoint_host(region)
+
+
+def test_region_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    assert kms_api.region_from_environment() is None
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    assert kms_api.region_from_environment() == "eu-west-1"
+    monkeypatch.setenv("AWS_REGION", "ap-south-2")
+    assert kms_api.region_from_environment() == "ap-south-2"
+
+
+def test_the_simulator_certificate_names_the_china_endpoint() -> None:
+    from nitrokit.kms import KmsSimConfig, SimulatedKms
+
+    assert "kms.cn-north-1.amazonaws.com.cn" in SimulatedKms(KmsSimConfig(region="cn-north-1"), tls=True).tls_hosts
+    assert not any("amazonaws" in host for host in SimulatedKms(KmsSimConfig(region="local"), tls=True).tls_hosts)

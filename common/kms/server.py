@@ -51,6 +51,7 @@ from nitrokit.kms.limits import (
     DEFAULT_SOCKET_TIMEOUT,
     REQUEST_DEADLINE,
 )
+from nitrokit.kms_api import REGION_PATTERN, kms_endpoint_host
 from nitrokit.text import escaped
 
 if TYPE_CHECKING:
@@ -457,7 +458,9 @@ class SimulatedKms:
         """The names the fixture CA's certificate is issued for: loopback, the region's KMS host names, and the
         host listened on (unless it is a wildcard address)."""
         region = self.config.region
-        hosts = ["localhost", "127.0.0.1", "::1", f"kms.{region}.amazonaws.com", f"kms-fips.{region}.amazonaws.com"]
+        hosts = ["localhost", "127.0.0.1", "::1"]
+        if REGION_PATTERN.fullmatch(region):  # the simulator takes any region name; real ones have endpoints
+            hosts += [kms_endpoint_host(region), kms_endpoint_host(region, fips=True)]
         try:
             wildcard = ipaddress.ip_address(self._host).is_unspecified
         except ValueError:
