@@ -24,9 +24,10 @@ passed on (half-close) while the other way goes on. A tunnel ends when both ways
 moved either way for ``idle_timeout``, or at ``max_tunnel_lifetime``.
 
 A stop (SIGTERM) refuses new connections at once. A byte relay cannot see requests, but the enclave speaks
-first (TLS, then HTTP): a tunnel whose last bytes went to the enclave, and none since for a quarter second,
-is between exchanges (a kept-alive connection waiting for its next request) and is closed at once; a tunnel
-with a request in flight goes on until its answer is through, for at most ``grace_period``.
+first (TLS, then HTTP): a tunnel whose last bytes went to the enclave (none still buffered for it), and none
+since for a quarter second, is between exchanges (a kept-alive connection waiting for its next request) and
+is closed at once; a tunnel with a request in flight goes on until its answer is through, for at most
+``grace_period``.
 
 The target must be on the allow-list (vsock-proxy's YAML, :mod:`nitrokit.parent._allowlist`; without one,
 the list is the target alone) or the config is refused: the tunnel fails closed.
@@ -369,7 +370,10 @@ class TunnelProxy:
         for a moment): a kept-alive connection waiting for its next request; the enclave opens a new one."""
         now = time.monotonic()
         for tunnel in list(self._tunnels):
-            settled = tunnel.last_direction != "up" and now - tunnel.last >= _SETTLE_SECONDS
+            # Bytes still buffered for the enclave: an answer waiting for a slow reader, not a finished one.
+            to_enclave = tunnel.writers[0].transport
+            settled = (tunnel.last_direction != "up" and now - tunnel.last >= _SETTLE_SECONDS
+                       and (to_enclave.is_closing() or not to_enclave.get_write_buffer_size()))
             if tunnel.task is not None and tunnel.end is None and settled:
                 tunnel.finish("stop", "between exchanges")
                 tunnel.task.cancel()

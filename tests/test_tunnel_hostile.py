@@ -4,7 +4,11 @@ misbehaves on purpose, over real sockets on loopback. Each test is an attack tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +16,13 @@ from nitrokit.enclave.tunnel import REFRESH_BEFORE_EXPIRY, REFRESH_WITHOUT_EXPIR
 from nitrokit.errors import UsageError
 from nitrokit.parent._allowlist import AllowListError, parse_allow_list
 from nitrokit.parent._dns import DnsError, Resolved, Resolver
-from nitrokit.parent.tunnel import TunnelConfig
+from nitrokit.parent.tunnel import TunnelConfig, TunnelThread
+from nitrokit.wire.address import connect
 from nitrokit.wire.credentials import AwsCredentials
 from nitrokit.wire.errors import WireTimeoutError
 from tests.test_dns import StubDns, stub
 from tests.test_enclave_tunnel import ACCESS_KEY, SECRET, StaticCredentials, _http, _transport, canned
+from tests.test_parent_tunnel import Target, config, wait_until
 
 __all__ = ["stub"]  # the fixture, imported for its use here
 
@@ -144,3 +150,34 @@ def test_the_credentials_fetch_is_inside_the_calls_deadline(answer: bytes, delay
                                               timeout=0.5) as transport, pytest.raises(WireTimeoutError):
         transport.call("GenerateRandom", {"NumberOfBytes": 8})
     assert len(server.requests) == requests
+
+
+# -- the parent: stopping --------------------------------------------------------------------------------------
+
+
+def test_a_stop_lets_an_answer_still_going_to_a_slow_enclave_through(tmp_path: Path) -> None:
+    """The last bytes went to the enclave and none moved for a quarter second, but only because the enclave
+    reads slowly and the answer waits in the parent's buffers: not between exchanges. Such a tunnel was cut at
+    once by a stop, mid-answer."""
+    size = 2 << 20
+
+    def answer(conn: socket.socket) -> None:
+        conn.recv(100)
+        conn.sendall(b"a" * size)
+        conn.recv(100)
+
+    target = Target(answer)
+    with contextlib.closing(target.server), \
+            TunnelThread(config(tmp_path, f"127.0.0.1:{target.port}", grace_period=10.0)) as running, \
+            connect(running.address, timeout=5) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"request")
+        wait_until(lambda: running.proxy.buffered_bytes() > 0)  # the parent holds part of the answer
+        stopper = threading.Thread(target=running.stop)
+        stopper.start()
+        time.sleep(1.0)  # a slow enclave: four times the settling time before it reads again
+        received = 0
+        while data := sock.recv(65536):
+            received += len(data)
+        stopper.join()
+    assert received == size
