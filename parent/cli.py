@@ -23,6 +23,25 @@ _TUNNEL = TunnelConfig(target="127.0.0.1:443", credentials_listen=None)  # for i
 
 #: option dest -> (the mode it belongs to, its default); given or not is told by its absence from the namespace
 _MODE_OPTIONS: dict[str, tuple[str, Any]] = {}
+#: the limits both modes have: each mode's own default applies when the option is not given
+_SHARED_LIMITS = (
+    ("--max-connections", int, "N", "open connections"),
+    ("--max-connections-per-peer", int, "N", "open connections from one peer: a vsock CID (one enclave), a Unix "
+                                             "peer's uid, a TCP host"),
+    ("--idle-timeout", float, "S", "close connections idle this long"),
+    ("--grace-period", float, "S", "on SIGTERM, time for calls or tunnels in flight to finish"),
+)
+
+
+def _shared_default(dest: str) -> str:
+    relay, tunnel = getattr(_DEFAULTS, dest), getattr(_TUNNEL, dest)
+    return f"{relay:g}" if relay == tunnel else f"{relay:g} in relay mode, {tunnel:g} in tunnel mode"
+
+
+def _shared_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The shared limits given on the command line (the mode's config has its own defaults for the others)."""
+    names = (flag.removeprefix("--").replace("-", "_") for flag, _, _, _ in _SHARED_LIMITS)
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,7 +62,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR",
                         help=f"vsock://CID:PORT, unix:///path or tcp://HOST:PORT (default {DEFAULT_LISTEN}: "
                              "what an enclave reaches as vsock://3:8000)")
-    parser.add_argument("--region", metavar="R", help="AWS region (default: AWS_REGION or the profile's)")
+    parser.add_argument("--region", metavar="R",
+                        help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION; relay mode also reads the "
+                             "profile's)")
     parser.add_argument("--profile", metavar="P", help="AWS profile (default: the standard credential chain)")
     relay = parser.add_argument_group("relay mode")
     _option(relay, "relay", "--endpoint-url", None, metavar="URL", help="KMS endpoint (default: the region's)")
@@ -66,15 +87,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _option(tunnel, "tunnel", "--dns-server", (), action="append", metavar="IP[:PORT]", dest="dns_server",
             help="a nameserver to ask, up to 3 (default: /etc/resolv.conf's)")
     limits = parser.add_argument_group("limits")
-    limits.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections, metavar="N",
-                        help="open connections (default %(default)s)")
-    limits.add_argument("--max-connections-per-peer", type=int, default=_DEFAULTS.max_connections_per_peer,
-                        metavar="N", help="open connections from one peer: a vsock CID (one enclave), a Unix "
-                                          "peer's uid, a TCP host (default %(default)s)")
-    limits.add_argument("--idle-timeout", type=float, default=_DEFAULTS.idle_timeout, metavar="S",
-                        help="close connections idle this long (default %(default)s)")
-    limits.add_argument("--grace-period", type=float, default=_DEFAULTS.grace_period, metavar="S",
-                        help="on SIGTERM, time for calls or tunnels in flight to finish (default %(default)s)")
+    for flag, kind, metavar, text in _SHARED_LIMITS:
+        limits.add_argument(flag, type=kind, default=None, metavar=metavar,
+                            help=f"{text} (default {_shared_default(flag.removeprefix('--').replace('-', '_'))})")
     _option(limits, "relay", "--max-inflight", _DEFAULTS.max_inflight, type=int, metavar="N",
             help="relay: KMS calls in flight overall = worker threads")
     _option(limits, "relay", "--max-inflight-per-connection", _DEFAULTS.max_inflight_per_connection, type=int,
@@ -135,22 +150,16 @@ def run_parent(args: argparse.Namespace) -> int:
     options = _mode_values(args)
     if args.mode == "tunnel":
         return _run_tunnel(args, options)
-    config = ProxyConfig(
-        listen=args.listen, region=args.region, profile=args.profile, max_connections=args.max_connections,
-        max_connections_per_peer=args.max_connections_per_peer, idle_timeout=args.idle_timeout,
-        grace_period=args.grace_period, **options,
-    )
+    config = ProxyConfig(listen=args.listen, region=args.region, profile=args.profile, **_shared_values(args),
+                         **options)
     configure_logging("nitrokit", args.log_level)
     return run_until_signal(ParentProxy(config), on_listening=lambda address: print(address, flush=True))
 
 
 def _run_tunnel(args: argparse.Namespace, options: dict[str, Any]) -> int:
     options["dns_servers"] = tuple(options.pop("dns_server"))
-    config = TunnelConfig(
-        listen=args.listen, region=args.region, profile=args.profile, max_connections=args.max_connections,
-        max_connections_per_peer=args.max_connections_per_peer, idle_timeout=args.idle_timeout,
-        grace_period=args.grace_period, **options,
-    )
+    config = TunnelConfig(listen=args.listen, region=args.region, profile=args.profile, **_shared_values(args),
+                          **options)
     configure_logging("nitrokit", args.log_level)
     proxy = TunnelProxy(config)
 
