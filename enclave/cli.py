@@ -56,6 +56,7 @@ from nitrokit.kms_api import (
     MAX_CIPHERTEXT_BLOB_BYTES,
     MAX_GRANT_TOKENS,
     NUMBER_OF_BYTES_RANGE,
+    region_from_environment,
 )
 from nitrokit.wire.server import run_until_signal
 from nitrokit.wire.service import ATTEST, MAX_MESSAGE_BYTES, MAX_NONCE_BYTES, SIGN, ServiceClient
@@ -295,6 +296,8 @@ def _kms_client(args: argparse.Namespace, nsm: Nsm, **options: Any) -> KmsClient
     if args.mode == "relay" and given:
         flags = ", ".join(flag for name, flag in _TUNNEL_OPTIONS if name in given)
         raise UsageError(f"{flags}: for --mode tunnel only")
+    if args.mode == "tunnel" and "region" not in given and region_from_environment() is None:
+        raise UsageError("--mode tunnel needs the KMS region: --region R (or AWS_REGION / AWS_DEFAULT_REGION)")
     return KmsClient(nsm=nsm, parent=args.parent, mode=args.mode, **given, **options)
 
 
