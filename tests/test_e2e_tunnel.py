@@ -13,6 +13,9 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -226,3 +229,11 @@ def test_the_enclave_cli_in_tunnel_mode(kms: Any, parents: dict[str, NitrokitPro
                      "--credentials", tunnel.lines[1], "--nsm", "simulated", "--json")
     assert result.returncode == 0, result.stderr.decode()
     assert len(base64.b64decode(json.loads(result.stdout)["Plaintext"])) == 24
+
+
+def test_the_enclave_cli_names_a_missing_region() -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    result = subprocess.run([sys.executable, "-m", "nitrokit", "enclave", "generate-random", "--bytes", "8", "--mode",
+                             "tunnel", "--nsm", "simulated"], capture_output=True, env=env, timeout=60, check=False)
+    assert result.returncode == 2
+    assert b"--region R (or AWS_REGION / AWS_DEFAULT_REGION)" in result.stderr and b"Traceback" not in result.stderr
