@@ -339,6 +339,8 @@ def test_the_image_carries_no_boto3_and_no_private_key(installed):
     keys = [path for path in (root / "opt/nitrokit").rglob("*.pem") if b"PRIVATE KEY" in path.read_bytes()]
     assert keys == []
     assert (site / "nitrokit/testing/pki/root.pem").is_file()  # the public fixture root stays (kms-sim, verify)
+    assert not (site / "nitrokit/testing/pki/tls-ca.pem").exists()  # its key is public: nothing may trust it
+    assert (site / "nitrokit/enclave/ca/amazon-trust-services.pem").is_file()  # what tunnel mode trusts
     # Every enclave command group loads without boto3, and the simulated NSM says why it cannot sign.
     program = str(root / "opt/nitrokit/bin/nitrokit")
     attest = subprocess.run([program, "enclave", "attest", "--nsm", "simulated"], cwd=root, env=_clean_env(env),
