@@ -34,7 +34,8 @@ the list is the target alone) or the config is refused: the tunnel fails closed.
 
 One log line per tunnel on the ``nitrokit.parent`` logger, at its end: ``tunnel conn= peer= target= ip= bytes_up=
 bytes_down= ms= end=`` with ``end`` one of client-closed, target-closed, idle, lifetime, connect-failed,
-refused-cap, stop. Never a byte of content.
+refused-cap, stop. Never a byte of content. Connections refused at once are logged at most once a second,
+each line counting those left out before it, so a peer connecting in a loop cannot flood the log.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ KMS_PORT = 443
 MAX_CONNECT_TRIES = 4
 #: While stopping, a tunnel whose last bytes went to the enclave and none since for this long is closed.
 _SETTLE_SECONDS = 0.25
+#: Connections refused at once (over a cap, or while stopping) are logged at most once per this many seconds.
+_REFUSAL_LOG_INTERVAL = 1.0
 
 _REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+){1,5}")
 
@@ -250,6 +253,8 @@ class TunnelProxy:
         self._next = 0
         self._shutdown_task: asyncio.Task[None] | None = None
         self._warm_up: asyncio.Task[None] | None = None
+        self._refusal_logged = -_REFUSAL_LOG_INTERVAL
+        self._refusals_unlogged = 0
 
     @property
     def address(self) -> Address:
@@ -395,7 +400,7 @@ class TunnelProxy:
             tunnel.finish("refused-cap", f"{config.max_connections_per_peer} tunnels open from this peer")
         if tunnel.end is not None:
             writer.transport.abort()
-            self._log(tunnel)
+            self._log_refusal(tunnel)
             return
         self._tunnels.add(tunnel)
         self._per_peer[tunnel.peer] = self._per_peer.get(tunnel.peer, 0) + 1
@@ -422,6 +427,18 @@ class TunnelProxy:
                 self._per_peer[tunnel.peer] = left
             self._tasks.discard(task)
             self._log(tunnel)
+
+    def _log_refusal(self, tunnel: _Tunnel) -> None:
+        """A refused connection's line, at most one per :data:`_REFUSAL_LOG_INTERVAL`: a peer connecting in a
+        loop must not flood the log (journald's rate limit would then drop every line, the tunnels' too)."""
+        now = time.monotonic()
+        if now - self._refusal_logged < _REFUSAL_LOG_INTERVAL:
+            self._refusals_unlogged += 1
+            return
+        if self._refusals_unlogged:
+            tunnel.detail += f"; {self._refusals_unlogged} more refused before this one, not logged"
+        self._refusal_logged, self._refusals_unlogged = now, 0
+        self._log(tunnel)
 
     def _log(self, tunnel: _Tunnel) -> None:
         end = tunnel.end or "target-closed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ from nitrokit.errors import UsageError
 from nitrokit.parent._allowlist import AllowListError, parse_allow_list
 from nitrokit.parent._dns import DnsError, Resolved, Resolver
 from nitrokit.parent.tunnel import TunnelConfig, TunnelThread
-from nitrokit.wire.address import connect
+from nitrokit.wire.address import TcpAddress, connect
 from nitrokit.wire.credentials import AwsCredentials
 from nitrokit.wire.errors import WireTimeoutError
 from tests.test_dns import StubDns, stub
@@ -181,3 +182,31 @@ def test_a_stop_lets_an_answer_still_going_to_a_slow_enclave_through(tmp_path: P
             received += len(data)
         stopper.join()
     assert received == size
+
+
+# -- the parent: a peer opening connections in a loop -----------------------------------------------------------
+
+
+def test_refused_connections_cannot_flood_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    """Over its cap, a peer connecting in a loop got one warning line per connection (thousands a second), and
+    journald's rate limit then drops every line of the service, the tunnels' own too. Refusals are now logged
+    at most once a second, each line counting the ones left out before it."""
+    caplog.set_level(logging.INFO, logger="nitrokit.parent")
+    with contextlib.closing(socket.create_server(("127.0.0.1", 0))) as target, \
+            TunnelThread(TunnelConfig(listen="tcp://127.0.0.1:0", target=f"127.0.0.1:{target.getsockname()[1]}",
+                                      credentials_listen=None, max_connections_per_peer=1)) as running:
+        assert isinstance(running.address, TcpAddress)
+        server = (running.address.host, running.address.port)
+        with socket.create_connection(server):  # the peer's one place, taken
+            wait_until(lambda: running.proxy.connections == 1)
+            started = time.monotonic()
+            for _ in range(200):
+                socket.create_connection(server).close()
+            elapsed = time.monotonic() - started
+            time.sleep(1.1)
+            socket.create_connection(server).close()  # reports the ones left out since the last line
+            wait_until(lambda: "before this one" in caplog.text)
+    lines = [record.getMessage() for record in caplog.records if "refused-cap" in record.getMessage()]
+    assert len(lines) <= elapsed + 2
+    left_out = [int(line.rpartition("; ")[2].split()[0]) for line in lines if "before this one" in line]
+    assert len(lines) + sum(left_out) == 201
