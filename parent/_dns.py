@@ -377,9 +377,9 @@ def _addresses(data: bytes, name: str, kind: int) -> tuple[tuple[str, ...], floa
     if rcode == 3:
         raise _FinalAnswer(f"{name} does not exist (NXDOMAIN)")
     if rcode:
-        raise DnsError(f"{_kind_name(kind)} {name}: the server answered {_RCODES.get(rcode, f'rcode {rcode}')}")
+        raise DnsError(f"the server answered {_RCODES.get(rcode, f'rcode {rcode}')}")  # named by the caller
     if ancount > MAX_RECORDS:
-        raise DnsError(f"{_kind_name(kind)} {name}: {ancount} records, over the limit of {MAX_RECORDS}")
+        raise DnsError(f"{ancount} records, over the limit of {MAX_RECORDS}")
     offset = 12
     _, offset = _read_name(data, offset)
     offset += 4
@@ -412,7 +412,7 @@ def _addresses(data: bytes, name: str, kind: int) -> tuple[tuple[str, ...], floa
                 f" (its alias {current} has none in the answer)" if current != name.lower() else ""))
         ttl_floor = min(ttl_floor, alias[0][0])
         current = str(alias[0][1])
-    raise DnsError(f"{name}: a CNAME chain longer than {MAX_CNAME_HOPS}")
+    raise DnsError(f"a CNAME chain longer than {MAX_CNAME_HOPS}")
 
 
 def _read_name(data: bytes, offset: int) -> tuple[str, int]:

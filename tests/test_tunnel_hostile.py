@@ -21,7 +21,7 @@ from nitrokit.parent.tunnel import TunnelConfig, TunnelThread
 from nitrokit.wire.address import TcpAddress, connect
 from nitrokit.wire.credentials import AwsCredentials
 from nitrokit.wire.errors import WireTimeoutError
-from tests.test_dns import StubDns, stub
+from tests.test_dns import Record, StubDns, a, cname, reply, stub
 from tests.test_enclave_tunnel import ACCESS_KEY, SECRET, StaticCredentials, _http, _transport, canned
 from tests.test_parent_tunnel import Target, config, wait_until
 
@@ -210,3 +210,16 @@ def test_refused_connections_cannot_flood_the_log(caplog: pytest.LogCaptureFixtu
     assert len(lines) <= elapsed + 2
     left_out = [int(line.rpartition("; ")[2].split()[0]) for line in lines if "before this one" in line]
     assert len(lines) + sum(left_out) == 201
+
+
+@pytest.mark.parametrize(("records", "problem"), [
+    ([a("kms.example.com", f"10.0.{i // 250}.{i % 250}") for i in range(300)], "300 records, over the limit"),
+    ([cname("kms.example.com", "b.example.com"), cname("b.example.com", "kms.example.com")], "a CNAME chain"),
+])
+def test_a_hostile_answer_is_named_once(stub: StubDns, records: list[Record], problem: str) -> None:
+    """The error said the record type and name twice ("A kms.example.com: A kms.example.com: 300 records")."""
+    stub.responder = lambda query, transport: [reply(query, records)]
+    dns = Resolver(servers=[stub.server], ip_version="4", timeout=0.5, attempts=1)
+    with pytest.raises(DnsError, match=problem) as caught:
+        asyncio.run(dns.resolve("kms.example.com"))
+    assert str(caught.value).count("kms.example.com") == 1
