@@ -133,9 +133,9 @@ class TunnelConfig:
     allowed: AllowList = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        parse_address(self.listen)
+        listen = parse_address(self.listen)
         if self.credentials_listen is not None:
-            parse_address(self.credentials_listen)
+            _check_credentials_listen(parse_address(self.credentials_listen), listen)
         check_count("max_connections", self.max_connections, 1, 65536)
         check_count("max_connections_per_peer", self.max_connections_per_peer, 1, 65536)
         check_count("buffer_size", self.buffer_size, 1024, 16 << 20)
@@ -169,6 +169,30 @@ class TunnelConfig:
     @property
     def target_text(self) -> str:
         return _show(self.target_host, self.target_port)
+
+
+def _check_credentials_listen(address: Address, listen: Address) -> None:
+    """The credentials channel hands out the role's secret key to whoever connects: only vsock (local enclaves)
+    or, in tests, a Unix socket or the loopback; and never the tunnel's own address."""
+    if isinstance(address, TcpAddress) and not _is_loopback(address.host):
+        raise UsageError(f"credentials_listen {address} is not a loopback address: the credentials channel hands "
+                         "out the role's secret key to whoever connects, so it is for vsock (or the loopback, "
+                         "tcp://127.0.0.1:PORT, in tests)")
+    if address == listen and not (isinstance(address, TcpAddress) and address.port == 0):
+        raise UsageError(f"credentials_listen and listen are the same address ({address}): the credentials "
+                         "channel needs its own (by default vsock://any:8001)")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower().removesuffix(".") == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _ip_version_of(host: str) -> str | None:

@@ -180,3 +180,24 @@ def test_boto3s_chain_with_expiring_credentials(tmp_path: Path, monkeypatch: pyt
                                          session_token=TOKEN, expiration=1_893_456_000.0)
     with pytest.raises(UsageError, match="ProfileNotFound"):
         boto3_credentials_source("no-such-profile")
+
+
+@pytest.mark.parametrize("listen", ["tcp://0.0.0.0:8001", "tcp://[::]:8001", "tcp://10.0.0.5:8001",
+                                    "tcp://parent.example:8001"])
+def test_a_credentials_address_beyond_the_loopback_is_refused(listen: str) -> None:
+    with pytest.raises(UsageError, match=r"secret key.*vsock"):
+        TunnelConfig(listen="tcp://127.0.0.1:0", target="127.0.0.1:9", credentials_listen=listen)
+
+
+@pytest.mark.parametrize("listen", ["tcp://127.0.0.1:0", "tcp://[::1]:8001", "tcp://localhost:8001",
+                                    "vsock://any:8001"])
+def test_a_loopback_or_vsock_credentials_address_is_taken(listen: str) -> None:
+    TunnelConfig(listen="tcp://127.0.0.1:0", target="127.0.0.1:9", credentials_listen=listen)
+
+
+def test_the_credentials_channel_needs_its_own_address(tmp_path: Path) -> None:
+    same = f"unix://{tmp_path / 'one.sock'}"
+    for listen, credentials in ((same, same), ("vsock://any:8000", "vsock://any:8000")):
+        with pytest.raises(UsageError, match="same address"):
+            TunnelConfig(listen=listen, target="127.0.0.1:9", credentials_listen=credentials)
+    assert not (tmp_path / "one.sock").exists()
