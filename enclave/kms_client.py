@@ -57,7 +57,7 @@ from nitrokit import cms
 from nitrokit.enclave.errors import KmsCallError, TlsError, UntrustedAnswerError
 from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
-from nitrokit.enclave.tunnel import CredentialsProvider, TlsFailure, TunnelTransport, region_from_environment
+from nitrokit.enclave.tunnel import CredentialsProvider, TlsFailure, TunnelTransport
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import (
     DATA_KEY_SPEC_BYTES,
@@ -65,6 +65,7 @@ from nitrokit.kms_api import (
     GENERATE_RANDOM_MIN_BYTES,
     KEY_AGREEMENT_ALGORITHMS,
     SYMMETRIC_DEFAULT,
+    region_from_environment,
 )
 from nitrokit.text import escaped
 from nitrokit.wire.address import Address, parse_address

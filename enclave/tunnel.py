@@ -26,7 +26,6 @@ The parts:
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
 import threading
@@ -40,6 +39,7 @@ from nitrokit import __version__, strict_json
 from nitrokit.enclave._https import HttpAnswer, HttpsConnection, TlsFailure
 from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
+from nitrokit.kms_api import check_region, kms_endpoint_host
 from nitrokit.text import escaped
 from nitrokit.wire.address import VMADDR_CID_PARENT, Address, parse_address
 from nitrokit.wire.credentials import (
@@ -62,8 +62,6 @@ __all__ = [
     "CredentialsProvider",
     "TlsFailure",
     "TunnelTransport",
-    "default_kms_host",
-    "region_from_environment",
     "tls_context",
 ]
 
@@ -86,7 +84,6 @@ _MUST_REFRESH_BEFORE_EXPIRY = 60.0
 _RETRY_FAILED_REFRESH = 30.0
 # KMS's answers to credentials it no longer takes: fetch fresh ones and try once more.
 _STALE_CREDENTIALS = frozenset({"ExpiredTokenException", "UnrecognizedClientException"})
-_REGION = re.compile(r"[a-z]{2}(-[a-z0-9]{1,20}){2,4}")
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -95,24 +92,6 @@ class CredentialsProvider(Protocol):
     """Anything that returns the AWS credentials to sign with (tests, or your own source)."""
 
     def credentials(self) -> AwsCredentials: ...
-
-
-def region_from_environment() -> str | None:
-    """``AWS_REGION``, else ``AWS_DEFAULT_REGION``, else None (as the AWS SDKs read them)."""
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
-
-
-def _check_region(region: object) -> str:
-    if not isinstance(region, str) or not _REGION.fullmatch(region):
-        shown = escaped(region, 40) if isinstance(region, str) else type(region).__name__
-        raise UsageError(f"region {shown!r} is not an AWS region name such as us-east-1")
-    return region
-
-
-def default_kms_host(region: str) -> str:
-    """KMS's endpoint host in ``region`` (``kms.<region>.amazonaws.com``; ``.com.cn`` in the China regions)."""
-    suffix = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"kms.{region}.{suffix}"
 
 
 def _check_host(host: object) -> str:
@@ -237,8 +216,8 @@ class TunnelTransport:
         credentials: str | Address | CredentialsProvider | None = None, connect_timeout: float = 5.0,
         timeout: float = 30.0,
     ) -> None:
-        self.region = _check_region(region)
-        self.kms_host = _check_host(kms_host if kms_host is not None else default_kms_host(region))
+        self.region = check_region(region)
+        self.kms_host = _check_host(kms_host if kms_host is not None else kms_endpoint_host(region))
         self.relay = parse_address(relay)
         self._channel: _ChannelProvider | None = None
         if isinstance(credentials, CredentialsProvider):

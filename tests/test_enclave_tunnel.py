@@ -28,6 +28,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from nitrokit.enclave import tunnel
 from nitrokit.enclave.errors import KmsCallError, TlsError, UntrustedAnswerError
 from nitrokit.enclave.kms_client import KmsClient, RetryPolicy, _check_key_id
 from nitrokit.enclave.nsm import SimulatedNsm
@@ -36,12 +37,12 @@ from nitrokit.enclave.tunnel import (
     REFRESH_BEFORE_EXPIRY,
     CredentialsCache,
     TunnelTransport,
-    default_kms_host,
     tls_context,
 )
 from nitrokit.errors import UsageError
 from nitrokit.kms import KmsSimConfig, SimulatedKms
 from nitrokit.kms.config import AccessKey
+from nitrokit.kms_api import kms_endpoint_host
 from nitrokit.testing.tls import server_context, tls_ca_file
 from nitrokit.wire.credentials import CREDENTIALS_OPERATIONS, AwsCredentials, credentials_response
 from nitrokit.wire.kms import GENERATE_DATA_KEY, MAX_KMS_ANSWER_BYTES, recipient_info
@@ -295,7 +296,7 @@ def test_every_operation_through_the_relay_on_one_connection(relay: ByteRelay, k
     assert isinstance(kms_public, ec.EllipticCurvePublicKey)
     assert peer.exchange(ec.ECDH(), kms_public) == shared.shared_secret
     assert relay.accepted == 1  # keep-alive: five calls, one connection
-    assert any(f"KMS {default_kms_host(REGION)} over TLS through the relay {relay.address}" in line
+    assert any(f"KMS {kms_endpoint_host(REGION)} over TLS through the relay {relay.address}" in line
                for line in traces)
 
 
@@ -375,7 +376,7 @@ class CannedTlsServer:
     """A TLS server on loopback TCP that reads each request and sends ``answer`` (None: never answers).
     ``requests`` records each request's head and body."""
 
-    def __init__(self, answer: bytes | None, hosts: tuple[str, ...] = (default_kms_host(REGION),)) -> None:
+    def __init__(self, answer: bytes | None, hosts: tuple[str, ...] = (kms_endpoint_host(REGION),)) -> None:
         self.answer = answer
         self.requests: list[tuple[str, bytes]] = []
         self._context = server_context(hosts)
@@ -596,7 +597,16 @@ def test_tunnel_mode_takes_the_region_from_the_environment(monkeypatch: pytest.M
     monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-north-1")
     with KmsClient(nsm=SimulatedNsm(), mode="tunnel") as client:
         assert client.mode == "tunnel"
-    assert default_kms_host("cn-north-1") == "kms.cn-north-1.amazonaws.com.cn"
+    assert kms_endpoint_host("cn-north-1") == "kms.cn-north-1.amazonaws.com.cn"
+
+
+def test_regions_and_endpoints_follow_the_one_rule_the_parent_uses() -> None:
+    """nitrokit.kms_api decides what a region is and where its KMS endpoint is, for both sides."""
+    for region in ("us-east-1", "us-gov-west-1", "ap-southeast-5", "cn-northwest-1"):
+        with TunnelTransport("unix:///nowhere", region=region,
+                             credentials=StaticCredentials(_credentials())) as transport:
+            assert transport.kms_host == kms_endpoint_host(region)
+    assert not hasattr(tunnel, "default_kms_host") and not hasattr(tunnel, "region_from_environment")
 
 
 def test_the_relay_transport_is_unchanged_by_default() -> None:
