@@ -45,12 +45,12 @@ import contextlib
 import ipaddress
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nitrokit.errors import UsageError
+from nitrokit.kms_api import check_region, kms_endpoint_host, region_from_environment
 from nitrokit.parent._allowlist import AllowList, AllowListError, load_allow_list
 from nitrokit.parent._credentials import CredentialsServer, CredentialsSource, boto3_credentials_source
 from nitrokit.parent._dns import DnsError, IpVersion, Resolver, parse_dns_server
@@ -83,8 +83,6 @@ _SETTLE_SECONDS = 0.25
 #: Connections refused at once (over a cap, or while stopping) are logged at most once per this many seconds.
 _REFUSAL_LOG_INTERVAL = 1.0
 
-_REGION = re.compile(r"[a-z0-9]+(-[a-z0-9]+){1,5}")
-
 logger = logging.getLogger("nitrokit.parent")
 
 
@@ -92,9 +90,11 @@ logger = logging.getLogger("nitrokit.parent")
 class TunnelConfig:
     """Everything the tunnel needs; every limit has a default and a bound (times in seconds).
 
-    ``target`` is ``HOST:PORT`` (``[IPv6]:PORT``); by default ``kms.<region>.amazonaws.com:443``, the region
-    from ``region`` or AWS_REGION / AWS_DEFAULT_REGION. ``allow_list`` is an :class:`AllowList` or the path of
-    a vsock-proxy YAML file. ``credentials_listen`` None runs no credentials channel.
+    ``target`` is ``HOST:PORT`` (``[IPv6]:PORT``); by default the region's KMS endpoint, port 443
+    (:func:`~nitrokit.kms_api.kms_endpoint_host`: ``kms.<region>.amazonaws.com``, ``.amazonaws.com.cn`` in
+    China, the name the enclave's TLS checks), the region from ``region`` or AWS_REGION / AWS_DEFAULT_REGION;
+    a ``region`` given must be a region name even beside a ``target``. ``allow_list`` is an
+    :class:`AllowList` or the path of a vsock-proxy YAML file. ``credentials_listen`` None runs no credentials channel.
     """
 
     listen: str | Address = DEFAULT_LISTEN
@@ -207,14 +207,14 @@ def _show(host: str, port: int) -> str:
 
 
 def _target(target: str | None, region: str | None) -> tuple[str, int]:
+    if region is not None:
+        check_region(region)
     if target is None:
-        region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = region or region_from_environment()
         if not region:
             raise UsageError("tunnel mode needs a target: --target HOST:PORT, or a region (--region or AWS_REGION) "
                              "for kms.<region>.amazonaws.com:443")
-        if len(region) > 32 or not _REGION.fullmatch(region):
-            raise UsageError(f"{escaped(region, 40)!r} is not an AWS region name")
-        return f"kms.{region}.amazonaws.com", KMS_PORT
+        return kms_endpoint_host(region), KMS_PORT
     if not isinstance(target, str):
         raise UsageError(f"target must be HOST:PORT, not {type(target).__name__}")
     try:

@@ -369,3 +369,26 @@ def test_usage_errors(args: list[str], words: str) -> None:
                             text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert words in result.stderr
+
+
+@pytest.mark.parametrize(("region", "host"), [("eu-west-1", "kms.eu-west-1.amazonaws.com"),
+                                              ("cn-north-1", "kms.cn-north-1.amazonaws.com.cn")])
+def test_the_default_target_is_the_regions_kms_endpoint(region: str, host: str) -> None:
+    from nitrokit.kms_api import kms_endpoint_host
+
+    tunnel_config = TunnelConfig(region=region, credentials_listen=None)
+    assert (tunnel_config.target_host, tunnel_config.target_port) == (host, 443) == (kms_endpoint_host(region), 443)
+
+
+def test_the_region_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "cn-northwest-1")
+    assert TunnelConfig(credentials_listen=None).target_host == "kms.cn-northwest-1.amazonaws.com.cn"
+
+
+@pytest.mark.parametrize("target", [None, "127.0.0.1:443"])
+def test_a_region_that_is_not_one_is_a_usage_error(target: str | None) -> None:
+    from nitrokit.errors import UsageError
+
+    with pytest.raises(UsageError, match="not an AWS region name"):
+        TunnelConfig(target=target, region="NOT A REGION", credentials_listen=None)
