@@ -4,7 +4,9 @@ vsock-proxy resolved its target once (or on a fixed timer) and kept connecting t
 stopped using. ``getaddrinfo`` hides TTLs, so this asks the system's nameservers (``nameserver`` lines of
 /etc/resolv.conf, or the ``servers`` given: ``--dns-server``) itself, with a small DNS client:
 
-- A and/or AAAA queries per ``ip_version`` (for ``any``: IPv4 addresses first, as every VPC routes them), a
+- A and/or AAAA queries per ``ip_version`` (for ``any``: both at once, IPv4 addresses first, as every VPC
+  routes them; once one family has answered with addresses the other gets :data:`RESOLUTION_DELAY` more,
+  then the answer in hand is used and cached for its own TTL, so a resolver that drops AAAA costs 50 ms), a
   random 16-bit id per query, the answer's id, question and flags checked (an answer that does not match is
   ignored, as a spoof would be), CNAME chains followed inside the answer (at most :data:`MAX_CNAME_HOPS`),
   compression pointers only backwards and at most :data:`MAX_POINTERS` per name (no loops), a truncated
@@ -38,8 +40,8 @@ from nitrokit.errors import NitrokitError, UsageError
 from nitrokit.text import escaped
 from nitrokit.wire.server import check_count, check_seconds
 
-__all__ = ["MAX_CNAME_HOPS", "MAX_POINTERS", "MAX_RECORDS", "DnsError", "IpVersion", "Resolved", "Resolver",
-           "parse_dns_server", "system_nameservers"]
+__all__ = ["MAX_CNAME_HOPS", "MAX_POINTERS", "MAX_RECORDS", "RESOLUTION_DELAY", "DnsError", "IpVersion",
+           "Resolved", "Resolver", "parse_dns_server", "system_nameservers"]
 
 IpVersion = Literal["any", "4", "6"]
 DNS_PORT = 53
@@ -51,6 +53,9 @@ _MAX_UDP_ANSWER = 4096
 _MAX_TCP_ANSWER = 65535
 _MAX_HOSTS_FILE_BYTES = 1 << 20
 _MAX_CACHE = 16
+#: With ip_version "any", how long the other family's answer is waited for once one has addresses (RFC 8305's
+#: Resolution Delay).
+RESOLUTION_DELAY = 0.05
 _TYPE_A, _TYPE_CNAME, _TYPE_AAAA = 1, 5, 28
 _CLASS_IN = 1
 _RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -232,7 +237,7 @@ class Resolver:
         if not self.servers or _in_hosts_file(name, self.hosts_file):
             return await self._getaddrinfo(name), self.hosts_interval, "hosts"
         kinds = {"4": (_TYPE_A,), "6": (_TYPE_AAAA,), "any": (_TYPE_A, _TYPE_AAAA)}[self.ip_version]
-        results = await asyncio.gather(*(self._query_servers(name, kind) for kind in kinds), return_exceptions=True)
+        results = await self._query_families(name, kinds)
         addresses: list[str] = []
         ttls: list[float] = []
         errors: list[str] = []
@@ -241,12 +246,31 @@ class Resolver:
                 errors.append(str(result))
             elif isinstance(result, BaseException):
                 raise result
-            elif result[0]:
+            elif result is not None and result[0]:
                 addresses.extend(result[0])
                 ttls.append(result[1])
         if not addresses:
             raise DnsError("; ".join(errors) or f"no {'/'.join(_kind_name(kind) for kind in kinds)} record for {name}")
         return tuple(dict.fromkeys(addresses)), min(ttls), "dns"
+
+    async def _query_families(self, name: str, kinds: tuple[int, ...]
+                              ) -> list[tuple[tuple[str, ...], float] | BaseException | None]:
+        """Each kind's answer (or its failure) in the order of ``kinds``. Once one has answered with addresses,
+        the others get :data:`RESOLUTION_DELAY` more (RFC 8305), then are dropped (None): a resolver that never
+        answers AAAA must not hold every re-resolution for ``timeout`` x ``attempts``."""
+        tasks = [asyncio.ensure_future(self._query_servers(name, kind)) for kind in kinds]
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending and any(not task.exception() and task.result()[0] for task in done):
+                    await asyncio.wait(pending, timeout=RESOLUTION_DELAY)
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        return [None if task.cancelled() else task.exception() or task.result() for task in tasks]
 
     async def _getaddrinfo(self, name: str) -> tuple[str, ...]:
         family = {"any": socket.AF_UNSPEC, "4": socket.AF_INET, "6": socket.AF_INET6}[self.ip_version]

@@ -298,6 +298,27 @@ def test_ip_versions(stub: StubDns) -> None:
     assert resolve(resolver(stub), "half.test")[0] == ("192.0.2.9",)
 
 
+def test_a_family_never_answered_does_not_hold_the_lookup(stub: StubDns) -> None:
+    """Behind a resolver that drops AAAA, "any" goes on with the A answer after a short grace, not after the
+    AAAA timeout (30 s here: the lookup must be over long before it), and caches it for the A record's TTL."""
+    stub.responder = lambda query, _: ([] if question_of(query)[1] == AAAA
+                                       else [reply(query, [a(question_of(query)[0], "192.0.2.7", ttl=40)])])
+    clock = Clock()
+    dns = Resolver(servers=[stub.server], timeout=30.0, attempts=2, clock=clock)
+
+    async def run() -> list[tuple[tuple[str, ...], str]]:
+        async with asyncio.timeout(10):  # far below the 60 s two AAAA tries would take
+            seen = [await dns.resolve("v4only.test")]
+            clock.now += 39
+            seen.append(await dns.resolve("v4only.test"))  # cached for the A record's TTL: no query
+            clock.now += 2
+            seen.append(await dns.resolve("v4only.test"))
+        return [(result.addresses, result.source) for result in seen]
+
+    assert asyncio.run(run()) == [(("192.0.2.7",), "dns")] * 3
+    assert sorted(query[1:] for query in stub.queries) == [("v4only.test", A)] * 2 + [("v4only.test", AAAA)] * 2
+
+
 def test_literals_and_hosts_file_names_skip_dns(stub: StubDns, tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text("127.0.0.1 localhost\n")
