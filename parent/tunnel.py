@@ -401,7 +401,8 @@ class TunnelProxy:
         for tunnel in list(self._tunnels):
             # Bytes still buffered for the enclave: an answer waiting for a slow reader, not a finished one.
             to_enclave = tunnel.writers[0].transport
-            settled = (tunnel.last_direction != "up" and now - tunnel.last >= _SETTLE_SECONDS
+            # Strictly "down": a tunnel still resolving or connecting (None) holds a ClientHello not yet relayed.
+            settled = (tunnel.last_direction == "down" and now - tunnel.last >= _SETTLE_SECONDS
                        and (to_enclave.is_closing() or not to_enclave.get_write_buffer_size()))
             if tunnel.task is not None and tunnel.end is None and settled:
                 tunnel.finish("stop", "between exchanges")

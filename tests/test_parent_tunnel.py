@@ -283,6 +283,41 @@ def test_the_graceful_stop_lets_exchanges_finish_and_closes_kept_alive_tunnels(
     assert not (tmp_path / "tunnel.sock").exists()
 
 
+def test_the_stop_lets_a_tunnel_still_resolving_through(tmp_path: Path, echo_target: Target,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bytes relayed yet (the ClientHello waits for the target's address) is not "between exchanges"."""
+    import asyncio
+
+    from nitrokit.parent._dns import Resolved, Resolver
+
+    release = threading.Event()
+
+    class Held(Resolver):
+        async def resolve(self, host: str) -> Resolved:
+            while not release.is_set():
+                await asyncio.sleep(0.01)
+            return Resolved((host,), "literal")
+
+    monkeypatch.setattr("nitrokit.parent.tunnel._SETTLE_SECONDS", 0.01)  # settled checks every 10 ms
+    running = TunnelThread(config(tmp_path, f"127.0.0.1:{echo_target.port}", grace_period=20.0),
+                           resolver=Held(servers=[("127.0.0.1", 53)]))
+    running.start()
+    try:
+        with connect(running.address, timeout=5) as sock:
+            sock.settimeout(10)
+            sock.sendall(b"client-hello")
+            wait_until(lambda: running.proxy.connections == 1)
+            stopper = threading.Thread(target=running.stop)
+            stopper.start()
+            time.sleep(0.2)  # many settled checks while the tunnel is still resolving
+            release.set()
+            assert sock.recv(100) == b"client-hello"  # relayed and answered, not cut
+            stopper.join()
+    finally:
+        release.set()
+        running.stop()
+
+
 def test_the_grace_period_bounds_the_stop(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     target = Target(hold)
     running = TunnelThread(config(tmp_path, f"127.0.0.1:{target.port}", grace_period=0.5))
