@@ -9,7 +9,10 @@ knows when to ask again.
 
 A source runs in one daemon thread at a time, off the event loop, within ``timeout``: a source that fails
 or hangs (the metadata service unreachable) costs that request a ``NoCredentials`` answer (retryable), never
-the server, and never more than one stuck thread. Nothing of the secret key or the session token is logged
+the server, and never more than one stuck thread. A source that finds no credentials at all (boto3's chain
+found nothing: :class:`NoCredentialsConfigured`) is answered ``NoCredentials``, not retryable, saying none
+are configured on the parent; :meth:`CredentialsServer.check` (run once at start) logs one warning naming
+where they can come from. Nothing of the secret key or the session token is logged
 or put in an error message: failures are named by their exception's class alone.
 """
 
@@ -29,12 +32,20 @@ from nitrokit.wire import Address, ErrorCode, InvalidResponseError, Request
 from nitrokit.wire.credentials import CREDENTIALS_OPERATIONS, AwsCredentials, credentials_response
 from nitrokit.wire.server import CallFailed, ServerLimits, WireServer
 
-__all__ = ["CredentialsServer", "CredentialsSource", "boto3_credentials_source"]
+__all__ = ["CredentialsServer", "CredentialsSource", "NoCredentialsConfigured", "boto3_credentials_source"]
 
 #: Returns the credentials to hand out now (called in a worker thread; may block, e.g. on IMDS).
 CredentialsSource = Callable[[], AwsCredentials]
 
 logger = logging.getLogger("nitrokit.parent")
+
+#: Where the parent's credentials can come from, for the messages saying there are none.
+_WHERE = ("the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), a profile (--profile, or "
+          "AWS_PROFILE), or the instance role (attach one to the parent instance)")
+
+
+class NoCredentialsConfigured(LookupError):
+    """Raised by a source that finds no credentials at all (not a transient failure: nothing is configured)."""
 
 
 def boto3_credentials_source(profile: str | None = None) -> CredentialsSource:
@@ -55,7 +66,7 @@ def boto3_credentials_source(profile: str | None = None) -> CredentialsSource:
             if not found:
                 credentials = session.get_credentials()
                 if credentials is None:
-                    raise LookupError("no credentials in the standard chain")
+                    raise NoCredentialsConfigured("no credentials in the standard chain")
                 found.append(credentials)
         credentials = found[0]
         frozen = credentials.get_frozen_credentials()
@@ -90,6 +101,10 @@ class CredentialsServer:
             logger.warning("credentials: the source gave no answer within %g s", self.timeout)
             raise CallFailed(ErrorCode.NO_CREDENTIALS, f"the parent's credential source gave no answer within "
                              f"{self.timeout:g} s; try again later", retryable=True) from None
+        except NoCredentialsConfigured:
+            logger.info("credentials: none configured on the parent (GetCredentials answered NoCredentials)")
+            raise CallFailed(ErrorCode.NO_CREDENTIALS, "no AWS credentials are configured on the parent: it needs "
+                             f"them from {_WHERE}") from None
         except InvalidResponseError as exc:  # names the member, never its value
             logger.warning("credentials: the source's credentials are unusable: %s", exc)
             raise CallFailed(ErrorCode.NO_CREDENTIALS, "the parent's credentials are unusable (see its log)",
@@ -98,6 +113,21 @@ class CredentialsServer:
             logger.warning("credentials: the source failed: %s", type(exc).__name__)
             raise CallFailed(ErrorCode.NO_CREDENTIALS, f"the parent has no AWS credentials ({type(exc).__name__}); "
                              "try again later", retryable=True) from None
+
+    async def check(self) -> None:
+        """Ask the source once (at start, in the background): one warning if it finds no credentials at all, or
+        fails (named by its exception's class alone); quiet if it answers or is slow."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._call_source()
+        except NoCredentialsConfigured:
+            logger.warning("credentials: no AWS credentials are configured on the parent; GetCredentials will "
+                           "answer NoCredentials until there are some, from %s", _WHERE)
+        except TimeoutError:
+            pass
+        except Exception as exc:  # named by its class alone: messages may quote secrets
+            logger.warning("credentials: the source failed at start: %s (each request will try again)",
+                           type(exc).__name__)
 
     async def _call_source(self) -> Any:
         """Run the source in a daemon thread. Requests made while it runs (even one abandoned after its timeout)

@@ -337,11 +337,15 @@ class TunnelProxy:
         logger.info("listening on %s (tunnel to %s, allow-list of %d, ip-version %s%s)", self._address,
                     config.target_text, len(config.allowed.entries), config.ip_version,
                     f", credentials on {credentials.server.address}" if credentials is not None else "")
-        self._warm_up = asyncio.create_task(self._resolve_early())
+        self._warm_up = asyncio.create_task(self._check_early())
         return self._address
 
+    async def _check_early(self) -> None:
+        """Resolve the target and ask the credential source once at start, in the background: a warm cache, and
+        a DNS or credentials problem logged at once."""
+        await asyncio.gather(self._resolve_early(), *([self._credentials.check()] if self._credentials else []))
+
     async def _resolve_early(self) -> None:
-        """Resolve the target once at start, in the background: a warm cache, and a DNS problem logged early."""
         try:
             await self.resolver.resolve(self.config.target_host)
         except DnsError as exc:

@@ -201,3 +201,33 @@ def test_the_credentials_channel_needs_its_own_address(tmp_path: Path) -> None:
         with pytest.raises(UsageError, match="same address"):
             TunnelConfig(listen=listen, target="127.0.0.1:9", credentials_listen=credentials)
     assert not (tmp_path / "one.sock").exists()
+
+
+def test_no_credentials_anywhere_is_said_once_at_start_and_not_retryable(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    caplog.set_level(logging.INFO, logger="nitrokit")
+
+    def warnings() -> list[str]:
+        return [record.getMessage() for record in caplog.records
+                if record.levelno == logging.WARNING and "credentials" in record.getMessage()]
+
+    with _channel(tmp_path, boto3_credentials_source()) as running, CredentialsClient(_address(running)) as client:
+        deadline = time.monotonic() + 10
+        while not warnings() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(2):
+            with pytest.raises(RemoteError) as caught:
+                client.fetch()
+            error = caught.value
+            assert error.code == ErrorCode.NO_CREDENTIALS and not error.retryable
+            assert "no AWS credentials are configured on the parent" in str(error)
+            assert "try again" not in str(error)
+    [warning] = warnings()
+    assert all(word in warning for word in ("environment", "--profile", "instance role"))
