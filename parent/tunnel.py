@@ -35,7 +35,8 @@ the list is the target alone) or the config is refused: the tunnel fails closed.
 One log line per tunnel on the ``nitrokit.parent`` logger, at its end: ``tunnel conn= peer= target= ip= bytes_up=
 bytes_down= ms= end=`` with ``end`` one of client-closed, target-closed, idle, lifetime, connect-failed,
 refused-cap, stop. Never a byte of content. Connections refused at once are logged at most once a second,
-each line counting those left out before it, so a peer connecting in a loop cannot flood the log.
+each line counting those left out before it (:class:`~nitrokit.wire.server.RefusalLog`, as the wire servers
+do), so a peer connecting in a loop cannot flood the log.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from nitrokit.wire.address import (
 from nitrokit.wire.address import listen as listen_socket
 from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT
 from nitrokit.wire.errors import WireError
-from nitrokit.wire.server import ServerLimits, ServerThread, check_count, check_seconds, peer_of
+from nitrokit.wire.server import RefusalLog, ServerLimits, ServerThread, check_count, check_seconds, peer_of
 
 __all__ = ["DEFAULT_CREDENTIALS_LISTEN", "DEFAULT_LISTEN", "KMS_PORT", "TunnelConfig", "TunnelProxy",
            "TunnelThread"]
@@ -80,8 +81,6 @@ KMS_PORT = 443
 MAX_CONNECT_TRIES = 4
 #: While stopping, a tunnel whose last bytes went to the enclave and none since for this long is closed.
 _SETTLE_SECONDS = 0.25
-#: Connections refused at once (over a cap, or while stopping) are logged at most once per this many seconds.
-_REFUSAL_LOG_INTERVAL = 1.0
 
 logger = logging.getLogger("nitrokit.parent")
 
@@ -277,8 +276,7 @@ class TunnelProxy:
         self._next = 0
         self._shutdown_task: asyncio.Task[None] | None = None
         self._warm_up: asyncio.Task[None] | None = None
-        self._refusal_logged = -_REFUSAL_LOG_INTERVAL
-        self._refusals_unlogged = 0
+        self._refusals = RefusalLog()
 
     @property
     def address(self) -> Address:
@@ -429,7 +427,10 @@ class TunnelProxy:
             tunnel.finish("refused-cap", f"{config.max_connections_per_peer} tunnels open from this peer")
         if tunnel.end is not None:
             writer.transport.abort()
-            self._log_refusal(tunnel)
+            note = self._refusals.admit()
+            if note is not None:  # at most one line a second: a peer connecting in a loop cannot flood the log
+                tunnel.detail += note
+                self._log(tunnel)
             return
         self._tunnels.add(tunnel)
         self._per_peer[tunnel.peer] = self._per_peer.get(tunnel.peer, 0) + 1
@@ -456,18 +457,6 @@ class TunnelProxy:
                 self._per_peer[tunnel.peer] = left
             self._tasks.discard(task)
             self._log(tunnel)
-
-    def _log_refusal(self, tunnel: _Tunnel) -> None:
-        """A refused connection's line, at most one per :data:`_REFUSAL_LOG_INTERVAL`: a peer connecting in a
-        loop must not flood the log (journald's rate limit would then drop every line, the tunnels' too)."""
-        now = time.monotonic()
-        if now - self._refusal_logged < _REFUSAL_LOG_INTERVAL:
-            self._refusals_unlogged += 1
-            return
-        if self._refusals_unlogged:
-            tunnel.detail += f"; {self._refusals_unlogged} more refused before this one, not logged"
-        self._refusal_logged, self._refusals_unlogged = now, 0
-        self._log(tunnel)
 
     def _log(self, tunnel: _Tunnel) -> None:
         end = tunnel.end or "target-closed"

@@ -289,6 +289,42 @@ def test_peer_names(tmp_path):
     assert peer_of(closed) == "unknown"  # a socket the system cannot name: counted, never a crash
 
 
+def test_the_refusal_log_admits_one_line_per_interval():
+    from nitrokit.wire.server import RefusalLog
+
+    now = [100.0]
+    refusals = RefusalLog(1.0, clock=lambda: now[0])
+    assert refusals.admit() == ""            # the first is logged
+    assert [refusals.admit() for _ in range(3)] == [None] * 3
+    now[0] += 0.999
+    assert refusals.admit() is None
+    now[0] += 0.001
+    assert refusals.admit() == "; 4 more refused before this one, not logged"
+    now[0] += 5
+    assert refusals.admit() == ""
+
+
+def test_refused_connections_cannot_flood_the_log(start_server, caplog):
+    """Relay mode and the credentials channel: a peer connecting in a loop over its cap got one warning line
+    per connection. Now at most one a second, each counting the ones left out before it."""
+    caplog.set_level(logging.WARNING, logger="nitrokit.echo")
+    running, _ = start_server(max_connections=8, max_connections_per_peer=1)
+    with connect(running.address, timeout=5) as held:
+        assert _exchange(held, "Echo", {"Text": "mine"}).response == {"Echo": "mine"}  # registered
+        started = time.monotonic()
+        for _ in range(100):
+            with connect(running.address, timeout=5) as refused:
+                _expect_error_then_close(refused, ErrorCode.BUSY)
+        elapsed = time.monotonic() - started
+        time.sleep(1.1)
+        with connect(running.address, timeout=5) as refused:  # its line counts those left out since the last
+            _expect_error_then_close(refused, ErrorCode.BUSY)
+    lines = [record.getMessage() for record in caplog.records if " refused: " in record.getMessage()]
+    assert len(lines) <= elapsed + 2
+    left_out = [int(line.rpartition("; ")[2].split()[0]) for line in lines if "before this one" in line]
+    assert left_out and len(lines) + sum(left_out) == 101
+
+
 def test_connections_over_the_limit_get_busy_then_close(start_server):
     running, _ = start_server(max_connections=1)
     with connect(running.address, timeout=5) as held:

@@ -17,16 +17,16 @@ are both this server with their own handler and operation allow-list::
 
     raise SystemExit(run_until_signal(server, on_listening=print))   # a CLI: SIGTERM/SIGINT stop it gracefully
 
-What a peer can make the server hold is bounded by :class:`ServerLimits`: connections, overall and per peer
-(over either limit, a ``Busy`` answer and a close; a peer is a vsock CID, a Unix peer's uid, or a TCP host, so
-one enclave cannot take every connection from the others), the frame size, calls in flight per connection (the
-next frame is not read until one finishes), the time to send a whole frame once it started (``read_timeout``),
-the time between frames (``idle_timeout``) and the time to take an answer (``read_timeout`` again, then the
-connection is cut). A protocol error (malformed frame, unknown version or operation, frame too large, a frame
-not finished in time) is answered and closes the connection; a :class:`CallFailed` from the handler is an
-error response on a connection that stays open; any other exception from the handler costs that one call an
-``InternalError``, never the connection or the server. A slow, stalled or hostile peer only ever holds its own
-connection.
+What a peer can make the server hold is bounded by :class:`ServerLimits`: connections, overall and per peer (over
+either limit, a ``Busy`` answer and a close, logged at most once a second by :class:`RefusalLog`; a peer is a vsock
+CID, a Unix peer's uid, or a TCP host, so one enclave cannot take every connection from the others), the frame
+size, calls in flight per connection (the next frame is not read until one finishes), the time to send a whole
+frame once it started (``read_timeout``), the time between frames (``idle_timeout``) and the time to take an answer
+(``read_timeout`` again, then the connection is cut). A protocol error (malformed frame, unknown version or
+operation, frame too large, a frame not finished in time) is answered and closes the connection; a
+:class:`CallFailed` from the handler is an error response on a connection that stays open; any other exception from
+the handler costs that one call an ``InternalError``, never the connection or the server. A slow, stalled or
+hostile peer only ever holds its own connection.
 
 One log line per call on the ``nitrokit.<name>`` logger: ``call op= id= conn= outcome= ms=``; a call still
 in flight when the grace period of a stop ends is logged with ``outcome=abandoned``. Bodies are never logged.
@@ -67,8 +67,10 @@ from nitrokit.wire.messages import ErrorInfo, Request, Response, decode_request,
 
 __all__ = [
     "MAX_SECONDS",
+    "REFUSAL_LOG_INTERVAL",
     "CallFailed",
     "Handler",
+    "RefusalLog",
     "ServerLimits",
     "ServerThread",
     "Serving",
@@ -81,6 +83,9 @@ __all__ = [
 
 #: The longest any configurable wait may be (one day).
 MAX_SECONDS = 86400.0
+
+#: Connections refused at once (over a cap, or while stopping) are logged at most once per this many seconds.
+REFUSAL_LOG_INTERVAL = 1.0
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -124,6 +129,34 @@ class ServerLimits:
         check_count("max_frame_size", self.max_frame_size, 1024, MAX_FRAME_SIZE)
         for name in ("read_timeout", "idle_timeout", "grace_period"):
             check_seconds(name, getattr(self, name))
+
+
+class RefusalLog:
+    """Which refused connections get a log line: at most one per ``interval`` seconds, so a peer connecting in a
+    loop over its cap cannot flood the log (journald's rate limit would then drop every line of the service).
+    Shared by the wire servers (relay mode, the credentials channel) and the tunnel::
+
+        note = refusals.admit()
+        if note is not None:                      # None: this one is only counted
+            logger.warning("conn=%d refused: %s%s", number, reason, note)   # note: "" or "; N more refused ..."
+    """
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._logged: float | None = None
+        self._unlogged = 0
+
+    def admit(self) -> str | None:
+        """Count one refusal: None if it is not to be logged, else the note to end its line with (``""``, or
+        ``"; N more refused before this one, not logged"``)."""
+        now = self.clock()
+        if self._logged is not None and now - self._logged < self.interval:
+            self._unlogged += 1
+            return None
+        note = f"; {self._unlogged} more refused before this one, not logged" if self._unlogged else ""
+        self._logged, self._unlogged = now, 0
+        return note
 
 
 class CallFailed(NitrokitError):
@@ -174,6 +207,7 @@ class WireServer:
         self._stop_requested: asyncio.Event | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._next_connection = 0
+        self._refusals = RefusalLog()
 
     @property
     def address(self) -> Address:
@@ -289,7 +323,9 @@ class WireServer:
                        "close one or try again later")
         if refusal is not None:
             reason, code, message = refusal
-            self.logger.warning("conn=%d refused: %s", number, reason)
+            note = self._refusals.admit()
+            if note is not None:
+                self.logger.warning("conn=%d refused: %s%s", number, reason, note)
             with contextlib.suppress(WireError):
                 await write_frame(writer, encode_response(Response(id=None, error=ErrorInfo(code, message, True))),
                                   timeout=1.0)
