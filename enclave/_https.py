@@ -50,6 +50,10 @@ _READ_CHUNK = 16 * 1024
 _STATUS_LINE = re.compile(r"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: [\x20-\x7e\t]*)?")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 header field name
 _DIGITS = re.compile(r"[0-9]{1,12}")
+# What OpenSSL says when the first bytes back are not a TLS record (an HTTP answer, the parent's own protocol).
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
+                      "PACKET_LENGTH_TOO_LONG"})
+_HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
 
 
 class TlsFailure(WireError):
@@ -86,10 +90,12 @@ class HttpsConnection:
     """POSTs to ``host`` over TLS on connections to ``address``; one at a time, the connection kept alive."""
 
     def __init__(self, address: Address, *, host: str, context: ssl.SSLContext, connect_timeout: float,
-                 timeout: float, max_body: int) -> None:
+                 timeout: float, max_body: int, roots: str = "the CA file given") -> None:
+        """``roots`` says in words what ``context`` trusts, for the message when a certificate is refused."""
         self.address = address
         self.host = host
         self._context = context
+        self._roots = roots
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._max_body = max_body
@@ -138,13 +144,29 @@ class HttpsConnection:
                                                  session=self._session)
                 sock.settimeout(deadline.left())
                 sock.do_handshake()
-            except BaseException:
+            except BaseException as exc:
                 raw.close()
-                raise
+                raise self._handshake_failure(exc) from None
             self.connections += 1
             self.resumed += bool(sock.session_reused)
             self._sock = sock
         return self._sock
+
+    def _handshake_failure(self, exc: BaseException) -> BaseException:
+        """What a failed handshake means, in the words of the likely mistake (others as :func:`_mapped`)."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            reason = escaped(str(exc.verify_message or exc.reason or "not verified"), 200)
+            hint = ("; the name checked is kms_host / --kms-host, by default KMS's endpoint in region / --region"
+                    if exc.verify_code == _HOSTNAME_MISMATCH else "")
+            return TlsFailure(f"the TLS certificate of {escaped(self.host, 255)} is not accepted: {reason} "
+                              f"(checked against {self._roots}{hint})")
+        if isinstance(exc, ssl.SSLError) and exc.reason in _NOT_TLS:
+            return TlsFailure(f"the peer at {self.address} did not answer TLS: is it nitrokit parent --mode "
+                              "tunnel, and is --parent its tunnel address (not the credentials channel)?")
+        if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError | ConnectionError):
+            return ConnectionClosedError("the parent closed the tunnel before KMS answered: can the parent "
+                                         "reach its target? (see its log)")
+        return exc
 
     # -- the answer ------------------------------------------------------------------------------------------
 
@@ -238,9 +260,6 @@ def _mapped(exc: BaseException, host: str) -> BaseException:
     """The wire error for a failure of the exchange (others are returned as they are)."""
     if isinstance(exc, WireError):
         return exc
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or "not verified"
-        return TlsFailure(f"the TLS certificate of {escaped(host, 255)} is not accepted: {escaped(str(reason), 200)}")
     if isinstance(exc, ssl.SSLZeroReturnError | ssl.SSLEOFError):
         return ConnectionClosedError("the TLS connection closed before the answer was complete")
     if isinstance(exc, ssl.SSLError):

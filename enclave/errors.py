@@ -1,7 +1,9 @@
 """Errors of the enclave's KMS client.
 
 - :class:`KmsCallError`: the call failed (KMS refused it, the parent refused it, or the connection kept
-  failing after the allowed retries). ``code`` and ``retryable`` come from the last failure.
+  failing after the allowed retries). ``code`` and ``retryable`` come from the last failure. In tunnel mode,
+  code "CredentialsError" (not retryable): your ``credentials=`` provider or callable raised (the message names
+  its exception's class, never its text).
 - :class:`TlsError` (a :class:`KmsCallError`, tunnel mode): TLS refused the KMS server (its certificate or
   host name does not verify) or the bytes between here and it (altered, injected, out of order). ``code``
   "TlsError", never retried: whoever stands between (the parent's relay) is tampering, or the endpoint is not

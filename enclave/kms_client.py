@@ -54,10 +54,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from nitrokit import cms
+from nitrokit.enclave._https import TlsFailure
 from nitrokit.enclave.errors import KmsCallError, TlsError, UntrustedAnswerError
 from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
-from nitrokit.enclave.tunnel import CredentialsProvider, TlsFailure, TunnelTransport
+from nitrokit.enclave.tunnel import CredentialsSource, TunnelTransport
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import (
     DATA_KEY_SPEC_BYTES,
@@ -251,8 +252,10 @@ class KmsClient:
     parent's byte relay and this client talks to KMS over TLS through it; ``region`` (default ``AWS_REGION``
     or ``AWS_DEFAULT_REGION``), ``kms_host`` (TLS server name and Host header; default
     ``kms.<region>.amazonaws.com``), ``ca_file`` (PEM roots; default the shipped Amazon Trust Services
-    roots) and ``credentials`` (the parent's credentials channel address, default vsock://3:8001, or a
-    :class:`~nitrokit.enclave.tunnel.CredentialsProvider`) are for tunnel mode only (a
+    roots) and ``credentials`` (the parent's credentials channel address, default vsock://3:8001; or static
+    :class:`~nitrokit.wire.credentials.AwsCredentials`, a zero-argument callable returning them, or a
+    :class:`~nitrokit.enclave.tunnel.CredentialsProvider`: what these raise fails the call as a
+    :class:`~nitrokit.enclave.errors.KmsCallError` with code "CredentialsError") are for tunnel mode only (a
     :class:`~nitrokit.errors.UsageError` in relay mode).
 
     ``mix_nsm_entropy`` (default True) derives each result from the KMS bytes and as many NSM GetRandom bytes
@@ -269,7 +272,7 @@ class KmsClient:
         region: str | None = None,
         kms_host: str | None = None,
         ca_file: str | Path | None = None,
-        credentials: str | Address | CredentialsProvider | None = None,
+        credentials: str | Address | CredentialsSource | None = None,
         identity: IdentityPolicy | None = None,
         retry: RetryPolicy | None = None,
         connect_timeout: float = 5.0,
@@ -291,7 +294,8 @@ class KmsClient:
 
     @property
     def parent(self) -> Address:
-        """The parent proxy's address."""
+        """The parent's address: its KMS proxy in relay mode, its byte relay (``nitrokit parent --mode tunnel``)
+        in tunnel mode."""
         return self._address
 
     @property
@@ -515,7 +519,7 @@ class _Transport(Protocol):
 
 def _transport(
     address: Address, *, mode: str, region: str | None, kms_host: str | None, ca_file: str | Path | None,
-    credentials: str | Address | CredentialsProvider | None, connect_timeout: float, timeout: float,
+    credentials: str | Address | CredentialsSource | None, connect_timeout: float, timeout: float,
 ) -> _Transport:
     if mode == "relay":
         given = [name for name, value in (("region", region), ("kms_host", kms_host), ("ca_file", ca_file),

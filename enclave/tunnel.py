@@ -18,7 +18,8 @@ The parts:
   mode's :class:`~nitrokit.wire.client.WireClient` does over the parent's protocol; a KMS error answer
   becomes a :class:`~nitrokit.wire.errors.RemoteError` with KMS's code.
 - :class:`CredentialsCache`: AWS credentials to sign with, from the parent's credentials channel
-  (:class:`~nitrokit.wire.credentials.CredentialsClient`) or any :class:`CredentialsProvider`, fetched on first
+  (:class:`~nitrokit.wire.credentials.CredentialsClient`), static :class:`~nitrokit.wire.credentials.AwsCredentials`,
+  a zero-argument callable returning them, or any :class:`CredentialsProvider`, fetched on first
   use and again before they expire. They are the parent's credentials: the parent can read and use them.
 - :data:`DEFAULT_CA_FILE`: the Amazon Trust Services roots shipped in the package (``ca/``).
 """
@@ -36,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self, runtime_checkable
 
 from nitrokit import __version__, strict_json
-from nitrokit.enclave._https import HttpAnswer, HttpsConnection, TlsFailure
+from nitrokit.enclave._https import HttpAnswer, HttpsConnection
 from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import check_region, kms_endpoint_host
@@ -48,19 +49,22 @@ from nitrokit.wire.credentials import (
     CredentialsClient,
     credentials_response,
 )
-from nitrokit.wire.errors import InvalidResponseError, RemoteError, WireError, WireTimeoutError
+from nitrokit.wire.errors import (
+    ConnectionClosedError,
+    InvalidResponseError,
+    ProtocolError,
+    RemoteError,
+    WireError,
+    WireTimeoutError,
+)
 from nitrokit.wire.kms import MAX_KMS_ANSWER_BYTES
 from nitrokit.wire.messages import ErrorInfo
 
 __all__ = [
-    "CONTENT_TYPE",
     "DEFAULT_CA_FILE",
     "DEFAULT_CREDENTIALS",
-    "REFRESH_BEFORE_EXPIRY",
-    "REFRESH_WITHOUT_EXPIRY",
     "CredentialsCache",
     "CredentialsProvider",
-    "TlsFailure",
     "TunnelTransport",
     "tls_context",
 ]
@@ -94,6 +98,28 @@ class CredentialsProvider(Protocol):
     def credentials(self) -> AwsCredentials: ...
 
 
+#: Credentials from elsewhere than the parent's channel: a provider, a zero-argument callable, or static ones.
+CredentialsSource = CredentialsProvider | Callable[[], AwsCredentials] | AwsCredentials
+
+
+class CredentialsError(WireError):
+    """The caller's credentials provider (or callable) raised: not retried. The message names the exception's
+    class only, never its text (which may hold a secret)."""
+
+    retryable = False
+
+
+def _fetcher(source: CredentialsSource) -> Callable[[], AwsCredentials]:
+    if isinstance(source, AwsCredentials):
+        return lambda: source
+    if isinstance(source, CredentialsProvider):
+        return source.credentials
+    if callable(source):
+        return source
+    raise UsageError(f"credentials must be an address, AwsCredentials, a CredentialsProvider or a callable "
+                     f"returning AwsCredentials, not a {type(source).__name__}")
+
+
 def _check_host(host: object) -> str:
     if (not isinstance(host, str) or not 0 < len(host) <= 253
             or not all(_HOST_LABEL.fullmatch(label) for label in host.split("."))):
@@ -110,13 +136,33 @@ def tls_context(ca_file: str | Path | None = None) -> ssl.SSLContext:
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.check_hostname = True
     context.verify_mode = ssl.CERT_REQUIRED
+    shown = escaped(str(path), 200)
     try:
         context.load_verify_locations(cafile=str(path))
-    except (OSError, ssl.SSLError) as exc:  # missing, unreadable, not PEM, no certificate in it
-        raise UsageError(f"CA file {escaped(str(path), 200)}: cannot load it ({type(exc).__name__})") from None
+    except ssl.SSLError:  # not PEM, or no certificate in it
+        raise UsageError(f"CA file {shown}: no PEM certificate in it") from None
+    except OSError as exc:  # missing, a directory, unreadable
+        raise UsageError(f"CA file {shown}: {_os_problem(exc)}") from None
     if not context.get_ca_certs():
-        raise UsageError(f"CA file {escaped(str(path), 200)} holds no CA certificate")
+        raise UsageError(f"CA file {shown}: no PEM CA certificate in it")
     return context
+
+
+def _os_problem(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory, not a PEM file"
+    if isinstance(exc, PermissionError):
+        return "permission denied (cannot read it)"
+    return f"cannot read it ({escaped(exc.strerror or type(exc).__name__, 80)})"
+
+
+def _roots(ca_file: str | Path | None) -> str:
+    """What a TLS context of :func:`tls_context` trusts, in words (for a refused certificate's message)."""
+    if ca_file is None:
+        return "the Amazon Trust Services roots shipped with nitrokit; pass ca_file / --ca-file for another CA"
+    return f"the CA file {escaped(str(ca_file), 200)}"
 
 
 class CredentialsCache:
@@ -126,9 +172,8 @@ class CredentialsCache:
     credentials in hand are kept while they are good for a minute more (the refresh tried again 30 s later).
     Thread-safe: one fetch at a time."""
 
-    def __init__(self, source: CredentialsProvider | Callable[[], AwsCredentials], *,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._fetch = source.credentials if isinstance(source, CredentialsProvider) else source
+    def __init__(self, source: CredentialsSource, *, clock: Callable[[], float] = time.time) -> None:
+        self._fetch = _fetcher(source)
         self._clock = clock
         self._lock = threading.Lock()
         self._current: AwsCredentials | None = None
@@ -143,7 +188,7 @@ class CredentialsCache:
             current = self._current
             if current is None or self._stale(current, now):
                 try:
-                    current = self._fetch()
+                    current = self._ask()
                 except WireError:
                     if current is None or current.expires_within(_MUST_REFRESH_BEFORE_EXPIRY, now=now):
                         raise
@@ -159,6 +204,17 @@ class CredentialsCache:
                 self._current, self._fetched_at = current, now
                 self.fetches += 1
             return current
+
+    def _ask(self) -> AwsCredentials:
+        try:
+            return self._fetch()
+        except WireError:  # the channel's, typed already
+            raise
+        except Exception as exc:  # the caller's provider: typed here, its text left out (it may hold a secret)
+            failed = type(exc).__name__
+        # raised outside the handler, so that the provider's exception is not even its __context__
+        raise CredentialsError(f"the credentials provider raised {failed} (its message is not shown: it may hold "
+                               "a secret)")
 
     def invalidate(self) -> None:
         """Forget the credentials: the next :meth:`credentials` fetches fresh ones."""
@@ -192,10 +248,26 @@ class _ChannelProvider:
         self._client.timeout = min(self._timeout, left)
 
     def credentials(self) -> AwsCredentials:
-        return self._client.fetch()
+        try:
+            return self._client.fetch()
+        except WireError as exc:  # named as the credentials channel's, not the tunnel's
+            _name_channel(exc, self._client.address)
+            raise
 
     def close(self) -> None:
         self._client.close()
+
+
+def _name_channel(exc: WireError, address: Address) -> None:
+    """Prefix ``exc``'s message with the channel's address, and for bytes that are not the channel's
+    protocol, say what the likely mistake is."""
+    hint = (": is --credentials the parent's credentials channel (not its tunnel address)?"
+            if isinstance(exc, ConnectionClosedError | ProtocolError) else "")
+    if isinstance(exc, RemoteError):
+        exc.remote_message = f"credentials channel {address}: {exc.remote_message}"
+        exc.args = (f"{exc.code}: {exc.remote_message}",)
+    else:
+        exc.args = (f"credentials channel {address}: {exc}{hint}",)
 
 
 class TunnelTransport:
@@ -206,31 +278,34 @@ class TunnelTransport:
     a KMS error answer (KMS's code; retryable for throttling, KMS's transient errors and HTTP 5xx),
     :class:`~nitrokit.wire.errors.TransportError` subclasses when the connection fails (retryable),
     :class:`~nitrokit.wire.errors.InvalidResponseError` for an answer that is not HTTP or JSON within the
-    bounds, and :class:`TlsFailure` (not retryable) when TLS refuses the server or its records. Credentials
+    bounds, and a TLS failure (not retryable; :class:`~nitrokit.enclave.errors.TlsError` from the client) when
+    TLS refuses the server or its records. Credentials
     KMS no longer accepts (ExpiredTokenException, UnrecognizedClientException) are fetched again and the call
     made once more.
     """
 
     def __init__(
         self, relay: str | Address, *, region: str, kms_host: str | None = None, ca_file: str | Path | None = None,
-        credentials: str | Address | CredentialsProvider | None = None, connect_timeout: float = 5.0,
+        credentials: str | Address | CredentialsSource | None = None, connect_timeout: float = 5.0,
         timeout: float = 30.0,
     ) -> None:
         self.region = check_region(region)
         self.kms_host = _check_host(kms_host if kms_host is not None else kms_endpoint_host(region))
         self.relay = parse_address(relay)
         self._channel: _ChannelProvider | None = None
-        if isinstance(credentials, CredentialsProvider):
-            provider: CredentialsProvider = credentials
-        else:
+        source: CredentialsSource
+        if credentials is None or isinstance(credentials, str | Address):
             address = parse_address(credentials if credentials is not None else DEFAULT_CREDENTIALS)
-            provider = self._channel = _ChannelProvider(address, connect_timeout=connect_timeout,
-                                                        timeout=min(timeout, 10.0))
-        self.credentials = CredentialsCache(provider)
+            source = self._channel = _ChannelProvider(address, connect_timeout=connect_timeout,
+                                                      timeout=min(timeout, 10.0))
+        else:
+            source = credentials
+        self.credentials = CredentialsCache(source)
         self._signer = SigV4Signer(self.region)
         self._timeout = timeout
         self._http = HttpsConnection(self.relay, host=self.kms_host, context=tls_context(ca_file),
-                                     connect_timeout=connect_timeout, timeout=timeout, max_body=MAX_KMS_ANSWER_BYTES)
+                                     connect_timeout=connect_timeout, timeout=timeout, max_body=MAX_KMS_ANSWER_BYTES,
+                                     roots=_roots(ca_file))
         self._lock = threading.Lock()  # one exchange at a time on the one connection
 
     @property

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -262,11 +263,13 @@ def test_tunnel_mode_needs_neither_boto3_nor_botocore() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_a_missing_or_empty_ca_file_is_refused(tmp_path: Path) -> None:
+def test_a_missing_or_empty_ca_file_is_refused_saying_why(tmp_path: Path) -> None:
     (tmp_path / "empty.pem").write_text("# nothing\n")
-    for path in (tmp_path / "absent.pem", tmp_path / "empty.pem"):
-        with pytest.raises(UsageError, match="CA file"):
-            _client("unix:///nowhere", ca_file=path)
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    for name, why in (("absent.pem", "no such file"), ("empty.pem", "no PEM certificate in it"),
+                      ("key.pem", "no PEM certificate in it"), ("", "a directory")):
+        with pytest.raises(UsageError, match=f"CA file {tmp_path / name}: .*{why}"):
+            _client("unix:///nowhere", ca_file=tmp_path / name)
 
 
 # -- every operation through the relay, on one kept-alive connection -------------------------------------------
@@ -344,12 +347,17 @@ def test_a_server_certificate_for_another_host_is_refused(relay: ByteRelay) -> N
             pytest.raises(TlsError) as caught:
         client.generate_random(16)
     assert not caught.value.retryable and "kms.eu-west-1.amazonaws.com" in str(caught.value)
+    # which roots, and where the name checked comes from
+    assert f"checked against the CA file {tls_ca_file()}" in str(caught.value)
+    assert "kms_host / --kms-host" in str(caught.value) and "region / --region" in str(caught.value)
 
 
 def test_a_server_the_amazon_roots_do_not_vouch_for_is_refused(relay: ByteRelay) -> None:
     with _client(relay.address, ca_file=None, retry=TWO_TRIES) as client, pytest.raises(TlsError) as caught:
         client.generate_random(16)
     assert caught.value.attempts == 1 and "certificate" in str(caught.value)
+    assert ("checked against the Amazon Trust Services roots shipped with nitrokit; pass ca_file / --ca-file "
+            "for another CA") in str(caught.value) and "--kms-host" not in str(caught.value)
 
 
 # -- KMS's answers: errors, and what the client refuses to read ------------------------------------------------
@@ -441,6 +449,48 @@ def test_a_relay_reaching_a_server_of_another_name_is_refused() -> None:
             _client(server.address, retry=TWO_TRIES) as client, pytest.raises(TlsError) as caught:
         client.generate_random(8)
     assert (caught.value.retryable, caught.value.attempts) == (False, 1) and not server.requests
+
+
+@contextlib.contextmanager
+def plain_peer(reply: bytes) -> Iterator[str]:
+    """A TCP peer that reads the first bytes sent, answers ``reply`` (not TLS; empty: nothing) and closes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                peer, _ = listener.accept()
+                with peer:
+                    peer.recv(65536)
+                    peer.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
+
+@pytest.mark.parametrize("reply", [b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                                   b"\x00\x00\x00\x2a{\"v\":1,\"error\":{\"code\":\"MalformedFrame\"}}"])
+def test_a_peer_that_does_not_answer_tls_is_named(reply: bytes) -> None:
+    with plain_peer(reply) as address, _client(address, retry=TWO_TRIES) as client, \
+            pytest.raises(TlsError) as caught:
+        client.generate_random(8)
+    assert (caught.value.retryable, caught.value.attempts) == (False, 1)
+    assert (f"the peer at {address} did not answer TLS: is it nitrokit parent --mode tunnel, and is --parent its "
+            "tunnel address (not the credentials channel)?") in str(caught.value)
+
+
+def test_a_parent_closing_the_tunnel_before_kms_answered_is_named() -> None:
+    with plain_peer(b"") as address, _client(address, retry=TWO_TRIES) as client, \
+            pytest.raises(KmsCallError) as caught:
+        client.generate_random(8)
+    assert (caught.value.code, caught.value.retryable, caught.value.attempts) == ("ConnectionClosedError", True, 2)
+    assert ("the parent closed the tunnel before KMS answered: can the parent reach its target? (see its log)"
+            in str(caught.value))
 
 
 def test_the_request_is_aws_json_1_1_signed() -> None:
@@ -571,6 +621,51 @@ def test_an_unreachable_credentials_channel_is_a_retryable_failure(relay: ByteRe
             pytest.raises(KmsCallError) as caught:
         client.generate_random(8)
     assert caught.value.code == "TransportError" and caught.value.retryable
+    assert f"credentials channel unix://{tmp_path / 'none.sock'}: " in str(caught.value)
+
+
+def test_credentials_pointed_at_the_tunnel_say_so(relay: ByteRelay) -> None:
+    """--credentials given the relay's address: the channel's request reaches KMS's TLS server, which hangs up."""
+    with _client(relay.address, credentials=relay.address) as client, pytest.raises(KmsCallError) as caught:
+        client.generate_random(8)
+    assert caught.value.retryable
+    assert f"credentials channel {relay.address}: " in str(caught.value)
+    assert "is --credentials the parent's credentials channel (not its tunnel address)?" in str(caught.value)
+
+
+@pytest.mark.parametrize("kind", ["static", "callable"])
+def test_credentials_static_or_from_a_callable(relay: ByteRelay, kind: str) -> None:
+    calls: list[int] = []
+
+    def fetch() -> AwsCredentials:
+        calls.append(1)
+        return _credentials()
+
+    with _client(relay.address, credentials=_credentials() if kind == "static" else fetch) as client:
+        assert len(client.generate_random(8)) == 8
+        assert len(client.generate_random(8)) == 8
+    assert calls == ([] if kind == "static" else [1])
+
+
+class Failing:
+    def credentials(self) -> AwsCredentials:
+        raise RuntimeError(f"cannot read {SECRET}")
+
+
+@pytest.mark.parametrize("source", [Failing(), Failing().credentials])
+def test_a_failing_credentials_provider_is_a_typed_error_without_its_text(source: Any) -> None:
+    with _client("unix:///nowhere", credentials=source, retry=TWO_TRIES) as client, \
+            pytest.raises(KmsCallError) as caught:
+        client.generate_random(8)
+    assert (caught.value.code, caught.value.retryable, caught.value.attempts) == ("CredentialsError", False, 1)
+    assert "RuntimeError" in str(caught.value) and SECRET not in str(caught.value)
+    assert SECRET not in "".join(traceback.format_exception(caught.value))  # nor in what a log would print
+    assert caught.value.__context__ is None or caught.value.__context__.__context__ is None
+
+
+def test_credentials_of_another_kind_are_a_usage_error() -> None:
+    with pytest.raises(UsageError, match=r"credentials must be .* not a int"):
+        _client("unix:///nowhere", credentials=42)
 
 
 # -- usage ---------------------------------------------------------------------------------------------------
@@ -607,6 +702,12 @@ def test_regions_and_endpoints_follow_the_one_rule_the_parent_uses() -> None:
                              credentials=StaticCredentials(_credentials())) as transport:
             assert transport.kms_host == kms_endpoint_host(region)
     assert not hasattr(tunnel, "default_kms_host") and not hasattr(tunnel, "region_from_environment")
+
+
+def test_the_tunnel_module_exports_what_users_call() -> None:
+    assert sorted(tunnel.__all__) == ["CredentialsCache", "CredentialsProvider", "DEFAULT_CA_FILE",
+                                      "DEFAULT_CREDENTIALS", "TunnelTransport", "tls_context"]
+    assert "byte relay" in (KmsClient.parent.__doc__ or "")
 
 
 def test_the_relay_transport_is_unchanged_by_default() -> None:
