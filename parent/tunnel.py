@@ -70,8 +70,8 @@ from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT
 from nitrokit.wire.errors import WireError
 from nitrokit.wire.server import RefusalLog, ServerLimits, ServerThread, check_count, check_seconds, peer_of
 
-__all__ = ["DEFAULT_CREDENTIALS_LISTEN", "DEFAULT_LISTEN", "KMS_PORT", "TunnelConfig", "TunnelProxy",
-           "TunnelThread"]
+__all__ = ["DEFAULT_CREDENTIALS_LISTEN", "DEFAULT_LISTEN", "KMS_PORT", "AllowList", "AllowListError", "TunnelConfig",
+           "TunnelProxy", "TunnelThread"]
 
 #: What the enclave reaches as vsock://3:8000 (the tunnel) and vsock://3:8001 (the credentials channel).
 DEFAULT_LISTEN = "vsock://any:8000"
@@ -215,11 +215,15 @@ def _target(target: str | None, region: str | None) -> tuple[str, int]:
                              "for kms.<region>.amazonaws.com:443")
         return kms_endpoint_host(region), KMS_PORT
     if not isinstance(target, str):
-        raise UsageError(f"target must be HOST:PORT, not {type(target).__name__}")
+        raise UsageError(f"--target must be HOST:PORT, not {type(target).__name__}")
+    plainly = (f"--target must be HOST:PORT or [IPv6]:PORT, such as kms.eu-west-1.amazonaws.com:443, not "
+               f"{escaped(target, 80)!r}")
+    if "://" in target:
+        raise UsageError(f"{plainly}: the tunnel relays bytes to a host and port, not to a URL")
     try:
         address = parse_address(f"tcp://{target}")
-    except UsageError as exc:
-        raise UsageError(f"target {escaped(target, 80)!r} must be HOST:PORT or [IPv6]:PORT ({exc})") from None
+    except UsageError:
+        raise UsageError(plainly) from None
     assert isinstance(address, TcpAddress)
     if address.port == 0:
         raise UsageError("the target's port must be from 1 to 65535")

@@ -391,6 +391,8 @@ def test_the_command_line(tmp_path: Path, echo_target: Target) -> None:
     (["--target", "127.0.0.1:1"], "--target is not an option of --mode relay"),
     (["--mode", "tunnel", "--target", "127.0.0.1:1", "--allow-list", "/nonexistent.yaml"], "cannot read"),
     (["--mode", "tunnel", "--target", "127.0.0.1:0"], "port"),
+    (["--mode", "tunnel", "--target", "https://kms.eu-west-1.amazonaws.com"], "--target must be HOST:PORT"),
+    (["--mode", "tunnel", "--target", "kms.eu-west-1.amazonaws.com"], "--target must be HOST:PORT"),
     (["--mode", "tunnel", "--target", "127.0.0.1:1", "--buffer-size", "1"], "buffer_size"),
     (["--mode", "tunnel", "--target", "[::1]:1", "--ip-version", "4"], "an IPv6 address, not IPv4"),
     (["--mode", "tunnel", "--target", "127.0.0.1:1", "--dns-server", "resolver.example"], "not an IP address"),
@@ -427,3 +429,11 @@ def test_a_region_that_is_not_one_is_a_usage_error(target: str | None) -> None:
 
     with pytest.raises(UsageError, match="not an AWS region name"):
         TunnelConfig(target=target, region="NOT A REGION", credentials_listen=None)
+
+
+def test_the_allow_list_types_are_public() -> None:
+    import nitrokit.parent.tunnel as tunnel
+    from nitrokit.parent._allowlist import AllowList, AllowListError
+
+    assert {"AllowList", "AllowListError"} <= set(tunnel.__all__)
+    assert (tunnel.AllowList, tunnel.AllowListError) == (AllowList, AllowListError)
