@@ -81,8 +81,13 @@ class Direct:
         return answer, cms.decrypt(answer["CiphertextForRecipient"], self.key.private_key)
 
 
-def run_round(callers: list[Caller], seconds: float) -> tuple[float, list[float], list[object]]:
-    """Every caller in its own thread, calling back to back for ``seconds``; (calls/s, latencies, results)."""
+def run_round(callers: list[Caller], seconds: float, *,
+              untimed_first: bool = False) -> tuple[float, list[float], list[object]]:
+    """Every caller in its own thread, calling back to back for ``seconds``; (calls/s, latencies, results).
+
+    With ``untimed_first``, each caller's first call counts in calls/s but its latency is left out: every
+    caller starts it at the same instant, a burst that back-to-back calls in the steady state never see.
+    """
     latencies: list[list[float]] = [[] for _ in callers]
     values: list[list[object]] = [[] for _ in callers]
     start = threading.Barrier(len(callers) + 1)
@@ -91,12 +96,15 @@ def run_round(callers: list[Caller], seconds: float) -> tuple[float, list[float]
     def work(index: int) -> None:
         call, mine, got = callers[index], latencies[index], values[index]
         start.wait()
+        first = untimed_first
         while True:
             began = time.perf_counter()
             if began >= deadline:
                 return
             got.append(call())
-            mine.append(time.perf_counter() - began)
+            if not first:
+                mine.append(time.perf_counter() - began)
+            first = False
 
     threads = [threading.Thread(target=work, args=(index,), daemon=True) for index in range(len(callers))]
     for thread in threads:
@@ -108,7 +116,8 @@ def run_round(callers: list[Caller], seconds: float) -> tuple[float, list[float]
         thread.join()
     elapsed = time.perf_counter() - began
     pooled = [latency for mine in latencies for latency in mine]
-    return len(pooled) / elapsed, pooled, [value for got in values for value in got]
+    results = [value for got in values for value in got]
+    return len(results) / elapsed, pooled, results
 
 
 def cpu_seconds(process: NitrokitProcess) -> float:
