@@ -27,7 +27,6 @@ The parts:
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import threading
 import time
@@ -42,7 +41,7 @@ from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import check_region, kms_endpoint_host
 from nitrokit.text import escaped
-from nitrokit.wire.address import VMADDR_CID_PARENT, Address, parse_address
+from nitrokit.wire.address import VMADDR_CID_PARENT, Address, is_host_name, parse_address
 from nitrokit.wire.credentials import (
     DEFAULT_CREDENTIALS_PORT,
     AwsCredentials,
@@ -88,7 +87,6 @@ _MUST_REFRESH_BEFORE_EXPIRY = 60.0
 _RETRY_FAILED_REFRESH = 30.0
 # KMS's answers to credentials it no longer takes: fetch fresh ones and try once more.
 _STALE_CREDENTIALS = frozenset({"ExpiredTokenException", "UnrecognizedClientException"})
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
 @runtime_checkable
@@ -121,8 +119,7 @@ def _fetcher(source: CredentialsSource) -> Callable[[], AwsCredentials]:
 
 
 def _check_host(host: object) -> str:
-    if (not isinstance(host, str) or not 0 < len(host) <= 253
-            or not all(_HOST_LABEL.fullmatch(label) for label in host.split("."))):
+    if not isinstance(host, str) or host.endswith(".") or not is_host_name(host):  # SNI takes no trailing dot
         shown = escaped(host, 60) if isinstance(host, str) else type(host).__name__
         raise UsageError(f"KMS host {shown!r} is not a DNS host name")
     return host

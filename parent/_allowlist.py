@@ -31,6 +31,7 @@ from pathlib import Path
 
 from nitrokit.errors import UsageError
 from nitrokit.text import escaped
+from nitrokit.wire.address import is_host_name
 
 __all__ = ["MAX_ALLOW_LIST_BYTES", "MAX_ALLOW_LIST_ENTRIES", "AllowList", "AllowListError", "AllowedTarget",
            "load_allow_list", "normalise_host", "parse_allow_list"]
@@ -39,10 +40,7 @@ __all__ = ["MAX_ALLOW_LIST_BYTES", "MAX_ALLOW_LIST_ENTRIES", "AllowList", "Allow
 MAX_ALLOW_LIST_BYTES = 1 << 20
 MAX_ALLOW_LIST_ENTRIES = 4096
 
-_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
-# A last label getaddrinfo would read as part of an IPv4 address (127.1, 0x7f.1, 010.0.0.1: octal): no TLD is.
-_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 _KEYS = ("address", "port")
 # A plain scalar may not start with these (YAML's indicators): anchors, aliases, tags, block scalars...
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
@@ -103,8 +101,7 @@ def normalise_host(host: str) -> Host:
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             return address.ipv4_mapped
         return address
-    if (len(host) > 254 or not _HOSTNAME.fullmatch(host) or host.endswith("..") or host == "."
-            or _NUMERIC_LABEL.fullmatch(host.removesuffix(".").rpartition(".")[2])):
+    if not is_host_name(host):
         raise AllowListError(f"{escaped(host, 80)!r} is not a host name or IP address")
     return host.lower().removesuffix(".")
 

@@ -223,6 +223,10 @@ def _target(target: str | None, region: str | None) -> tuple[str, int]:
     try:
         address = parse_address(f"tcp://{target}")
     except UsageError:
+        host, sep, port = target.rpartition(":")
+        if sep and host and port.isdigit() and not host.startswith("[") and ":" not in host:
+            raise UsageError(f"--target {escaped(target, 80)!r}: {escaped(host, 80)!r} is not a host name or IP "
+                             "address") from None
         raise UsageError(plainly) from None
     assert isinstance(address, TcpAddress)
     if address.port == 0:

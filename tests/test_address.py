@@ -25,6 +25,7 @@ from nitrokit.wire import (
     open_connection,
     parse_address,
 )
+from nitrokit.wire.address import is_host_name
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -294,3 +295,18 @@ def test_vsock_round_trip_over_loopback():
             assert client.recv(16) == b"vsock"
         thread.join(5)
 
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("kms.us-east-1.amazonaws.com", True), ("localhost", True), ("kms.x1.example.", True), ("a-b.c9", True),
+    ("127.1", False), ("0x7f.1", False), ("010.0.0.1", False), ("2130706433", False), ("1.2.3.0x4", False),
+    ("-bad.example", False), ("a..b", False), ("", False), ("x" * 64 + ".example", False),
+])
+def test_one_host_name_rule(text: str, expected: bool) -> None:
+    """The addresses, the tunnel's allow-list and target, and the enclave's KMS host share this rule: a name whose
+    last label is numeric is IPv4 shorthand to getaddrinfo and a name to a nameserver, so it is none of them."""
+    assert is_host_name(text) is expected
+    if not expected and text:
+        with pytest.raises(AddressError):
+            parse_address(f"tcp://{text}:80")
+    assert parse_address("tcp://127.0.0.1:80") == TcpAddress("127.0.0.1", 80)

@@ -40,6 +40,7 @@ __all__ = [
     "VsockAddress",
     "bound_address",
     "connect",
+    "is_host_name",
     "listen",
     "open_connection",
     "parse_address",
@@ -54,6 +55,9 @@ _MAX_ADDRESS_LENGTH = 1024
 # sun_path is 108 bytes on Linux, one of them the terminating NUL.
 _MAX_UNIX_PATH_BYTES = 107
 _HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+# A last label of digits (or 0x...) makes getaddrinfo read the name as IPv4 shorthand (127.1, 010.0.0.1 as
+# 8.0.0.1) while a nameserver reads it as a name: where it leads would depend on which was asked.
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 _DECIMAL = re.compile(r"[0-9]{1,10}")
 _FORMS = "vsock://CID:PORT, unix:///path or tcp://HOST:PORT"
 
@@ -190,9 +194,24 @@ def _parse_tcp(text: str, rest: str) -> TcpAddress:
             raise AddressError(f"tcp address {text!r} must be tcp://HOST:PORT")
         if ":" in host:
             raise AddressError(f"tcp address {text!r}: write an IPv6 host in brackets, tcp://[{host}]:PORT")
-        if len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        if not (_is_ipv4(host) or is_host_name(host)):
             raise AddressError(f"tcp address {text!r}: {host!r} is not a valid host name or IPv4 address")
     return TcpAddress(host=host, port=_parse_number(text, port_text, "port", 65535))
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
+
+
+def is_host_name(text: str) -> bool:
+    """Whether ``text`` is a DNS host name (letters, digits, hyphens; labels of 1..63; 253 characters at most,
+    a trailing dot allowed) that no resolver can take for an IPv4 address: its last label is not numeric."""
+    name = text.removesuffix(".")
+    return (len(name) <= 253 and _HOSTNAME.fullmatch(text) is not None
+            and _NUMERIC_LABEL.fullmatch(name.rpartition(".")[2]) is None)
 
 
 def _parse_number(text: str, value: str, what: str, maximum: int) -> int:
