@@ -41,7 +41,7 @@ from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import check_region, kms_endpoint_host
 from nitrokit.text import escaped
-from nitrokit.wire.address import VMADDR_CID_PARENT, Address, is_host_name, parse_address
+from nitrokit.wire.address import VMADDR_CID_PARENT, Address, is_host_name, is_ipv4_literal, parse_address
 from nitrokit.wire.credentials import (
     DEFAULT_CREDENTIALS_PORT,
     AwsCredentials,
@@ -119,7 +119,8 @@ def _fetcher(source: CredentialsSource) -> Callable[[], AwsCredentials]:
 
 
 def _check_host(host: object) -> str:
-    if not isinstance(host, str) or host.endswith(".") or not is_host_name(host):  # SNI takes no trailing dot
+    """A DNS name (no trailing dot: SNI takes none) or an IPv4 literal, which ssl checks against IP SANs."""
+    if not isinstance(host, str) or host.endswith(".") or not (is_host_name(host) or is_ipv4_literal(host)):
         shown = escaped(host, 60) if isinstance(host, str) else type(host).__name__
         raise UsageError(f"KMS host {shown!r} is not a DNS host name")
     return host

@@ -41,6 +41,7 @@ __all__ = [
     "bound_address",
     "connect",
     "is_host_name",
+    "is_ipv4_literal",
     "listen",
     "open_connection",
     "parse_address",
@@ -194,12 +195,13 @@ def _parse_tcp(text: str, rest: str) -> TcpAddress:
             raise AddressError(f"tcp address {text!r} must be tcp://HOST:PORT")
         if ":" in host:
             raise AddressError(f"tcp address {text!r}: write an IPv6 host in brackets, tcp://[{host}]:PORT")
-        if not (_is_ipv4(host) or is_host_name(host)):
+        if not (is_ipv4_literal(host) or is_host_name(host)):
             raise AddressError(f"tcp address {text!r}: {host!r} is not a valid host name or IPv4 address")
     return TcpAddress(host=host, port=_parse_number(text, port_text, "port", 65535))
 
 
-def _is_ipv4(text: str) -> bool:
+def is_ipv4_literal(text: str) -> bool:
+    """Whether ``text`` is an IPv4 address in dotted-quad form (the only form ``ipaddress`` reads)."""
     try:
         return ipaddress.ip_address(text).version == 4
     except ValueError:
