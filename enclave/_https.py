@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import re
-import select
 import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nitrokit.text import escaped
-from nitrokit.wire.address import Address, connect
+from nitrokit.wire.address import Address, closed_while_idle, connect
 from nitrokit.wire.errors import (
     ConnectionClosedError,
     InvalidResponseError,
@@ -135,7 +134,7 @@ class HttpsConnection:
     # -- the connection --------------------------------------------------------------------------------------
 
     def _connection(self, deadline: _Deadline) -> ssl.SSLSocket:
-        if self._sock is not None and _idle_closed(self._sock):
+        if self._sock is not None and closed_while_idle(self._sock):
             self.close()
         if self._sock is None:
             raw = connect(self.address, timeout=min(self._connect_timeout, deadline.left()))
@@ -242,18 +241,6 @@ def _parse_headers(lines: list[str]) -> dict[str, str]:
             raise InvalidResponseError("KMS's answer has two different Content-Length headers")
         headers[key] = value if key not in headers or key == "content-length" else f"{headers[key]}, {value}"
     return headers
-
-
-def _idle_closed(sock: ssl.SSLSocket) -> bool:
-    """Whether an idle TLS connection was closed by the peer: nothing is due, so anything readable (EOF, a
-    close_notify, stray bytes) means the connection cannot be used for the next request."""
-    if sock.pending():
-        return True
-    try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return True
-    return bool(readable)
 
 
 def _mapped(exc: BaseException, host: str) -> BaseException:

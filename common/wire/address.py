@@ -22,6 +22,7 @@ import errno
 import ipaddress
 import os
 import re
+import select
 import socket
 import stat
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ __all__ = [
     "UnixAddress",
     "VsockAddress",
     "bound_address",
+    "closed_while_idle",
     "connect",
     "is_host_name",
     "is_ipv4_literal",
@@ -382,3 +384,19 @@ def _remove_stale_unix_socket(address: UnixAddress) -> None:
 def _check_timeout(timeout: float) -> None:
     if not timeout > 0:
         raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+
+
+def closed_while_idle(sock: socket.socket) -> bool:
+    """Whether a kept-alive connection, idle since its last answer, can no longer be used: the peer closed it
+    (its idle timeout, a restart) or sent bytes nobody asked for. Nothing is due on an idle connection, so
+    anything readable (EOF, a TLS close_notify, stray bytes) means start afresh. Works for TLS sockets too
+    (``pending()``: bytes ssl has already decrypted), and never blocks or reads."""
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending():
+        return True
+    poller = select.poll()
+    try:
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # closed, or no longer a socket
+        return True

@@ -26,7 +26,7 @@ from collections.abc import Collection, Mapping
 from types import TracebackType
 from typing import Any, Self
 
-from nitrokit.wire.address import Address, connect, open_connection, parse_address
+from nitrokit.wire.address import Address, closed_while_idle, connect, open_connection, parse_address
 from nitrokit.wire.errors import FrameTooLargeError, MalformedFrameError, RemoteError
 from nitrokit.wire.framing import MAX_FRAME_SIZE, read_frame, recv_frame, send_frame, write_frame
 from nitrokit.wire.kms import OPERATIONS
@@ -101,7 +101,7 @@ class WireClient(_ClientBase):
             self._sock = None
 
     def _connection(self) -> socket.socket:
-        if self._sock is not None and _peer_closed(self._sock):
+        if self._sock is not None and closed_while_idle(self._sock):
             self.close()
         if self._sock is None:
             self._sock = connect(self.address, timeout=self.connect_timeout)
@@ -208,15 +208,3 @@ def _unwrap(response: Response) -> dict[str, Any]:
     assert response.response is not None
     return dict(response.response)
 
-
-def _peer_closed(sock: socket.socket) -> bool:
-    """Whether an idle connection was closed by the peer (its idle timeout, a restart) since the last call."""
-    try:
-        sock.settimeout(0.0)  # non-blocking (the next send or receive sets its own timeout)
-        sock.recv(1, socket.MSG_PEEK)
-    except BlockingIOError:
-        return False  # nothing to read: the connection is still good
-    except OSError:
-        return True
-    # EOF, or bytes nobody asked for (out of step with our requests): either way, start afresh.
-    return True
