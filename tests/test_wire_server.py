@@ -230,8 +230,10 @@ def _answered_once_freed(address: Any) -> None:
         try:
             assert WireClient(address, operations=ECHO).call("Echo", {"Text": "next"}) == {"Echo": "next"}
             return
-        except RemoteError as exc:
-            if exc.code != ErrorCode.BUSY or time.monotonic() > deadline:
+        except (RemoteError, TransportError) as exc:
+            # Busy, or (under load) the refusal's close breaking the pipe of a request still being sent.
+            busy = isinstance(exc, TransportError) or exc.code == ErrorCode.BUSY
+            if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(0.02)
 
