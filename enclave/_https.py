@@ -29,6 +29,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nitrokit.enclave.errors import TlsFailure
 from nitrokit.text import escaped
 from nitrokit.wire.address import Address, closed_while_idle, connect
 from nitrokit.wire.errors import (
@@ -53,13 +54,6 @@ _DIGITS = re.compile(r"[0-9]{1,12}")
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST",
                       "PACKET_LENGTH_TOO_LONG"})
 _HOSTNAME_MISMATCH = 62  # X509_V_ERR_HOSTNAME_MISMATCH
-
-
-class TlsFailure(WireError):
-    """TLS refused the connection or its records: not retryable, nothing of the answer is used."""
-
-    retryable = False
-    code = "TlsError"
 
 
 @dataclass(frozen=True)

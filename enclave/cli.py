@@ -47,7 +47,6 @@ from nitrokit.enclave.nsm import (
 )
 from nitrokit.enclave.service import DEFAULT_LISTEN as DEFAULT_SERVICE_LISTEN
 from nitrokit.enclave.service import EnclaveService
-from nitrokit.enclave.tunnel import DEFAULT_CREDENTIALS
 from nitrokit.errors import UsageError
 from nitrokit.hextext import decode_hex
 from nitrokit.kms_api import (
@@ -58,6 +57,7 @@ from nitrokit.kms_api import (
     NUMBER_OF_BYTES_RANGE,
     region_from_environment,
 )
+from nitrokit.wire.credentials import ENCLAVE_CREDENTIALS_ADDRESS
 from nitrokit.wire.server import run_until_signal
 from nitrokit.wire.service import ATTEST, MAX_MESSAGE_BYTES, MAX_NONCE_BYTES, SIGN, ServiceClient
 
@@ -263,7 +263,7 @@ def _add_parent_options(parser: argparse.ArgumentParser) -> None:
                         help="PEM roots to verify KMS's certificate with (default: the Amazon Trust Services roots "
                              "shipped with nitrokit)")
     tunnel.add_argument("--credentials", metavar="ADDR",
-                        help=f"the parent's credentials channel (default {DEFAULT_CREDENTIALS})")
+                        help=f"the parent's credentials channel (default {ENCLAVE_CREDENTIALS_ADDRESS})")
     add_nsm_option(parser)
 
 

@@ -20,6 +20,16 @@ NSM failures raise :class:`nitrokit.enclave.nsm.NsmError`. All of these are :cla
 from __future__ import annotations
 
 from nitrokit.errors import NitrokitError
+from nitrokit.wire.errors import WireError
+
+
+class TlsFailure(WireError):
+    """Internal: what the tunnel transport raises when TLS refused the connection or its records. Not retried
+    and nothing of the answer used; :class:`~nitrokit.enclave.kms_client.KmsClient` raises it as
+    :class:`TlsError`. (Here, not in the transport's module, so the client can catch it without loading TLS.)"""
+
+    retryable = False
+    code = "TlsError"
 
 
 class EnclaveKmsError(NitrokitError):

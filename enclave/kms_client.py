@@ -46,7 +46,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -54,11 +54,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from nitrokit import cms
-from nitrokit.enclave._https import TlsFailure
-from nitrokit.enclave.errors import KmsCallError, TlsError, UntrustedAnswerError
+from nitrokit.enclave.errors import KmsCallError, TlsError, TlsFailure, UntrustedAnswerError
 from nitrokit.enclave.keys import DEFAULT_RSA_KEY_SIZE, EphemeralKeyPair, check_key_bits
 from nitrokit.enclave.nsm import Nsm
-from nitrokit.enclave.tunnel import CredentialsSource, TunnelTransport
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import (
     DATA_KEY_SPEC_BYTES,
@@ -81,6 +79,9 @@ from nitrokit.wire.kms import (
     Operation,
     recipient_info,
 )
+
+if TYPE_CHECKING:
+    from nitrokit.enclave.tunnel import CredentialsSource
 
 __all__ = [
     "DEFAULT_PARENT",
@@ -455,8 +456,9 @@ class KmsClient:
 
     def _call_with_retries(self, operation: str, request: dict[str, object]) -> dict[str, object]:
         attempt = 0
-        where = (f"KMS {self._transport.kms_host} over TLS through the relay {self._address}"
-                 if isinstance(self._transport, TunnelTransport) else f"parent {self._address}")
+        kms_host = getattr(self._transport, "kms_host", None)  # the tunnel transport's
+        where = (f"KMS {kms_host} over TLS through the relay {self._address}" if kms_host is not None
+                 else f"parent {self._address}")
         while True:
             attempt += 1
             try:
@@ -532,6 +534,9 @@ def _transport(
     region = region if region is not None else region_from_environment()
     if region is None:
         raise UsageError("tunnel mode needs the KMS region: pass region= (or set AWS_REGION)")
+    # Loaded only for tunnel mode: TLS, SigV4 and the HTTP client stay out of relay mode's (and --help's) start.
+    from nitrokit.enclave.tunnel import TunnelTransport
+
     return TunnelTransport(address, region=region, kms_host=kms_host, ca_file=ca_file, credentials=credentials,
                            connect_timeout=connect_timeout, timeout=timeout)
 

@@ -41,9 +41,9 @@ from nitrokit.enclave._sigv4 import SigV4Signer
 from nitrokit.errors import UsageError
 from nitrokit.kms_api import check_region, kms_endpoint_host
 from nitrokit.text import escaped
-from nitrokit.wire.address import VMADDR_CID_PARENT, Address, is_host_name, is_ipv4_literal, parse_address
+from nitrokit.wire.address import Address, is_host_name, is_ipv4_literal, parse_address
 from nitrokit.wire.credentials import (
-    DEFAULT_CREDENTIALS_PORT,
+    ENCLAVE_CREDENTIALS_ADDRESS,
     AwsCredentials,
     CredentialsClient,
     credentials_response,
@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 #: The parent's credentials channel as an enclave sees it.
-DEFAULT_CREDENTIALS = f"vsock://{VMADDR_CID_PARENT}:{DEFAULT_CREDENTIALS_PORT}"
+DEFAULT_CREDENTIALS = ENCLAVE_CREDENTIALS_ADDRESS
 #: Amazon Root CA 1-4 and Starfield Services Root CA G2: the roots KMS's certificates chain to.
 DEFAULT_CA_FILE = Path(str(resources.files("nitrokit.enclave").joinpath("ca/amazon-trust-services.pem")))
 

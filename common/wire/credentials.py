@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nitrokit.wire.address import Address
+from nitrokit.wire.address import VMADDR_CID_PARENT, Address
 from nitrokit.wire.client import DEFAULT_CONNECT_TIMEOUT, WireClient
 from nitrokit.wire.errors import InvalidResponseError
 from nitrokit.wire.kms import Integer, Operation, String, Structure
@@ -35,6 +35,7 @@ from nitrokit.wire.kms import Integer, Operation, String, Structure
 __all__ = [
     "CREDENTIALS_OPERATIONS",
     "DEFAULT_CREDENTIALS_PORT",
+    "ENCLAVE_CREDENTIALS_ADDRESS",
     "GET_CREDENTIALS",
     "AwsCredentials",
     "CredentialsClient",
@@ -44,6 +45,8 @@ __all__ = [
 
 #: The parent's credentials channel port (an enclave reaches it as vsock://3:8001).
 DEFAULT_CREDENTIALS_PORT = 8001
+#: The credentials channel as an enclave reaches it: the parent (CID 3) on that port.
+ENCLAVE_CREDENTIALS_ADDRESS = f"vsock://{VMADDR_CID_PARENT}:{DEFAULT_CREDENTIALS_PORT}"
 #: How long a fetch waits for its answer: the parent's credential source has a timeout below this.
 DEFAULT_TIMEOUT = 10.0
 _MAX_EXPIRATION = 2**40
