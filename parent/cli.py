@@ -13,13 +13,13 @@ from typing import Any
 
 from nitrokit.cli._io import add_log_level_argument, configure_logging
 from nitrokit.errors import UsageError
+from nitrokit.parent._tunnel_defaults import DEFAULT_CREDENTIALS_LISTEN, TUNNEL_DEFAULTS
 from nitrokit.parent.proxy import DEFAULT_LISTEN, ParentProxy, ProxyConfig, check_operations
-from nitrokit.parent.tunnel import DEFAULT_CREDENTIALS_LISTEN, TunnelConfig, TunnelProxy
 from nitrokit.wire import MAX_FRAME_SIZE, OPERATIONS, Address
 from nitrokit.wire.server import run_until_signal
 
 _DEFAULTS = ProxyConfig()
-_TUNNEL = TunnelConfig(target="127.0.0.1:443", credentials_listen=None)  # for its defaults only
+_TUNNEL = TUNNEL_DEFAULTS
 
 #: option dest -> (the mode it belongs to, its default); given or not is told by its absence from the namespace
 _MODE_OPTIONS: dict[str, tuple[str, Any]] = {}
@@ -157,6 +157,8 @@ def run_parent(args: argparse.Namespace) -> int:
 
 
 def _run_tunnel(args: argparse.Namespace, options: dict[str, Any]) -> int:
+    from nitrokit.parent.tunnel import TunnelConfig, TunnelProxy  # loaded for tunnel mode only
+
     options["dns_servers"] = tuple(options.pop("dns_server"))
     config = TunnelConfig(listen=args.listen, region=args.region, profile=args.profile, **_shared_values(args),
                           **options)

@@ -55,6 +55,7 @@ from nitrokit.kms_api import check_region, kms_endpoint_host, region_from_enviro
 from nitrokit.parent._allowlist import AllowList, AllowListError, load_allow_list
 from nitrokit.parent._credentials import CredentialsServer, CredentialsSource, boto3_credentials_source
 from nitrokit.parent._dns import DnsError, IpVersion, Resolver, parse_dns_server
+from nitrokit.parent._tunnel_defaults import DEFAULT_CREDENTIALS_LISTEN, DEFAULT_LISTEN, TUNNEL_DEFAULTS
 from nitrokit.text import escaped
 from nitrokit.wire.address import (
     LISTEN_BACKLOG,
@@ -66,16 +67,12 @@ from nitrokit.wire.address import (
     parse_address,
 )
 from nitrokit.wire.address import listen as listen_socket
-from nitrokit.wire.credentials import DEFAULT_CREDENTIALS_PORT
 from nitrokit.wire.errors import WireError
 from nitrokit.wire.server import RefusalLog, ServerLimits, ServerThread, check_count, check_seconds, peer_of
 
 __all__ = ["DEFAULT_CREDENTIALS_LISTEN", "DEFAULT_LISTEN", "KMS_PORT", "AllowList", "AllowListError", "TunnelConfig",
            "TunnelProxy", "TunnelThread"]
 
-#: What the enclave reaches as vsock://3:8000 (the tunnel) and vsock://3:8001 (the credentials channel).
-DEFAULT_LISTEN = "vsock://any:8000"
-DEFAULT_CREDENTIALS_LISTEN = f"vsock://any:{DEFAULT_CREDENTIALS_PORT}"
 KMS_PORT = 443
 #: At most this many of the target's addresses are tried per tunnel (each within connect_timeout).
 MAX_CONNECT_TRIES = 4
@@ -106,19 +103,19 @@ class TunnelConfig:
     #: nameservers to ask (``IP[:PORT]``); default those of /etc/resolv.conf
     dns_servers: tuple[str, ...] = ()
     #: open tunnels overall; one more is closed at once (logged refused-cap)
-    max_connections: int = 128
+    max_connections: int = TUNNEL_DEFAULTS.max_connections
     #: open tunnels from one peer (vsock CID, Unix peer uid, TCP host)
-    max_connections_per_peer: int = 64
+    max_connections_per_peer: int = TUNNEL_DEFAULTS.max_connections_per_peer
     #: per address of the target tried
-    connect_timeout: float = 5.0
+    connect_timeout: float = TUNNEL_DEFAULTS.connect_timeout
     #: a tunnel with no byte either way for this long is closed
-    idle_timeout: float = 120.0
+    idle_timeout: float = TUNNEL_DEFAULTS.idle_timeout
     #: a tunnel is closed this long after it was accepted, busy or not
-    max_tunnel_lifetime: float = 3600.0
+    max_tunnel_lifetime: float = TUNNEL_DEFAULTS.max_tunnel_lifetime
     #: bytes read at a time, and the most buffered per direction and side
-    buffer_size: int = 65536
+    buffer_size: int = TUNNEL_DEFAULTS.buffer_size
     #: on stop, how long tunnels may go on before they are cut
-    grace_period: float = 30.0
+    grace_period: float = TUNNEL_DEFAULTS.grace_period
     dns_timeout: float = 2.0
     dns_attempts: int = 2
     #: after a failed re-resolution, how long the last good answer is still used
