@@ -140,6 +140,13 @@ def test_production_modules_and_the_whole_cli_load_no_test_support_or_boto3() ->
     """))
     assert "nitrokit.enclave.cli" in loaded and "nitrokit.parent.cli" in loaded  # registered by entry point
     assert sorted(loaded.intersection(TEST_SUPPORT)) == []
+    # Tunnel mode's parts load only for tunnel mode, not with relay mode or every --help.
+    assert sorted(loaded.intersection(TUNNEL_ONLY)) == []
+
+
+TUNNEL_ONLY = ("nitrokit.enclave.tunnel", "nitrokit.enclave._https", "nitrokit.enclave._sigv4",
+               "nitrokit.parent.tunnel", "nitrokit.parent._allowlist", "nitrokit.parent._dns",
+               "nitrokit.parent._credentials")
 
 
 def test_the_pytest_plugin_imports_nothing_heavy_until_a_fixture_is_used() -> None:
